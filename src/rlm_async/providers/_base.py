@@ -1,0 +1,57 @@
+"""The one small interface every model provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlm_async._types import Completion, Message
+
+__all__ = ["CompletionRequest", "Provider", "TextDelta"]
+
+
+class CompletionRequest(BaseModel):
+    """A provider-neutral chat request; each adapter maps it to its own wire format."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    messages: list[Message]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    extra: dict[str, object] = Field(default_factory=dict)
+
+
+class TextDelta(BaseModel):
+    """A piece of streamed model text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model provider: one async call, one streaming call, and closing.
+
+    Implementations never raise raw ``httpx`` errors: every failure is a
+    ``ProviderError`` subclass. An injected ``httpx.AsyncClient`` is never closed by
+    the adapter; one it created itself is closed by ``aclose()``.
+    """
+
+    name: str
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Send one request and return the whole completion."""
+        ...
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[TextDelta | Completion]:
+        """Stream text deltas; the last item is the whole ``Completion`` (with usage)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections the provider owns."""
+        ...

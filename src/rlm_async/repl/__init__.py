@@ -1,0 +1,5 @@
+"""The REPL: a persistent, sandboxed child Python process that runs model-written cells."""
+
+from rlm_async.repl._session import CellResult, ReplOptions, ReplSession, SubCallHandler
+
+__all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]

@@ -1,0 +1,567 @@
+"""The REPL child process: runs model-written cells. Standard library only.
+
+Started by the parent (``_session.py``) as ``python -I _child.py --in-fd N --out-fd M
+--config PATH``. It talks JSON lines over two dedicated pipes, never over stdin/stdout,
+so model code that prints, writes to fd 1 or runs ``os.system`` cannot forge or corrupt
+the protocol. The parent validates everything it receives anyway.
+
+Why stdlib only, and why loaded by path: the child must start in tens of milliseconds
+under any interpreter the parent uses, and must not import the parent's package (which
+pulls in httpx and pydantic) into the process that runs untrusted code.
+
+Messages (one JSON object per line, ``type`` discriminates; see ``_protocol.py``):
+
+parent → child: ``exec`` (cell id, code), ``llm_response`` (request id, results),
+``shutdown``.
+child → parent: ``ready`` (pid, sandbox report, context facts), ``result`` (cell id,
+stdout, stderr, error, final), ``llm_request`` (request id, cell id, kind, prompts,
+model, contexts), ``cancel`` (request id abandoned by an interrupted cell), ``fatal``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+PROTOCOL_VERSION = 1
+_CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
+_TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_MAX_INBOUND_LINE = 256 * 1024 * 1024
+
+
+class _Channel:
+    """Writes protocol messages to the parent; safe to use from any thread."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        # ensure_ascii keeps every line valid ASCII, whatever surrogates model code made.
+        data = (json.dumps(message) + "\n").encode("ascii")
+        with self._lock:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+
+
+class _Pending:
+    """A sub-call request waiting for the parent's answer (a tiny thread-safe future)."""
+
+    __slots__ = ("_callbacks", "_event", "results")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._callbacks: list[Any] = []
+        self.results: list[dict[str, Any]] | None = None
+
+    def set(self, results: list[dict[str, Any]]) -> None:
+        self.results = results
+        self._event.set()
+        for callback in self._callbacks:
+            callback(results)
+
+    def wait(self) -> list[dict[str, Any]]:
+        # Event.wait without a timeout is interruptible by SIGINT on POSIX, which is how
+        # the parent interrupts a cell stuck waiting for a sub-call.
+        self._event.wait()
+        assert self.results is not None
+        return self.results
+
+    def add_done_callback(self, callback: Any) -> None:
+        self._callbacks.append(callback)
+        if self._event.is_set() and self.results is not None:
+            callback(self.results)
+
+
+class _CappedText(io.TextIOBase):
+    """A text sink keeping the first and last ``limit // 2`` characters of what is written."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._half = max(limit // 2, 1)
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: deque[str] = deque()
+        self._tail_len = 0
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            if self._head_len < self._half:
+                take = text[: self._half - self._head_len]
+                self._head.append(take)
+                self._head_len += len(take)
+                rest = text[len(take) :]
+            else:
+                rest = text
+            if rest:
+                self._tail.append(rest)
+                self._tail_len += len(rest)
+                while self._tail_len > self._half and self._tail:
+                    over = self._tail_len - self._half
+                    first = self._tail[0]
+                    if len(first) <= over:
+                        self._tail.popleft()
+                        self._tail_len -= len(first)
+                        self._dropped += len(first)
+                    else:
+                        self._tail[0] = first[over:]
+                        self._tail_len -= over
+                        self._dropped += over
+        return len(text)
+
+    def getvalue(self) -> str:
+        with self._lock:
+            head = "".join(self._head)
+            tail = "".join(self._tail)
+            if self._dropped:
+                return f"{head}\n[... {self._dropped} characters truncated ...]\n{tail}"
+            return head + tail
+
+
+class _Repl:
+    """State of the running REPL: namespace, pending sub-calls, the final answer."""
+
+    def __init__(self, channel: _Channel, config: dict[str, Any]) -> None:
+        self.channel = channel
+        self.config = config
+        self.output_limit = int(config.get("output_limit", 20_000))
+        self.pending: dict[int, _Pending] = {}
+        self.pending_lock = threading.Lock()
+        self.next_id = 0
+        self.current_cell = 0
+        self.final: str | None = None
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.inbox_ready = threading.Condition()
+        self.runner: Any = None  # asyncio.Runner, created on first use (asyncio is slow to import)
+        self.sandbox: Any = None
+        self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        self._reserved: set[str] = set()
+
+    # ---- the names model code sees -------------------------------------------------
+
+    def install_api(self, context: Any) -> None:
+        api = {
+            "context": context,
+            "llm_query": self.llm_query,
+            "llm_query_batched": self.llm_query_batched,
+            "allm_query": self.allm_query,
+            "rlm_query": self.rlm_query,
+            "rlm_query_batched": self.rlm_query_batched,
+            "FINAL": self.final_answer,
+            "FINAL_VAR": self.final_var,
+            "SHOW_VARS": self.show_vars,
+        }
+        self.namespace.update(api)
+        self._reserved = set(api) - {"context"}
+
+    def _submit(
+        self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
+    ) -> tuple[int, _Pending]:
+        with self.pending_lock:
+            self.next_id += 1
+            request_id = self.next_id
+            pending = _Pending()
+            self.pending[request_id] = pending
+        message: dict[str, Any] = {
+            "type": "llm_request",
+            "id": request_id,
+            "cell": self.current_cell,
+            "kind": kind,
+            "prompts": prompts,
+            "model": model,
+        }
+        if contexts is not None:
+            message["contexts"] = contexts
+        self.channel.send(message)
+        return request_id, pending
+
+    def _call(
+        self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
+    ) -> list[str]:
+        request_id, pending = self._submit(kind, prompts, model, contexts)
+        try:
+            results = pending.wait()
+        except BaseException:
+            # Interrupted while waiting: tell the parent to stop spending on it; a late
+            # reply for this id will find nothing pending and be dropped.
+            self._abandon(request_id)
+            raise
+        with self.pending_lock:
+            self.pending.pop(request_id, None)
+        return [_result_text(r) for r in results]
+
+    def _abandon(self, request_id: int) -> None:
+        with self.pending_lock:
+            self.pending.pop(request_id, None)
+        try:
+            self.channel.send({"type": "cancel", "id": request_id})
+        except OSError:
+            pass
+
+    def llm_query(self, prompt: str, model: str | None = None) -> str:
+        """Ask a sub-model one question; returns its answer (or an ``Error: ...`` string)."""
+        _check_prompt(prompt, "llm_query")
+        return self._call("llm", [prompt], _check_model(model))[0]
+
+    def llm_query_batched(self, prompts: list[str], model: str | None = None) -> list[str]:
+        """Ask many questions at once; answered concurrently, returned in order."""
+        prompts = _check_prompts(prompts, "llm_query_batched")
+        if not prompts:
+            return []
+        return self._call("llm", prompts, _check_model(model))
+
+    async def allm_query(self, prompt: str, model: str | None = None) -> str:
+        """``await allm_query(prompt)``: the async form, for ``asyncio.gather`` in a cell."""
+        import asyncio
+
+        _check_prompt(prompt, "allm_query")
+        request_id, pending = self._submit("llm", [prompt], _check_model(model))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+
+        def _deliver(results: list[dict[str, Any]]) -> None:
+            def _set() -> None:
+                if not future.done():
+                    future.set_result(results)
+
+            loop.call_soon_threadsafe(_set)
+
+        pending.add_done_callback(_deliver)
+        try:
+            results = await future
+        except BaseException:
+            self._abandon(request_id)
+            raise
+        with self.pending_lock:
+            self.pending.pop(request_id, None)
+        return _result_text(results[0])
+
+    def rlm_query(self, prompt: str, context: Any = None) -> str:
+        """Hand a question (and optionally its own context) to a sub-RLM, or a plain sub-call
+        at the last recursion level."""
+        _check_prompt(prompt, "rlm_query")
+        return self._call("rlm", [prompt], None, [_check_json(context)])[0]
+
+    def rlm_query_batched(self, prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
+        """Many ``rlm_query`` calls at once; answered concurrently, returned in order."""
+        prompts = _check_prompts(prompts, "rlm_query_batched")
+        if contexts is None:
+            contexts = [None] * len(prompts)
+        contexts = list(contexts)
+        if len(contexts) != len(prompts):
+            raise ValueError(
+                f"rlm_query_batched: {len(prompts)} prompts but {len(contexts)} contexts; "
+                "pass one context per prompt (or None)"
+            )
+        if not prompts:
+            return []
+        return self._call("rlm", prompts, None, [_check_json(c) for c in contexts])
+
+    def final_answer(self, answer: Any) -> None:
+        """``FINAL(answer)``: end the run with this answer (converted to ``str``)."""
+        self.final = answer if isinstance(answer, str) else str(answer)
+
+    def final_var(self, name: Any) -> None:
+        """``FINAL_VAR("name")``: end the run with the value of a variable."""
+        if isinstance(name, str) and name.isidentifier():
+            if name not in self.namespace:
+                raise NameError(
+                    f"FINAL_VAR: no variable named {name!r}; assign it in a cell first "
+                    f"(e.g. {name} = ...), then call FINAL_VAR({name!r})"
+                )
+            value = self.namespace[name]
+        else:
+            value = name  # the model passed the value itself: be forgiving
+        self.final = value if isinstance(value, str) else str(value)
+
+    def show_vars(self) -> dict[str, str]:
+        """``SHOW_VARS()``: the variables defined so far, with their types and sizes."""
+        shown: dict[str, str] = {}
+        for key, value in self.namespace.items():
+            if key.startswith("_") or key in self._reserved or key == "__builtins__":
+                continue
+            if type(value).__name__ in ("module", "function", "type"):
+                continue
+            size = ""
+            try:
+                size = f", len={len(value)}"
+            except TypeError:
+                pass
+            shown[key] = f"{type(value).__name__}{size}"
+        return shown
+
+    # ---- running cells --------------------------------------------------------------
+
+    def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
+        self.current_cell = cell_id
+        self.final = None
+        stdout = _CappedText(self.output_limit)
+        stderr = _CappedText(self.output_limit)
+        error: str | None = None
+        started = time.perf_counter()
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = stdout, stderr
+        sandbox = self.sandbox
+        try:
+            if sandbox is not None:
+                sandbox.arm_cell_cpu_limit(self.config.get("cpu_seconds_per_cell"))
+            self._execute(cell_id, code, stdout)
+        except SyntaxError as exc:
+            error = "".join(traceback.format_exception_only(type(exc), exc))
+        except KeyboardInterrupt:
+            error = "KeyboardInterrupt: the cell was interrupted (it ran past its time limit)"
+        except SystemExit as exc:
+            error = f"SystemExit({exc.code!r}) was ignored: the REPL keeps running; call FINAL(...) to finish"
+        except BaseException as exc:
+            error = _format_user_traceback(exc)
+        finally:
+            if sandbox is not None:
+                try:
+                    sandbox.disarm_cell_cpu_limit()
+                except BaseException:
+                    pass
+            sys.stdout, sys.stderr = saved
+        return {
+            "type": "result",
+            "cell": cell_id,
+            "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue(),
+            "error": error,
+            "final": self.final,
+            "duration": time.perf_counter() - started,
+        }
+
+    def _execute(self, cell_id: int, code: str, stdout: _CappedText) -> None:
+        filename = f"<cell {cell_id}>"
+        tree = ast.parse(code, filename=filename, mode="exec")
+        last: ast.expr | None = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = tree.body.pop().value  # echoed like a notebook's last expression
+        if tree.body:
+            body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT)
+            self._run_code(body)
+        if last is not None:
+            expression = ast.Expression(body=last)
+            ast.fix_missing_locations(expression)
+            value = self._run_code(compile(expression, filename, "eval", flags=_TOP_LEVEL_AWAIT))
+            if value is not None:
+                stdout.write(repr(value) + "\n")
+
+    def _run_code(self, code: Any) -> Any:
+        if code.co_flags & _CO_COROUTINE:
+            return self._async_runner().run(eval(code, self.namespace))
+        return eval(code, self.namespace)
+
+    def _async_runner(self) -> Any:
+        if self.runner is None:
+            import asyncio
+
+            self.runner = asyncio.Runner()
+        return self.runner
+
+    # ---- the message loop ---------------------------------------------------------
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Called by the reader thread for every message from the parent."""
+        if message.get("type") == "llm_response":
+            with self.pending_lock:
+                pending = self.pending.get(message.get("id", -1))
+            if pending is not None:  # else: a late reply to an abandoned request, dropped
+                pending.set(message.get("results") or [])
+            return
+        with self.inbox_ready:
+            self.inbox.append(message)
+            self.inbox_ready.notify()
+
+    def next_message(self) -> dict[str, Any]:
+        with self.inbox_ready:
+            while not self.inbox:
+                self.inbox_ready.wait()
+            return self.inbox.popleft()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                message = self.next_message()
+                kind = message.get("type")
+                if kind == "shutdown":
+                    return
+                if kind == "exec":
+                    result = self.run_cell(int(message["cell"]), str(message["code"]))
+                    self.channel.send(result)
+            except KeyboardInterrupt:
+                # A SIGINT that arrived after the cell finished: nothing to interrupt.
+                continue
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    if result.get("ok"):
+        return str(result.get("text", ""))
+    return f"Error: {result.get('error', 'the sub-call failed')}"
+
+
+def _check_prompt(prompt: Any, name: str) -> None:
+    if not isinstance(prompt, str):
+        raise TypeError(
+            f"{name}(prompt) takes a str, got {type(prompt).__name__}; "
+            "build the prompt text first (e.g. with an f-string or '\\n'.join(...))"
+        )
+
+
+def _check_prompts(prompts: Any, name: str) -> list[str]:
+    if isinstance(prompts, str) or not hasattr(prompts, "__iter__"):
+        raise TypeError(f"{name}(prompts) takes a list of str, got {type(prompts).__name__}")
+    prompts = list(prompts)
+    for index, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"{name}: prompts[{index}] is a {type(prompt).__name__}, every prompt must be a str"
+            )
+    return prompts
+
+
+def _check_model(model: Any) -> str | None:
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"model must be a model name (str) or None, got {type(model).__name__}")
+    return model
+
+
+def _check_json(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            "rlm_query: a sub-context must be a str, list or dict of plain JSON values "
+            f"({exc})"
+        ) from None
+    return value
+
+
+def _format_user_traceback(exc: BaseException) -> str:
+    """A traceback of the model's own code, without the REPL's frames."""
+    here = os.path.abspath(__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != here]
+    lines = ["Traceback (most recent call last):\n"]
+    lines.extend(traceback.format_list(frames))
+    lines.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(lines)
+
+
+def _load_context(config: dict[str, Any]) -> Any:
+    path = config.get("context_path")
+    if not path:
+        return None
+    fmt = config.get("context_format", "text")
+    if fmt == "text":
+        with open(path, encoding="utf-8", errors="surrogatepass") as handle:
+            return handle.read()
+    with open(path, "rb") as handle:
+        return json.loads(handle.read())
+
+
+def _load_sandbox(policy: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox.py")
+    spec = importlib.util.spec_from_file_location("_rlm_async_sandbox", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load the sandbox module from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = module.apply_sandbox(policy)
+    return module, report
+
+
+def _reader(repl: _Repl, fd: int) -> None:
+    stream = os.fdopen(fd, "rb", buffering=1 << 20)
+    try:
+        while True:
+            line = stream.readline(_MAX_INBOUND_LINE)
+            if not line:
+                break
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                repl.deliver(message)
+    except OSError:
+        pass
+    # The parent closed our input: it is gone or shutting us down. Exit at once, without
+    # waiting for a cell that may be stuck (the parent no longer wants its result).
+    os._exit(0)
+
+
+def _parse_args(argv: list[str]) -> tuple[int, int, str]:
+    values = dict(zip(argv[1::2], argv[2::2], strict=False))
+    return int(values["--in-fd"]), int(values["--out-fd"]), values["--config"]
+
+
+def main(argv: list[str]) -> int:
+    in_fd, out_fd, config_path = _parse_args(argv)
+    # Grandchildren (os.system, when allowed) must not inherit the protocol pipes.
+    os.set_inheritable(in_fd, False)
+    os.set_inheritable(out_fd, False)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    channel = _Channel(out_fd)
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    repl = _Repl(channel, config)
+    sandbox_report: dict[str, Any] = {}
+    started = time.perf_counter()
+    try:
+        policy = config.get("sandbox")
+        if policy:
+            repl.sandbox, sandbox_report = _load_sandbox(policy)
+        context = _load_context(config)
+    except BaseException as exc:
+        channel.send(
+            {"type": "fatal", "error": f"{type(exc).__name__}: {exc}", "kind": type(exc).__name__}
+        )
+        return 3
+    repl.install_api(context)
+    threading.Thread(target=_reader, args=(repl, in_fd), name="rlm-reader", daemon=True).start()
+    channel.send(
+        {
+            "type": "ready",
+            "version": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "sandbox": sandbox_report,
+            "context_load_seconds": time.perf_counter() - started,
+        }
+    )
+    repl.serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

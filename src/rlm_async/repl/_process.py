@@ -1,0 +1,294 @@
+"""One incarnation of the REPL child process, seen from the parent.
+
+Spawning, the framed protocol pipes, draining fds 1 and 2, waiting for exit and killing.
+Everything here is bounded in time and memory: a child that floods its stdout, sends an
+oversized line, or leaves a ``setsid`` grandchild holding a pipe cannot make the parent
+wait or grow without limit. ``_session.py`` builds cells, restarts and sub-calls on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from rlm_async._exceptions import ReplProtocolError
+from rlm_async.repl._protocol import ChildMessage, decode_child_message
+
+__all__ = ["ChildProcess", "HeadTailBuffer", "spawn_child"]
+
+_READ_CHUNK = 1 << 20
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ on Linux; not exported by Python 3.11's fcntl
+_PIPE_SIZE = 1 << 20
+
+
+class HeadTailBuffer:
+    """Keeps the first and last ``limit // 2`` bytes written to it; counts what it drops."""
+
+    def __init__(self, limit: int) -> None:
+        self._half = max(limit // 2, 1)
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        room = self._half - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            over = len(self._tail) - self._half
+            if over > 0:
+                del self._tail[:over]
+                self.dropped += over
+
+    def take(self) -> str:
+        """Return what was kept (decoded, with a truncation marker) and empty the buffer."""
+        head = self._head.decode("utf-8", "replace")
+        tail = self._tail.decode("utf-8", "replace")
+        text = f"{head}\n[... {self.dropped} bytes truncated ...]\n{tail}" if self.dropped else head + tail
+        self._head.clear()
+        self._tail.clear()
+        self.dropped = 0
+        return text
+
+
+class ChildProcess:
+    """A running child: its pipes, its output buffers, and how to end it."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        to_child: int,
+        from_child: int,
+        *,
+        max_message_bytes: int,
+        output_limit: int,
+    ) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._to_child = to_child
+        self._from_child = from_child
+        self._max_message_bytes = max_message_bytes
+        self._buffer = bytearray()
+        self._scanned = 0
+        self.output = HeadTailBuffer(output_limit)
+        self._pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(self.pid)
+        self._fds: list[int] = [to_child, from_child]
+        for stream in (popen.stdout, popen.stderr):
+            if stream is not None:
+                self._fds.append(stream.fileno())
+        for fd in self._fds:
+            os.set_blocking(fd, False)
+        self.closed = False
+
+    # ---- protocol -----------------------------------------------------------------
+
+    async def send(self, data: bytes) -> None:
+        """Write one framed message; raises ``BrokenPipeError`` if the child is gone."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._to_child, view)
+            except BlockingIOError:
+                await anyio.wait_writable(self._to_child)
+                continue
+            view = view[written:]
+
+    async def receive(self) -> ChildMessage | None:
+        """The next validated message, or ``None`` at end of file (the child is gone).
+
+        Raises:
+            ReplProtocolError: an oversized line or one that is not our protocol.
+        """
+        while True:
+            newline = self._buffer.find(b"\n", self._scanned)
+            if newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                self._scanned = 0
+                return decode_child_message(line)
+            self._scanned = len(self._buffer)
+            if len(self._buffer) > self._max_message_bytes:
+                raise ReplProtocolError(
+                    f"the REPL sent a line longer than {self._max_message_bytes:,} bytes"
+                )
+            try:
+                chunk = os.read(self._from_child, _READ_CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(self._from_child)
+                continue
+            if not chunk:
+                return None
+            self._buffer += chunk
+
+    async def drain_output(self) -> None:
+        """Copy fds 1 and 2 of the child into the capped buffer until cancelled or EOF."""
+        async with anyio.create_task_group() as tg:
+            for stream in (self.popen.stdout, self.popen.stderr):
+                if stream is not None:
+                    tg.start_soon(self._drain, stream.fileno())
+
+    async def _drain(self, fd: int) -> None:
+        while True:
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except BlockingIOError:
+                await anyio.wait_readable(fd)
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output.write(chunk)
+
+    def drain_now(self) -> None:
+        """Read whatever fds 1 and 2 hold right now, without waiting."""
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is None:
+                continue
+            with contextlib.suppress(OSError):
+                while chunk := os.read(stream.fileno(), _READ_CHUNK):
+                    self.output.write(chunk)
+
+    # ---- life and death -------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """SIGINT: raises KeyboardInterrupt in the cell, keeping the REPL's state."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGINT)
+
+    def exit_description(self) -> str:
+        code = self.popen.poll()
+        if code is None:
+            return "it stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"it was killed by {name}"
+        return f"it exited with status {code}"
+
+    async def wait_exit(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the process to exit; True if it did."""
+        if self.popen.poll() is not None:
+            return True
+        with anyio.move_on_after(timeout):
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            else:
+                while self.popen.poll() is None:
+                    await anyio.sleep(0.005)
+        return self.popen.poll() is not None
+
+    async def terminate(self, *, grace: float, shutdown_message: bytes | None = None) -> None:
+        """Ask the child to stop, then kill its whole process group; always bounded in time.
+
+        Shielded from cancellation: a cancelled run still cleans up its processes.
+        """
+        if self.closed:
+            return
+        with anyio.CancelScope(shield=True):
+            if shutdown_message is not None and self.popen.poll() is None:
+                with contextlib.suppress(OSError), anyio.move_on_after(grace):
+                    await self.send(shutdown_message)
+                # Closing our end of its input is the other way the child learns to exit.
+                self._close_fd(self._to_child)
+                await self.wait_exit(grace)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            await self.wait_exit(2.0)
+            self.close_fds()
+
+    def _close_fd(self, fd: int) -> None:
+        if fd in self._fds:
+            self._fds.remove(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def close_fds(self) -> None:
+        """Close every pipe; never waits on the child (a setsid grandchild may hold them)."""
+        self.closed = True
+        for fd in list(self._fds):
+            self._close_fd(fd)
+        # Popen's file objects wrap fds we have just closed: detach them so their
+        # finalisers do not close a number that may already be reused.
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.detach()  # type: ignore[attr-defined]
+        self.popen.stdout = self.popen.stderr = None
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+            self._pidfd = None
+        with contextlib.suppress(ChildProcessError, OSError):
+            self.popen.poll()  # reap if it has exited, so no zombie is left
+
+
+def spawn_child(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: dict[str, str],
+    max_message_bytes: int,
+    output_limit: int,
+    popen_extra: dict[str, Any] | None = None,
+) -> ChildProcess:
+    """Start the child with two dedicated protocol pipes (fds passed by number in argv).
+
+    ``argv`` may contain the placeholders ``{in_fd}`` and ``{out_fd}``.
+    """
+    in_read, in_write = os.pipe()
+    out_read, out_write = os.pipe()
+    for fd in (in_write, out_read):
+        with contextlib.suppress(OSError, ImportError):
+            import fcntl
+
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)  # fewer wake-ups for large messages
+    final_argv = [a.format(in_fd=in_read, out_fd=out_write) for a in argv]
+    try:
+        popen = subprocess.Popen(
+            final_argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(in_read, out_write),
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            **(popen_extra or {}),
+        )
+    except BaseException:
+        for fd in (in_write, out_read):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise
+    finally:
+        for fd in (in_read, out_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return ChildProcess(
+        popen,
+        in_write,
+        out_read,
+        max_message_bytes=max_message_bytes,
+        output_limit=output_limit,
+    )
+
+
+def is_broken_pipe(exc: OSError) -> bool:
+    return exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET)

@@ -1,0 +1,456 @@
+"""The parent side of a REPL: a persistent child process that runs cells one at a time.
+
+A :class:`ReplSession` owns a private work directory (the context file lives there), one
+child process at a time, and the restart policy. While a cell runs, it serves the cell's
+``llm_query`` requests concurrently through the ``subcall_handler`` the engine gives it,
+drains the child's fds 1 and 2, and enforces the cell's time limit: SIGINT first (state
+kept), then SIGKILL and a restart after a grace period (state lost, context reloaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlm_async._context import PreparedContext, prepare_context
+from rlm_async._exceptions import (
+    ReplCrashed,
+    ReplError,
+    ReplProtocolError,
+    ReplTimeout,
+    RLMError,
+    SandboxError,
+)
+from rlm_async.repl._process import ChildProcess, spawn_child
+from rlm_async.repl._protocol import (
+    CancelMessage,
+    FatalMessage,
+    LLMRequest,
+    ReadyMessage,
+    ResultMessage,
+    encode_message,
+)
+
+__all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]
+
+_log = structlog.get_logger("rlm_async.repl")
+_CHILD_FILE = str(Path(__file__).with_name("_child.py"))
+_SHUTDOWN = encode_message({"type": "shutdown"})
+
+SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
+"""Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt."""
+
+
+class ReplOptions(BaseModel):
+    """How the REPL child runs.
+
+    Attributes:
+        cell_timeout: Seconds a cell may run before it is interrupted (SIGINT, state kept).
+        interrupt_grace: Seconds after the interrupt before the child is killed and
+            restarted (state lost, context reloaded).
+        start_timeout: Seconds the child may take to start and load the context.
+        output_limit: Characters of a cell's stdout (and, separately, stderr) kept; the
+            middle of longer output is dropped with a marker.
+        max_message_bytes: The longest protocol line accepted from the child.
+        max_restarts: Restarts allowed per session before ``ReplCrashed`` is raised.
+        python: The interpreter for the child (default: the parent's).
+        env: Extra environment variables for the child. Nothing else of the parent's
+            environment reaches it (no API keys).
+        sandbox: Sandbox settings (``SandboxOptions``); ``None`` runs the child with the
+            always-on protections only (allow-listed environment, private work dir, own session).
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    cell_timeout: float = Field(default=120.0, gt=0)
+    interrupt_grace: float = Field(default=3.0, ge=0)
+    start_timeout: float = Field(default=30.0, gt=0)
+    output_limit: int = Field(default=20_000, ge=100)
+    max_message_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    max_restarts: int = Field(default=5, ge=0)
+    python: str = sys.executable
+    env: dict[str, str] = Field(default_factory=dict)
+    sandbox: Any = None
+
+
+class CellResult(BaseModel):
+    """What one cell did.
+
+    Attributes:
+        cell: The cell's number in this session (1, 2, ...).
+        stdout: What the cell printed (capped, head and tail kept).
+        stderr: What it wrote to ``sys.stderr``.
+        error: A traceback of the model's code, or what happened to the process.
+        final: The answer given with ``FINAL(...)`` / ``FINAL_VAR(...)`` in this cell.
+        process_output: Output written to fds 1/2 directly (``os.write``, ``os.system``).
+        duration: Seconds the cell took.
+        timed_out: The cell ran past its time limit.
+        restarted: The child was restarted after this cell (crash, kill or protocol error).
+        state_lost: Variables from earlier cells are gone (``context`` was reloaded).
+    """
+
+    cell: int
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    final: str | None = None
+    process_output: str = ""
+    duration: float = 0.0
+    timed_out: bool = False
+    restarted: bool = False
+    state_lost: bool = False
+
+    def render(self) -> str:
+        """The cell's output as the model reads it."""
+        parts: list[str] = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.process_output:
+            parts.append("[process output]\n" + self.process_output.rstrip("\n"))
+        if self.error:
+            parts.append(self.error.rstrip("\n"))
+        if self.state_lost:
+            parts.append(
+                "[The REPL process was restarted: every variable from earlier cells is lost. "
+                "`context` and the functions were loaded again.]"
+            )
+        return "\n".join(parts) if parts else "[no output]"
+
+
+class ReplSession:
+    """A persistent REPL child process holding ``context``; cells run one at a time.
+
+    Use it as an async context manager; closing it (or cancelling the task using it)
+    kills the child's whole process group and removes the work directory.
+
+    Example:
+        async with ReplSession(["a", "b"]) as repl:
+            result = await repl.execute("len(context)")
+            print(result.stdout)  # 2
+    """
+
+    def __init__(
+        self,
+        context: Any,
+        *,
+        options: ReplOptions | None = None,
+        subcall_handler: SubCallHandler | None = None,
+        on_restart: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = options or ReplOptions()
+        self._prepared: PreparedContext = prepare_context(context)
+        self._handler = subcall_handler
+        self._on_restart = on_restart
+        self._work_dir: str | None = None
+        self._child: ChildProcess | None = None
+        self._cell = 0
+        self._lock = anyio.Lock()
+        self._state = "new"
+        self._serving: dict[int, anyio.CancelScope] = {}
+        self._handler_error: BaseException | None = None
+        self.restarts = 0
+        self.sandbox_report: dict[str, Any] = {}
+        self.start_seconds: float | None = None
+        self.context_load_seconds: float | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> ReplSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def pid(self) -> int | None:
+        """The current child's pid (changes on restart)."""
+        return self._child.pid if self._child else None
+
+    @property
+    def work_dir(self) -> str | None:
+        return self._work_dir
+
+    async def start(self) -> None:
+        """Create the work directory, write the context file and start the child."""
+        if self._state != "new":
+            raise ReplError(f"this ReplSession is {self._state}; create a new one")
+        self._state = "open"
+        try:
+            self._work_dir = tempfile.mkdtemp(prefix="rlm-repl-")
+            path = os.path.join(self._work_dir, "context.txt" if self._prepared.format == "text" else "context.json")
+            await anyio.to_thread.run_sync(self._prepared.write, path)
+            self._write_config(path)
+            await self._spawn()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Stop the child (bounded in time, even when cancelled) and remove the work dir."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        with anyio.CancelScope(shield=True):
+            if self._child is not None:
+                await self._child.terminate(
+                    grace=min(self.options.interrupt_grace, 1.0), shutdown_message=_SHUTDOWN
+                )
+                self._child = None
+            if self._work_dir is not None:
+                work_dir, self._work_dir = self._work_dir, None
+                await anyio.to_thread.run_sync(
+                    lambda: shutil.rmtree(work_dir, ignore_errors=True)
+                )
+
+    def _write_config(self, context_path: str) -> None:
+        assert self._work_dir is not None
+        config: dict[str, Any] = {
+            "context_path": context_path,
+            "context_format": self._prepared.format,
+            "output_limit": self.options.output_limit,
+        }
+        sandbox = self.options.sandbox
+        if sandbox is not None and getattr(sandbox, "enabled", True):
+            config["sandbox"] = sandbox.to_policy(self._work_dir, os.getpid())
+            config["cpu_seconds_per_cell"] = getattr(sandbox, "cpu_seconds_per_cell", None)
+        self._config_path = os.path.join(self._work_dir, "repl-config.json")
+        with open(self._config_path, "w", encoding="utf-8") as handle:
+            json.dump(config, handle)
+
+    def _child_env(self) -> dict[str, str]:
+        assert self._work_dir is not None
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": self._work_dir,
+            "TMPDIR": self._work_dir,
+            # Fewer malloc arenas and single-threaded BLAS keep threads inside RLIMIT_AS.
+            "MALLOC_ARENA_MAX": "2",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
+        env.update(self.options.env)
+        return env
+
+    async def _spawn(self) -> None:
+        assert self._work_dir is not None
+        started = time.perf_counter()
+        argv = [
+            self.options.python, "-I", _CHILD_FILE,
+            "--in-fd", "{in_fd}", "--out-fd", "{out_fd}", "--config", self._config_path,
+        ]  # fmt: skip
+        popen_extra: dict[str, Any] = {}
+        sandbox = self.options.sandbox
+        if sandbox is not None and getattr(sandbox, "enabled", True):
+            from rlm_async.repl._sandbox_options import build_child_command
+
+            command = build_child_command(
+                argv, work_dir=self._work_dir, options=sandbox, pass_fds=()
+            )
+            argv = list(command.argv)
+            popen_extra = dict(command.popen_kwargs)
+            for warning in command.warnings:
+                _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
+        child = spawn_child(
+            argv,
+            cwd=self._work_dir,
+            env=self._child_env(),
+            max_message_bytes=self.options.max_message_bytes,
+            output_limit=self.options.output_limit,
+            popen_extra=popen_extra,
+        )
+        try:
+            with anyio.fail_after(self.options.start_timeout):
+                message = await child.receive()
+        except TimeoutError:
+            await child.terminate(grace=0)
+            raise ReplTimeout(
+                f"the REPL did not start within {self.options.start_timeout} s; "
+                "raise ReplOptions.start_timeout for very large contexts"
+            ) from None
+        except ReplProtocolError:
+            await child.terminate(grace=0)
+            raise
+        except BaseException:
+            await child.terminate(grace=0)
+            raise
+        if not isinstance(message, ReadyMessage):
+            await child.terminate(grace=0)
+            child.drain_now()
+            detail = child.output.take().strip()
+            if isinstance(message, FatalMessage):
+                if "Sandbox" in message.kind:
+                    raise SandboxError(f"the REPL's sandbox could not be applied: {message.error}")
+                raise ReplCrashed(f"the REPL failed to start: {message.error}")
+            raise ReplCrashed(
+                "the REPL failed to start"
+                + (f": {child.exit_description()}" if message is None else "")
+                + (f"\n{detail[-2000:]}" if detail else "")
+            )
+        self._child = child
+        self.sandbox_report = message.sandbox
+        self.context_load_seconds = message.context_load_seconds
+        self.start_seconds = time.perf_counter() - started
+        _log.debug(
+            "rlm_async.repl.started",
+            pid=child.pid,
+            seconds=round(self.start_seconds, 4),
+            context_load_seconds=round(message.context_load_seconds, 4),
+        )
+
+    async def _restart(self, reason: str) -> None:
+        if self._child is not None:
+            await self._child.terminate(grace=0)
+            self._child = None
+        self.restarts += 1
+        _log.warning("rlm_async.repl.restart", reason=reason, restarts=self.restarts)
+        if self.restarts > self.options.max_restarts:
+            raise ReplCrashed(
+                f"the REPL was restarted {self.options.max_restarts} times and failed again "
+                f"({reason}); giving up on this run"
+            )
+        if self._on_restart is not None:
+            self._on_restart(reason)
+        await self._spawn()
+
+    # ---- cells ----------------------------------------------------------------------
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> CellResult:
+        """Run one cell and return what it did.
+
+        Errors in the model's code come back in ``CellResult.error``; a crashed or killed
+        child is restarted and reported there too. Only failures the session cannot recover
+        from raise (``ReplCrashed`` after too many restarts, or an ``RLMError`` the sub-call
+        handler raised to end the run).
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, got {type(code).__name__}")
+        if self._state != "open":
+            raise ReplError(f"this ReplSession is {self._state}")
+        limit = self.options.cell_timeout if timeout is None else timeout
+        async with self._lock:
+            if self._child is None:
+                await self._spawn()
+            child = self._child
+            assert child is not None
+            self._cell += 1
+            cell = self._cell
+            started = time.perf_counter()
+            outcome: ResultMessage | str | None = None
+            timed_out = False
+            self._handler_error = None
+            try:
+                await child.send(encode_message({"type": "exec", "cell": cell, "code": code}))
+            except OSError:
+                outcome = f"the REPL process had died before the cell ran ({child.exit_description()})"
+            if outcome is None:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(child.drain_output)
+                    with anyio.move_on_after(limit):
+                        outcome = await self._pump(child, cell, tg)
+                    if outcome is None and self._handler_error is None:
+                        timed_out = True
+                        child.interrupt()
+                        with anyio.move_on_after(self.options.interrupt_grace):
+                            outcome = await self._pump(child, cell, tg)
+                    tg.cancel_scope.cancel()
+            child.drain_now()
+            if self._handler_error is not None:
+                raise self._handler_error
+            duration = time.perf_counter() - started
+            if isinstance(outcome, ResultMessage):
+                return CellResult(
+                    cell=cell,
+                    stdout=outcome.stdout,
+                    stderr=outcome.stderr,
+                    error=outcome.error,
+                    final=outcome.final,
+                    process_output=child.output.take(),
+                    duration=duration,
+                    timed_out=timed_out,
+                )
+            if outcome is None:
+                reason = (
+                    f"the cell ran past its {limit:g} s limit and did not stop within "
+                    f"{self.options.interrupt_grace:g} s of being interrupted, so the REPL was killed"
+                )
+            else:
+                reason = outcome
+            process_output = child.output.take()
+            await self._restart(reason)
+            return CellResult(
+                cell=cell,
+                error=f"[{reason}]",
+                process_output=process_output,
+                duration=duration,
+                timed_out=timed_out,
+                restarted=True,
+                state_lost=True,
+            )
+
+    async def _pump(self, child: ChildProcess, cell: int, tg: Any) -> ResultMessage | str:
+        """Handle the child's messages until this cell's result; a str says why it died."""
+        while True:
+            try:
+                message = await child.receive()
+            except ReplProtocolError as exc:
+                return f"protocol violation: {exc}; the REPL was restarted"
+            if message is None:
+                await child.wait_exit(0.2)
+                return f"the REPL process crashed ({child.exit_description()})"
+            if isinstance(message, ResultMessage):
+                if message.cell == cell:
+                    return message
+                continue  # a stale result of an earlier, abandoned cell
+            if isinstance(message, LLMRequest):
+                tg.start_soon(self._serve, child, message, tg.cancel_scope)
+            elif isinstance(message, CancelMessage):
+                scope = self._serving.get(message.id)
+                if scope is not None:
+                    scope.cancel()
+            else:
+                return f"protocol violation: unexpected {message.type!r} message; the REPL was restarted"
+
+    async def _serve(
+        self, child: ChildProcess, request: LLMRequest, cell_scope: anyio.CancelScope
+    ) -> None:
+        results: list[dict[str, Any]] | None = None
+        with anyio.CancelScope() as scope:
+            self._serving[request.id] = scope
+            try:
+                if self._handler is None:
+                    results = [
+                        {"ok": False, "error": "sub-calls are not available in this REPL"}
+                    ] * len(request.prompts)
+                else:
+                    results = await self._handler(request)
+            except RLMError as exc:
+                # The engine decided this error ends the run (bad key, budget): stop the cell.
+                self._handler_error = exc
+                cell_scope.cancel()
+            finally:
+                self._serving.pop(request.id, None)
+        if results is None:
+            return  # cancelled by the child (interrupted cell): nobody is waiting
+        with contextlib.suppress(OSError):
+            await child.send(
+                encode_message({"type": "llm_response", "id": request.id, "results": results})
+            )
+
