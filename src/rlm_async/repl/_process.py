@@ -68,6 +68,7 @@ class ChildProcess:
         popen: subprocess.Popen[bytes],
         to_child: int,
         from_child: int,
+        output_fds: tuple[int, int],
         *,
         max_message_bytes: int,
         output_limit: int,
@@ -83,10 +84,8 @@ class ChildProcess:
         self._pidfd: int | None = None
         with contextlib.suppress(AttributeError, OSError):
             self._pidfd = os.pidfd_open(self.pid)
-        self._fds: list[int] = [to_child, from_child]
-        for stream in (popen.stdout, popen.stderr):
-            if stream is not None:
-                self._fds.append(stream.fileno())
+        self._output_fds = output_fds
+        self._fds: list[int] = [to_child, from_child, *output_fds]
         for fd in self._fds:
             os.set_blocking(fd, False)
         self.closed = False
@@ -134,9 +133,9 @@ class ChildProcess:
     async def drain_output(self) -> None:
         """Copy fds 1 and 2 of the child into the capped buffer until cancelled or EOF."""
         async with anyio.create_task_group() as tg:
-            for stream in (self.popen.stdout, self.popen.stderr):
-                if stream is not None:
-                    tg.start_soon(self._drain, stream.fileno())
+            for fd in self._output_fds:
+                if fd in self._fds:
+                    tg.start_soon(self._drain, fd)
 
     async def _drain(self, fd: int) -> None:
         while True:
@@ -153,11 +152,11 @@ class ChildProcess:
 
     def drain_now(self) -> None:
         """Read whatever fds 1 and 2 hold right now, without waiting."""
-        for stream in (self.popen.stdout, self.popen.stderr):
-            if stream is None:
+        for fd in self._output_fds:
+            if fd not in self._fds:
                 continue
             with contextlib.suppress(OSError):
-                while chunk := os.read(stream.fileno(), _READ_CHUNK):
+                while chunk := os.read(fd, _READ_CHUNK):
                     self.output.write(chunk)
 
     # ---- life and death -------------------------------------------------------------
@@ -223,13 +222,6 @@ class ChildProcess:
         self.closed = True
         for fd in list(self._fds):
             self._close_fd(fd)
-        # Popen's file objects wrap fds we have just closed: detach them so their
-        # finalisers do not close a number that may already be reused.
-        for stream in (self.popen.stdout, self.popen.stderr):
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.detach()  # type: ignore[attr-defined]
-        self.popen.stdout = self.popen.stderr = None
         if self._pidfd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._pidfd)
@@ -253,6 +245,10 @@ def spawn_child(
     """
     in_read, in_write = os.pipe()
     out_read, out_write = os.pipe()
+    # fds 1 and 2 of the child: our own pipes rather than Popen's file objects, so every
+    # fd is closed by us, exactly once, without waiting on the child.
+    stdout_read, stdout_write = os.pipe()
+    stderr_read, stderr_write = os.pipe()
     for fd in (in_write, out_read):
         with contextlib.suppress(OSError, ImportError):
             import fcntl
@@ -263,8 +259,8 @@ def spawn_child(
         popen = subprocess.Popen(
             final_argv,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=stdout_write,
+            stderr=stderr_write,
             pass_fds=(in_read, out_write),
             cwd=cwd,
             env=env,
@@ -273,18 +269,19 @@ def spawn_child(
             **(popen_extra or {}),
         )
     except BaseException:
-        for fd in (in_write, out_read):
+        for fd in (in_write, out_read, stdout_read, stderr_read):
             with contextlib.suppress(OSError):
                 os.close(fd)
         raise
     finally:
-        for fd in (in_read, out_write):
+        for fd in (in_read, out_write, stdout_write, stderr_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
     return ChildProcess(
         popen,
         in_write,
         out_read,
+        (stdout_read, stderr_read),
         max_message_bytes=max_message_bytes,
         output_limit=output_limit,
     )

@@ -152,7 +152,9 @@ class ReplSession:
         on_restart: Callable[[str], None] | None = None,
     ) -> None:
         self.options = options or ReplOptions()
-        self._prepared: PreparedContext = prepare_context(context)
+        self._prepared: PreparedContext = (
+            context if isinstance(context, PreparedContext) else prepare_context(context)
+        )
         self._handler = subcall_handler
         self._on_restart = on_restart
         self._work_dir: str | None = None

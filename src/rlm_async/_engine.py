@@ -1,0 +1,350 @@
+"""``RLM``: the public engine. Owns the provider clients and the live REPLs of its runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from rlm_async import events as ev
+from rlm_async._exceptions import ConfigurationError
+from rlm_async._run import RunTree, run_rlm
+from rlm_async._types import RLMResult
+from rlm_async.providers import ProviderPool, ResolvedModel
+from rlm_async.providers._base import Provider
+from rlm_async.repl import ReplOptions, ReplSession
+
+if TYPE_CHECKING:
+    from rlm_async._settings import Settings
+
+__all__ = ["RLM"]
+
+_log = structlog.get_logger("rlm_async.engine")
+
+ModelSpec = str | Provider
+
+
+class RLM:
+    """A Recursive Language Model: answers a query over a context far too long for a prompt.
+
+    The root model never reads the context. The context is the variable ``context`` in a
+    persistent, sandboxed Python REPL (a child process); the model writes code to inspect
+    it and calls ``llm_query(...)`` from that code to hand pieces to sub-models, which the
+    engine serves concurrently.
+
+    Args:
+        model: The root model: ``"provider:model"`` or a bare name such as ``"gpt-5"``,
+            ``"claude-sonnet-4-5"``, ``"gemini-2.5-pro"``, ``"grok-4"``, ``"gpt-oss:20b"``;
+            or a ``Provider`` instance (e.g. ``rlm_async.testing.ScriptedModel``).
+        sub_model: The model ``llm_query`` uses (default: ``model``).
+        max_iterations: Root turns before the model is asked for its answer (default 20).
+        max_depth: Recursion depth: 1 means ``rlm_query`` is a plain call; 2 or more
+            starts sub-RLMs with their own REPLs (default 1).
+        depth_models: Optional root model per depth (index 0 = root); deeper levels and
+            plain sub-calls fall back to ``sub_model``.
+        max_concurrency: Sub-calls in flight at once, for the whole completion (default 16).
+        allowed_models: Extra model names code may pass as ``llm_query(..., model=...)``;
+            ``model`` and ``sub_model`` are always allowed.
+        cell_timeout: Seconds a REPL cell may run before it is interrupted (default 120).
+        max_output_chars: Characters of a cell's output fed back to the model (default
+            20,000; the middle of longer output is cut with a marker).
+        max_tokens: Output token limit for root turns (provider default when ``None``).
+        sub_max_tokens: Output token limit for sub-calls.
+        temperature: Sampling temperature for root turns (omitted when ``None``).
+        repl: REPL process options (timeouts, limits, interpreter, extra environment).
+        sandbox: Sandbox options for the REPL child (``SandboxOptions``), or ``False`` to
+            run it with only the always-on protections.
+        settings: Keys and endpoints (default: from the environment).
+        load_dotenv: Also read a ``.env`` file for keys and endpoints.
+        enable_logging: Print a readable, coloured view of the run to stderr.
+        on_event: A callback for every event of every run (see ``rlm_async.events``).
+        trajectory_preview_chars: Characters of prompts and answers kept in events.
+
+    Example:
+        async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
+            result = await rlm.completion(huge_text, "Which city is mentioned most?")
+            print(result.answer, result.usage)
+    """
+
+    def __init__(
+        self,
+        model: ModelSpec = "gpt-5",
+        sub_model: ModelSpec | None = None,
+        *,
+        max_iterations: int = 20,
+        max_depth: int = 1,
+        depth_models: Sequence[ModelSpec] = (),
+        max_concurrency: int = 16,
+        allowed_models: Sequence[str] = (),
+        cell_timeout: float | None = None,
+        max_output_chars: int = 20_000,
+        max_tokens: int | None = None,
+        sub_max_tokens: int | None = None,
+        temperature: float | None = None,
+        repl: ReplOptions | None = None,
+        sandbox: Any = None,
+        settings: Settings | None = None,
+        load_dotenv: bool = False,
+        enable_logging: bool = False,
+        on_event: Callable[[ev.Event], None] | None = None,
+        trajectory_preview_chars: int = 2_000,
+    ) -> None:
+        self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        _check_int("max_iterations", max_iterations, 1)
+        _check_int("max_depth", max_depth, 1)
+        _check_int("max_concurrency", max_concurrency, 1)
+        _check_int("max_output_chars", max_output_chars, 100)
+        _check_int("trajectory_preview_chars", trajectory_preview_chars, 0)
+        for name, value in (("max_tokens", max_tokens), ("sub_max_tokens", sub_max_tokens)):
+            if value is not None:
+                _check_int(name, value, 1)
+        if temperature is not None and (
+            not isinstance(temperature, int | float) or not math.isfinite(temperature)
+        ):
+            raise ConfigurationError(f"temperature must be a number, got {temperature!r}")
+        if repl is not None and not isinstance(repl, ReplOptions):
+            raise ConfigurationError(
+                f"repl must be a rlm_async.ReplOptions, got {type(repl).__name__}"
+            )
+        self.max_iterations = max_iterations
+        self.max_depth = max_depth
+        self.max_concurrency = max_concurrency
+        self.max_output_chars = max_output_chars
+        self.max_tokens = max_tokens
+        self.sub_max_tokens = sub_max_tokens
+        self.temperature = temperature
+        self.enable_logging = enable_logging
+        self.trajectory_preview_chars = trajectory_preview_chars
+        self._on_event = on_event
+        self.repl_options = self._repl_options(repl, cell_timeout, sandbox)
+
+        if settings is None:
+            from rlm_async._settings import Settings
+
+            settings = Settings.from_env(load_dotenv=load_dotenv)
+        self._pool = ProviderPool(settings, max_connections=max(max_concurrency, 8) + 4)
+        # Resolve every model now: an unknown name or a missing key fails here, with a
+        # message that says how to fix it, not in the middle of a run.
+        self._root = self._pool.resolve(_check_model("model", model))
+        self._sub = (
+            self._root if sub_model is None else self._pool.resolve(_check_model("sub_model", sub_model))
+        )
+        self._depth_models = [
+            self._pool.resolve(_check_model("depth_models[]", m)) for m in depth_models
+        ]
+        self._allowed: dict[str, ResolvedModel] = {}
+        for resolved in (self._sub, self._root, *self._depth_models):
+            self._allowed.setdefault(resolved.label, resolved)
+        for name in allowed_models:
+            resolved = self._pool.resolve(_check_model("allowed_models[]", name))
+            self._allowed.setdefault(resolved.label, resolved)
+            self._allowed.setdefault(name, resolved)
+        for spec, resolved in ((model, self._root), (sub_model, self._sub)):
+            if isinstance(spec, str):
+                self._allowed.setdefault(spec, resolved)
+        self._sessions: set[ReplSession] = set()
+        self._closed = False
+
+    # ---- configuration helpers used by runs ---------------------------------------------
+
+    @staticmethod
+    def _repl_options(repl: ReplOptions | None, cell_timeout: float | None, sandbox: Any) -> ReplOptions:
+        options = repl or ReplOptions()
+        updates: dict[str, Any] = {}
+        if cell_timeout is not None:
+            if not isinstance(cell_timeout, int | float) or cell_timeout <= 0:
+                raise ConfigurationError(f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}")
+            updates["cell_timeout"] = float(cell_timeout)
+        if sandbox is False:
+            updates["sandbox"] = None
+        elif sandbox is not None and sandbox is not True:
+            updates["sandbox"] = sandbox
+        return options.model_copy(update=updates) if updates else options
+
+    def _model_for_depth(self, depth: int) -> ResolvedModel:
+        if depth < len(self._depth_models):
+            return self._depth_models[depth]
+        return self._root if depth == 0 else self._sub
+
+    def _sub_model_for_depth(self, depth: int) -> ResolvedModel:
+        return self._model_for_depth(depth + 1) if depth + 1 < len(self._depth_models) else self._sub
+
+    def _allowed_model(self, name: str) -> ResolvedModel:
+        found = self._allowed.get(name)
+        if found is None:
+            allowed = ", ".join(sorted({m.label for m in self._allowed.values()}))
+            raise ConfigurationError(
+                f"model {name!r} is not allowed here; allowed: {allowed}. "
+                "(The application can allow more with RLM(allowed_models=[...]).)"
+            )
+        return found
+
+    @property
+    def allowed_model_names(self) -> list[str]:
+        """Model labels the REPL may ask for with ``model=``, the default sub-model first."""
+        names = [self._sub.label]
+        names += [m.label for m in self._allowed.values() if m.label not in names]
+        return names if len(names) > 1 else []
+
+    @property
+    def model(self) -> str:
+        return self._root.label
+
+    @property
+    def sub_model(self) -> str:
+        return self._sub.label
+
+    def _track(self, session: ReplSession) -> None:
+        self._sessions.add(session)
+
+    def _untrack(self, session: ReplSession) -> None:
+        self._sessions.discard(session)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> RLM:
+        if self._closed:
+            raise ConfigurationError("this RLM is closed; create a new one")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every REPL of runs still going and every HTTP client; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for session in list(self._sessions):
+                await session.aclose()
+            await self._pool.aclose()
+
+    # ---- running --------------------------------------------------------------------------
+
+    async def completion(self, context: Any, query: str) -> RLMResult:
+        """Answer ``query`` about ``context``.
+
+        Args:
+            context: A ``str``, a list (of str or JSON values), a dict, or a list of chat
+                messages. It is loaded into the REPL as ``context``; the root model never
+                reads it whole.
+            query: The question.
+
+        Returns:
+            The answer with usage per model, iterations, elapsed time and the trajectory.
+
+        Raises:
+            ContextTypeError: the context is of a type the REPL cannot hold.
+            ProviderError: the root model failed after retries (or a sub-model's key is bad).
+            ReplCrashed: the REPL kept crashing.
+        """
+        return await self._run(context, query, self._on_event)
+
+    async def stream(self, context: Any, query: str) -> AsyncIterator[ev.Event]:
+        """Run a completion and yield its events as they happen.
+
+        The last event is ``RunFinished`` (with the answer) or ``RunFailed``, after which the
+        error is raised. Leaving the loop early cancels the run and cleans up its REPLs.
+
+        Example:
+            async for event in rlm.stream(context, query):
+                if event.type == "subcall_finished":
+                    print(event.model, event.latency)
+        """
+        queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+
+        def emit(event: ev.Event) -> None:
+            if self._on_event is not None:
+                self._on_event(event)
+            queue.put_nowait(event)
+
+        async def produce() -> RLMResult:
+            try:
+                return await self._run(context, query, emit)
+            finally:
+                queue.put_nowait(None)
+
+        # A task owned by this generator rather than a task group: an ``async for`` that
+        # breaks early finalises the generator from another task, where a task group's
+        # cancel scope could not be exited. The finally below always reaps the task.
+        task = asyncio.ensure_future(produce())
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            await task  # raises the run's error, after its RunFailed event
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _run(
+        self, context: Any, query: str, emit: Callable[[ev.Event], None] | None
+    ) -> RLMResult:
+        if self._closed:
+            raise ConfigurationError("this RLM is closed; create a new one")
+        if not isinstance(query, str):
+            raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
+        listeners: list[Callable[[ev.Event], None]] = []
+        if emit is not None:
+            listeners.append(emit)
+        if self.enable_logging:
+            from rlm_async._console import ConsoleRenderer
+
+            listeners.append(ConsoleRenderer())
+
+        def fan_out(event: ev.Event) -> None:
+            for listener in listeners:
+                listener(event)
+
+        tree = RunTree(rlm=self, emit=fan_out)
+        return await run_rlm(tree, context, query)
+
+    def completion_sync(self, context: Any, query: str) -> RLMResult:
+        """``completion`` for scripts without an event loop (runs one and closes clients).
+
+        Raises:
+            ConfigurationError: when called from inside a running event loop (use
+                ``await rlm.completion(...)`` there).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError(
+                "completion_sync() cannot run inside an event loop; use `await rlm.completion(...)`"
+            )
+
+        async def main() -> RLMResult:
+            # HTTP clients belong to one event loop, so this call gets its own RLM with the
+            # same settings, closed when the call's loop ends.
+            async with RLM(**self._init_args) as rlm:
+                return await rlm.completion(context, query)
+
+        return asyncio.run(main())
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+
+
+def _check_model(name: str, value: object) -> ModelSpec:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ConfigurationError(f"{name} must not be empty; e.g. 'gpt-5' or 'anthropic:claude-sonnet-4-5'")
+        return value
+    if isinstance(value, Provider):
+        return value
+    raise ConfigurationError(
+        f"{name} must be a model name (e.g. 'gpt-5', 'openai:gpt-4o', 'ollama:llama3.1') or a "
+        f"Provider instance, got {type(value).__name__}"
+    )
+

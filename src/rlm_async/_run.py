@@ -1,0 +1,440 @@
+"""One RLM run: the loop of root turns, cells and sub-calls over one REPL.
+
+A completion is a tree of runs: the root run, and (with ``max_depth > 1``) the sub-RLM
+runs that ``rlm_query`` starts, each with its own REPL. Everything shared by the tree,
+usage, the sub-call limiter, the event sequence, lives in :class:`RunTree`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from rlm_async import events as ev
+from rlm_async._context import prepare_context
+from rlm_async._exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    NotFoundError,
+    ProviderError,
+    RLMError,
+)
+from rlm_async._parsing import find_code_blocks, find_final
+from rlm_async._prompts import (
+    build_system_prompt,
+    final_turn_prompt,
+    first_user_prompt,
+    no_code_prompt,
+    turn_feedback_prompt,
+)
+from rlm_async._types import Completion, Message, RLMResult, UsageSummary
+from rlm_async.providers._base import CompletionRequest
+from rlm_async.repl import ReplSession
+from rlm_async.repl._protocol import LLMRequest
+
+if TYPE_CHECKING:
+    from rlm_async._engine import RLM
+    from rlm_async.providers import ResolvedModel
+
+__all__ = ["RunTree", "run_rlm"]
+
+_log = structlog.get_logger("rlm_async.engine")
+
+# Errors that will fail every sub-call the same way: end the run instead of feeding the
+# model hundreds of identical error strings.
+_FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError)
+
+
+@dataclass
+class RunTree:
+    """What all runs of one completion share."""
+
+    rlm: RLM
+    emit: Callable[[ev.Event], None]
+    started: float = field(default_factory=time.perf_counter)
+    usage: UsageSummary = field(default_factory=UsageSummary)
+    limiter: anyio.CapacityLimiter = field(init=False)
+    seq: int = 0
+    subcalls: int = 0
+    restarts: int = 0
+    trajectory: list[ev.Event] = field(default_factory=list)
+    sandbox_report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
+
+    def event(self, cls: type[Any], **fields: Any) -> None:
+        self.seq += 1
+        event = cls(seq=self.seq, t=round(time.perf_counter() - self.started, 6), **fields)
+        self.trajectory.append(event)
+        self.emit(event)
+
+
+@dataclass
+class _Turn:
+    number: int = 0
+    cell: int = 0
+
+
+async def run_rlm(
+    tree: RunTree,
+    context: Any,
+    query: str,
+    *,
+    depth: int = 0,
+    parent_run_id: str | None = None,
+) -> RLMResult:
+    """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
+    return await _Run(tree, context, query, depth=depth, parent_run_id=parent_run_id).run()
+
+
+class _Run:
+    def __init__(
+        self,
+        tree: RunTree,
+        context: Any,
+        query: str,
+        *,
+        depth: int,
+        parent_run_id: str | None,
+    ) -> None:
+        self.tree = tree
+        self.rlm = tree.rlm
+        self.query = query
+        self.depth = depth
+        self.parent_run_id = parent_run_id
+        self.run_id = uuid.uuid4().hex[:12]
+        self.prepared = prepare_context(context)
+        self.root: ResolvedModel = self.rlm._model_for_depth(depth)
+        self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
+        self.turn = _Turn()
+        self.preview = self.rlm.trajectory_preview_chars
+
+    def _event(self, cls: type[Any], **fields: Any) -> None:
+        self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
+
+    async def run(self) -> RLMResult:
+        rlm = self.rlm
+        started = time.perf_counter()
+        self._event(
+            ev.RunStarted,
+            parent_run_id=self.parent_run_id,
+            model=self.root.label,
+            sub_model=self.sub.label,
+            query=self.query,
+            context=self.prepared.info.describe(),
+            max_iterations=rlm.max_iterations,
+            max_depth=rlm.max_depth,
+        )
+        try:
+            async with ReplSession(
+                self.prepared,
+                options=rlm.repl_options,
+                subcall_handler=self._serve_subcalls,
+                on_restart=self._on_restart,
+            ) as repl:
+                rlm._track(repl)
+                try:
+                    if self.depth == 0:
+                        self.tree.sandbox_report = repl.sandbox_report
+                    answer, iterations = await self._loop(repl)
+                finally:
+                    rlm._untrack(repl)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
+            raise
+        elapsed = time.perf_counter() - started
+        self._event(
+            ev.RunFinished,
+            answer=answer,
+            iterations=iterations,
+            elapsed=round(elapsed, 6),
+            usage=self.tree.usage.model_dump() if self.depth == 0 else {},
+        )
+        return RLMResult(
+            answer=answer,
+            iterations=iterations,
+            usage=self.tree.usage,
+            elapsed=elapsed,
+            trajectory=self.tree.trajectory if self.depth == 0 else [],
+            metadata={
+                "run_id": self.run_id,
+                "subcalls": self.tree.subcalls,
+                "repl_restarts": self.tree.restarts,
+                "sandbox": self.tree.sandbox_report,
+            },
+        )
+
+    # ---- the loop -------------------------------------------------------------------
+
+    async def _loop(self, repl: ReplSession) -> tuple[str, int]:
+        rlm = self.rlm
+        system = build_system_prompt(
+            self.prepared.info,
+            max_iterations=rlm.max_iterations,
+            max_concurrency=rlm.max_concurrency,
+            depth=self.depth,
+            max_depth=rlm.max_depth,
+            allowed_models=rlm.allowed_model_names,
+        )
+        messages: list[Message] = [Message(role="user", content=first_user_prompt(self.query))]
+        for number in range(1, rlm.max_iterations + 1):
+            self.turn = _Turn(number=number)
+            reply = await self._root_turn(system, messages)
+            messages.append(Message(role="assistant", content=reply.text))
+            blocks = find_code_blocks(reply.text)
+            outputs: list[str] = []
+            for code in blocks:
+                result = await self._run_cell(repl, code)
+                outputs.append(result[0])
+                if result[1] is not None:
+                    self._event(ev.FinalAnswer, answer=result[1], source="code")
+                    return result[1], number
+            directive = find_final(reply.text)
+            if directive is not None:
+                if directive.kind == "answer":
+                    self._event(ev.FinalAnswer, answer=directive.value, source="text")
+                    return directive.value, number
+                output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
+                if value is not None:
+                    self._event(ev.FinalAnswer, answer=value, source="variable")
+                    return value, number
+                outputs.append(output)
+            if not blocks and directive is None:
+                messages.append(Message(role="user", content=no_code_prompt(self.query)))
+                continue
+            messages.append(
+                Message(
+                    role="user",
+                    content=turn_feedback_prompt(
+                        outputs,
+                        turn=number + 1,
+                        max_iterations=rlm.max_iterations,
+                        query=self.query,
+                    ),
+                )
+            )
+        return await self._final_turn(repl, system, messages)
+
+    async def _final_turn(
+        self, repl: ReplSession, system: str, messages: list[Message]
+    ) -> tuple[str, int]:
+        number = self.rlm.max_iterations + 1
+        self.turn = _Turn(number=number)
+        messages.append(
+            Message(
+                role="user",
+                content=final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations),
+            )
+        )
+        reply = await self._root_turn(system, messages, final_turn=True)
+        directive = find_final(reply.text)
+        if directive is not None and directive.kind == "variable":
+            _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
+            if value is not None:
+                self._event(ev.FinalAnswer, answer=value, source="variable")
+                return value, number
+        if directive is not None and directive.kind == "answer":
+            self._event(ev.FinalAnswer, answer=directive.value, source="forced")
+            return directive.value, number
+        answer = reply.text.strip()
+        self._event(ev.FinalAnswer, answer=answer, source="last_reply")
+        return answer, number
+
+    async def _root_turn(
+        self, system: str, messages: list[Message], *, final_turn: bool = False
+    ) -> Completion:
+        self._event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
+        started = time.perf_counter()
+        request = CompletionRequest(
+            model=self.root.model,
+            messages=list(messages),
+            system=system,
+            max_tokens=self.rlm.max_tokens,
+            temperature=self.rlm.temperature,
+        )
+        completion = await self.root.provider.complete(request)
+        self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
+        self._event(
+            ev.TurnFinished,
+            turn=self.turn.number,
+            model=self.root.label,
+            text=completion.text,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cost_usd=completion.usage.cost_usd,
+            latency=round(time.perf_counter() - started, 6),
+        )
+        return completion
+
+    async def _run_cell(self, repl: ReplSession, code: str) -> tuple[str, str | None]:
+        self.turn.cell += 1
+        cell = self.turn.cell
+        self._event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
+        result = await repl.execute(code)
+        output = _cap(result.render(), self.rlm.max_output_chars)
+        self._event(
+            ev.CellFinished,
+            turn=self.turn.number,
+            cell=cell,
+            output=output,
+            error=result.error is not None,
+            final=result.final,
+            duration=round(result.duration, 6),
+            timed_out=result.timed_out,
+            restarted=result.restarted,
+        )
+        return output, result.final
+
+    def _on_restart(self, reason: str) -> None:
+        self.tree.restarts += 1
+        self._event(ev.ReplRestarted, reason=reason)
+
+    # ---- sub-calls ------------------------------------------------------------------
+
+    async def _serve_subcalls(self, request: LLMRequest) -> list[dict[str, Any]]:
+        """Answer one request from the REPL: every prompt concurrently, order kept."""
+        turn, cell = self.turn.number, self.turn.cell
+        count = len(request.prompts)
+        recursive = request.kind == "rlm" and self.depth + 1 < self.rlm.max_depth
+        try:
+            target = self.sub if request.model is None else self.rlm._allowed_model(request.model)
+        except ConfigurationError as exc:
+            return [{"ok": False, "error": str(exc)}] * count
+        results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count
+        fatal: list[BaseException] = []
+
+        async def one(index: int, prompt: str) -> None:
+            subcall = f"{self.run_id}.{request.id}.{index}"
+            context = request.contexts[index] if request.contexts else None
+            try:
+                if recursive and context is not None:
+                    results[index] = await self._sub_rlm(subcall, turn, cell, prompt, context)
+                else:
+                    results[index] = await self._sub_llm(
+                        subcall, turn, cell, request.kind, target, prompt
+                    )
+            except _FATAL_SUBCALL_ERRORS as exc:
+                fatal.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for index, prompt in enumerate(request.prompts):
+                tg.start_soon(one, index, prompt)
+        if fatal:
+            raise fatal[0]
+        return results
+
+    async def _sub_llm(
+        self,
+        subcall: str,
+        turn: int,
+        cell: int,
+        kind: str,
+        target: ResolvedModel,
+        prompt: str,
+    ) -> dict[str, Any]:
+        async with self.tree.limiter:
+            self.tree.subcalls += 1
+            self._event(
+                ev.SubCallStarted,
+                subcall=subcall,
+                turn=turn,
+                cell=cell,
+                kind=kind,
+                model=target.label,
+                prompt=prompt[: self.preview],
+                prompt_chars=len(prompt),
+            )
+            started = time.perf_counter()
+            request = CompletionRequest(
+                model=target.model,
+                messages=[Message(role="user", content=prompt)],
+                max_tokens=self.rlm.sub_max_tokens,
+            )
+            try:
+                completion = await target.provider.complete(request)
+            except ProviderError as exc:
+                self._subcall_finished(subcall, turn, cell, kind, target.label, started, error=exc)
+                if isinstance(exc, _FATAL_SUBCALL_ERRORS):
+                    raise
+                return {"ok": False, "error": str(exc)}
+            self.tree.usage.record(target.label, completion.usage, depth=self.depth + 1)
+            self._subcall_finished(
+                subcall, turn, cell, kind, target.label, started, completion=completion
+            )
+            return {"ok": True, "text": completion.text}
+
+    def _subcall_finished(
+        self,
+        subcall: str,
+        turn: int,
+        cell: int,
+        kind: str,
+        model: str,
+        started: float,
+        *,
+        completion: Completion | None = None,
+        error: BaseException | None = None,
+        answer: str | None = None,
+    ) -> None:
+        usage = completion.usage if completion is not None else None
+        text = answer if answer is not None else (completion.text if completion else str(error))
+        self._event(
+            ev.SubCallFinished,
+            subcall=subcall,
+            turn=turn,
+            cell=cell,
+            kind=kind,
+            model=model,
+            ok=error is None,
+            answer=text[: self.preview],
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            cost_usd=usage.cost_usd if usage else None,
+            latency=round(time.perf_counter() - started, 6),
+        )
+
+    async def _sub_rlm(
+        self, subcall: str, turn: int, cell: int, prompt: str, context: Any
+    ) -> dict[str, Any]:
+        """A full RLM one level deeper, with its own REPL holding ``context``."""
+        self.tree.subcalls += 1
+        label = self.rlm._model_for_depth(self.depth + 1).label
+        self._event(
+            ev.SubCallStarted,
+            subcall=subcall,
+            turn=turn,
+            cell=cell,
+            kind="rlm",
+            model=label,
+            prompt=prompt[: self.preview],
+            prompt_chars=len(prompt),
+        )
+        started = time.perf_counter()
+        try:
+            result = await run_rlm(
+                self.tree, context, prompt, depth=self.depth + 1, parent_run_id=self.run_id
+            )
+        except (ProviderError, RLMError) as exc:
+            self._subcall_finished(subcall, turn, cell, "rlm", label, started, error=exc)
+            if isinstance(exc, _FATAL_SUBCALL_ERRORS):
+                raise
+            return {"ok": False, "error": str(exc)}
+        self._subcall_finished(subcall, turn, cell, "rlm", label, started, answer=result.answer)
+        return {"ok": True, "text": result.answer}
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    dropped = len(text) - 2 * half
+    return f"{text[:half]}\n[... {dropped} characters truncated ...]\n{text[-half:]}"

@@ -1,0 +1,162 @@
+"""Typed events of a run: what ``RLM.stream`` yields and what a trajectory holds.
+
+Every event carries ``run_id`` (one per RLM run; a sub-RLM has its own, and its
+``parent_run_id`` names the run that started it), ``depth`` (0 for the root), ``seq``
+(order within the whole completion) and ``t`` (seconds since the completion started).
+Sub-call events carry the ``turn`` and ``cell`` that made them, so a viewer can hang each
+sub-call under the code that asked for it.
+
+Prompts and answers inside events are previews, capped at ``RLM(trajectory_preview_chars=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "CellFinished",
+    "CellStarted",
+    "Event",
+    "FinalAnswer",
+    "ReplRestarted",
+    "RunFailed",
+    "RunFinished",
+    "RunStarted",
+    "SubCallFinished",
+    "SubCallStarted",
+    "TRAJECTORY_SCHEMA_VERSION",
+    "TurnFinished",
+    "TurnStarted",
+    "event_adapter",
+]
+
+TRAJECTORY_SCHEMA_VERSION = 1
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    depth: int = 0
+    seq: int = 0
+    t: float = 0.0
+
+
+class RunStarted(_Event):
+    type: Literal["run_started"] = "run_started"
+    parent_run_id: str | None = None
+    model: str
+    sub_model: str
+    query: str
+    context: str
+    max_iterations: int
+    max_depth: int
+
+
+class TurnStarted(_Event):
+    type: Literal["turn_started"] = "turn_started"
+    turn: int
+    final_turn: bool = False
+
+
+class TurnFinished(_Event):
+    type: Literal["turn_finished"] = "turn_finished"
+    turn: int
+    model: str
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    latency: float = 0.0
+
+
+class CellStarted(_Event):
+    type: Literal["cell_started"] = "cell_started"
+    turn: int
+    cell: int
+    code: str
+
+
+class CellFinished(_Event):
+    type: Literal["cell_finished"] = "cell_finished"
+    turn: int
+    cell: int
+    output: str
+    error: bool = False
+    final: str | None = None
+    duration: float = 0.0
+    timed_out: bool = False
+    restarted: bool = False
+
+
+class SubCallStarted(_Event):
+    type: Literal["subcall_started"] = "subcall_started"
+    subcall: str
+    turn: int
+    cell: int
+    kind: Literal["llm", "rlm"] = "llm"
+    model: str
+    prompt: str
+    prompt_chars: int = 0
+
+
+class SubCallFinished(_Event):
+    type: Literal["subcall_finished"] = "subcall_finished"
+    subcall: str
+    turn: int
+    cell: int
+    kind: Literal["llm", "rlm"] = "llm"
+    model: str
+    ok: bool
+    answer: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    latency: float = 0.0
+
+
+class ReplRestarted(_Event):
+    type: Literal["repl_restarted"] = "repl_restarted"
+    reason: str
+
+
+class FinalAnswer(_Event):
+    type: Literal["final_answer"] = "final_answer"
+    answer: str
+    source: Literal["code", "text", "variable", "forced", "last_reply"]
+
+
+class RunFinished(_Event):
+    type: Literal["run_finished"] = "run_finished"
+    answer: str
+    iterations: int
+    elapsed: float
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunFailed(_Event):
+    type: Literal["run_failed"] = "run_failed"
+    error_type: str
+    message: str
+
+
+Event = Annotated[
+    RunStarted
+    | TurnStarted
+    | TurnFinished
+    | CellStarted
+    | CellFinished
+    | SubCallStarted
+    | SubCallFinished
+    | ReplRestarted
+    | FinalAnswer
+    | RunFinished
+    | RunFailed,
+    Field(discriminator="type"),
+]
+"""Any event of a run (a discriminated union on ``type``)."""
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+"""Validates an event from a dict or JSON (e.g. a trajectory line)."""
