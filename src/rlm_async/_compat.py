@@ -9,7 +9,7 @@ from rlm_async._engine import RLM, ModelSpec
 __all__ = ["RLM_REPL"]
 
 
-class RLM_REPL(RLM):  # noqa: N801 - the seed's name, kept on purpose
+class RLM_REPL(RLM):
     """The seed's interface: ``RLM_REPL(model, recursive_model, enable_logging, max_iterations)``.
 
     ``completion(context=..., query=...)`` is awaited and returns the answer as a ``str``

@@ -34,7 +34,9 @@ class ConsoleRenderer:
     of a thousand calls stays readable.
     """
 
-    def __init__(self, stream: TextIO | None = None, *, colour: bool | None = None, width: int = 400) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, colour: bool | None = None, width: int = 400
+    ) -> None:
         self._stream = stream or sys.stderr
         if colour is None:
             colour = self._stream.isatty() and "NO_COLOR" not in os.environ
@@ -55,17 +57,29 @@ class ConsoleRenderer:
         text = text.strip()
         return text if len(text) <= self._width else text[: self._width] + " …"
 
-    def __call__(self, event: ev.Event) -> None:  # noqa: C901 - one branch per event type
+    def __call__(self, event: ev.Event) -> None:
         d = event.depth
         if isinstance(event, ev.RunStarted):
-            self._print(d, self._c("bold", f"▶ RLM run {event.run_id} · root {event.model} · sub {event.sub_model}"))
+            self._print(
+                d,
+                self._c(
+                    "bold", f"▶ RLM run {event.run_id} · root {event.model} · sub {event.sub_model}"
+                ),
+            )
             self._print(d, self._c("dim", f"  {event.context}"))
             self._print(d, f"  query: {self._short(event.query)}")
         elif isinstance(event, ev.TurnStarted):
             label = "final turn" if event.final_turn else f"turn {event.turn}"
             self._print(d, self._c("blue", f"── {label} ──"))
         elif isinstance(event, ev.TurnFinished):
-            self._print(d, self._c("dim", f"  model ({event.latency:.2f} s, {event.input_tokens} in / {event.output_tokens} out):"))
+            self._print(
+                d,
+                self._c(
+                    "dim",
+                    f"  model ({event.latency:.2f} s, "
+                    f"{event.input_tokens} in / {event.output_tokens} out):",
+                ),
+            )
             self._print(d + 1, self._short(event.text))
         elif isinstance(event, ev.CellStarted):
             self._print(d, self._c("cyan", f"  ▷ cell {event.cell}"))
@@ -85,11 +99,18 @@ class ConsoleRenderer:
         elif isinstance(event, ev.ReplRestarted):
             self._print(d, self._c("yellow", f"  ⟳ REPL restarted: {event.reason}"))
         elif isinstance(event, ev.FinalAnswer):
-            self._print(d, self._c("magenta", f"■ final answer ({event.source}): {self._short(event.answer)}"))
+            self._print(
+                d,
+                self._c("magenta", f"■ final answer ({event.source}): {self._short(event.answer)}"),
+            )
         elif isinstance(event, ev.RunFinished):
-            self._print(d, self._c("bold", f"✔ done in {event.elapsed:.2f} s, {event.iterations} turns"))
+            self._print(
+                d, self._c("bold", f"✔ done in {event.elapsed:.2f} s, {event.iterations} turns")
+            )
         elif isinstance(event, ev.RunFailed):
-            self._print(d, self._c("red", f"✘ failed: {event.error_type}: {self._short(event.message)}"))
+            self._print(
+                d, self._c("red", f"✘ failed: {event.error_type}: {self._short(event.message)}")
+            )
 
     def _flush_subcalls(self, key: tuple[str, int], depth: int) -> None:
         counts = self._pending.pop(key, None)

@@ -132,7 +132,9 @@ class RLM:
         # message that says how to fix it, not in the middle of a run.
         self._root = self._pool.resolve(_check_model("model", model))
         self._sub = (
-            self._root if sub_model is None else self._pool.resolve(_check_model("sub_model", sub_model))
+            self._root
+            if sub_model is None
+            else self._pool.resolve(_check_model("sub_model", sub_model))
         )
         self._depth_models = [
             self._pool.resolve(_check_model("depth_models[]", m)) for m in depth_models
@@ -153,12 +155,16 @@ class RLM:
     # ---- configuration helpers used by runs ---------------------------------------------
 
     @staticmethod
-    def _repl_options(repl: ReplOptions | None, cell_timeout: float | None, sandbox: Any) -> ReplOptions:
+    def _repl_options(
+        repl: ReplOptions | None, cell_timeout: float | None, sandbox: Any
+    ) -> ReplOptions:
         options = repl or ReplOptions()
         updates: dict[str, Any] = {}
         if cell_timeout is not None:
             if not isinstance(cell_timeout, int | float) or cell_timeout <= 0:
-                raise ConfigurationError(f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}")
+                raise ConfigurationError(
+                    f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
+                )
             updates["cell_timeout"] = float(cell_timeout)
         if sandbox is False:
             updates["sandbox"] = None
@@ -172,7 +178,9 @@ class RLM:
         return self._root if depth == 0 else self._sub
 
     def _sub_model_for_depth(self, depth: int) -> ResolvedModel:
-        return self._model_for_depth(depth + 1) if depth + 1 < len(self._depth_models) else self._sub
+        return (
+            self._model_for_depth(depth + 1) if depth + 1 < len(self._depth_models) else self._sub
+        )
 
     def _allowed_model(self, name: str) -> ResolvedModel:
         found = self._allowed.get(name)
@@ -339,7 +347,9 @@ def _check_int(name: str, value: object, minimum: int) -> None:
 def _check_model(name: str, value: object) -> ModelSpec:
     if isinstance(value, str):
         if not value.strip():
-            raise ConfigurationError(f"{name} must not be empty; e.g. 'gpt-5' or 'anthropic:claude-sonnet-4-5'")
+            raise ConfigurationError(
+                f"{name} must not be empty; e.g. 'gpt-5' or 'anthropic:claude-sonnet-4-5'"
+            )
         return value
     if isinstance(value, Provider):
         return value
@@ -347,4 +357,3 @@ def _check_model(name: str, value: object) -> ModelSpec:
         f"{name} must be a model name (e.g. 'gpt-5', 'openai:gpt-4o', 'ollama:llama3.1') or a "
         f"Provider instance, got {type(value).__name__}"
     )
-

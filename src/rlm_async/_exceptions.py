@@ -6,7 +6,7 @@ Everything the library raises on purpose is an :class:`RLMError`; cancellation
     RLMError
     ├── ConfigurationError            misuse: a bad option, unknown model, missing key
     │   └── ContextTypeError          a context of a type the REPL cannot hold (also a TypeError)
-    ├── ProviderError                 a model provider failed (provider, status_code, message, request_id)
+    ├── ProviderError                 a provider failed (provider, status_code, message, request_id)
     │   ├── AuthenticationError       401/403, and Gemini's / xAI's 400 for a bad key
     │   ├── BadRequestError           other 4xx the provider will refuse again
     │   ├── NotFoundError             unknown model or path
@@ -123,7 +123,9 @@ def _rebuild_provider_error(
     request_id: str | None,
     body: Any,
 ) -> ProviderError:
-    return cls(message, provider=provider, status_code=status_code, request_id=request_id, body=body)
+    return cls(
+        message, provider=provider, status_code=status_code, request_id=request_id, body=body
+    )
 
 
 class AuthenticationError(ProviderError):
@@ -151,7 +153,7 @@ class RateLimitError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    """The provider is down, overloaded or unreachable (5xx, 529, connection errors) after retries."""
+    """The provider is down, overloaded or unreachable (5xx, 529, connection errors)."""
 
 
 class ProviderTimeoutError(ProviderError):

@@ -27,7 +27,9 @@ _ANY_FENCE = re.compile(
     r"^[ \t]*(?P<fence>`{3,})[^\n]*\n.*?(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
     re.MULTILINE | re.DOTALL,
 )
-_FINAL_VAR = re.compile(r"^[ \t]*FINAL_VAR\([ \t]*['\"]?(?P<name>[A-Za-z_]\w*)['\"]?[ \t]*\)", re.MULTILINE)
+_FINAL_VAR = re.compile(
+    r"^[ \t]*FINAL_VAR\([ \t]*['\"]?(?P<name>[A-Za-z_]\w*)['\"]?[ \t]*\)", re.MULTILINE
+)
 _FINAL = re.compile(r"^[ \t]*FINAL\(", re.MULTILINE)
 
 

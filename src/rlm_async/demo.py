@@ -23,7 +23,23 @@ from rlm_async.providers._base import CompletionRequest
 
 __all__ = ["DemoReport", "demo_responder", "make_haystack", "run_demo"]
 
-_SYLLABLES = "ka lo mi ne ru sa to vi pe da gu fo ze hi ba".split()
+_SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "pe", "da", "gu", "fo", "ze")
+    "ka",
+    "lo",
+    "mi",
+    "ne",
+    "ru",
+    "sa",
+    "to",
+    "vi",
+    "pe",
+    "da",
+    "gu",
+    "fo",
+    "ze",
+    "hi",
+    "ba",
+]
 _NEEDLE = "The magic number is {number}."
 ROOT_LATENCY = 1.0
 SUB_LATENCY = 0.6
@@ -54,17 +70,17 @@ def make_haystack(lines: int = 1_000_000, *, seed: int | None = None) -> tuple[s
     return "\n".join(body), number
 
 
-_PEEK = '''I'll start by looking at the size and shape of the context.
+_PEEK = """I'll start by looking at the size and shape of the context.
 
 ```repl
 lines = context.splitlines()
 print(f"{len(context):,} characters, {len(lines):,} lines")
 print("first lines:", lines[:3])
-```'''
+```"""
 
-_FAN_OUT = '''The context is {lines} lines of what looks like filler text, far too much to read in one \
-call. I'll split it into chunks of {chunk:,} lines and ask a sub-model to read every chunk at \
-once with `llm_query_batched`.
+_FAN_OUT = """The context is {lines} lines of what looks like filler text, far too much to read \
+in one call. I'll split it into chunks of {chunk:,} lines and ask a sub-model to read every \
+chunk at once with `llm_query_batched`.
 
 ```repl
 import re
@@ -79,7 +95,7 @@ answers = llm_query_batched(prompts)
 found = [m.group(0) for a in answers if (m := re.search(r"\\d{{4,}}", a))]
 print(f"{{len(chunks)}} chunks read; numbers found: {{found}}")
 answer = found[0] if len(found) == 1 else None
-```'''
+```"""
 
 _ANSWER = """Exactly one chunk stated a magic number, and it is stored in `answer`.
 
@@ -152,7 +168,8 @@ class DemoReport:
                 f"Time:        {self.elapsed:.2f} s with {self.iterations} root turns",
                 f"Sub-calls:   {self.subcalls}",
                 f"Sequential:  {sequential:.2f} s if the same calls ran one after another "
-                f"({self.subcall_seconds_sequential:.2f} s of sub-calls + {self.root_seconds:.2f} s "
+                f"({self.subcall_seconds_sequential:.2f} s of sub-calls + "
+                f"{self.root_seconds:.2f} s "
                 f"of root turns): {speedup:.1f}x faster concurrently",
                 f"Usage:       {self.usage}",
             ]
@@ -176,6 +193,8 @@ async def run_demo(
     load_dotenv: bool = True,
     enable_logging: bool = False,
     max_concurrency: int = 32,
+    root_latency: float = ROOT_LATENCY,
+    sub_latency: float = SUB_LATENCY,
 ) -> DemoReport:
     """Build the haystack, run the RLM on it, and measure.
 
@@ -189,6 +208,8 @@ async def run_demo(
         load_dotenv: Read a ``.env`` file for keys.
         enable_logging: Print the run as it happens.
         max_concurrency: Sub-calls in flight at once.
+        root_latency: Seconds the offline model takes per root turn.
+        sub_latency: Seconds the offline model takes per sub-call.
     """
     from rlm_async._engine import RLM
     from rlm_async._settings import Settings
@@ -217,7 +238,7 @@ async def run_demo(
         if offline:
             server = MockLLMServer(
                 demo_responder,
-                latency=lambda r: ROOT_LATENCY if r.system is not None else SUB_LATENCY,
+                latency=lambda r: root_latency if r.system is not None else sub_latency,
             )
             await server.start()
             settings = Settings(openai_compatible_base_url=server.base_url)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "TRAJECTORY_SCHEMA_VERSION",
     "CellFinished",
     "CellStarted",
     "Event",
@@ -26,7 +27,6 @@ __all__ = [
     "RunStarted",
     "SubCallFinished",
     "SubCallStarted",
-    "TRAJECTORY_SCHEMA_VERSION",
     "TurnFinished",
     "TurnStarted",
     "event_adapter",

@@ -238,16 +238,26 @@ class MockLLMServer:
         self, method: str, path: str, body: bytes, writer: asyncio.StreamWriter
     ) -> None:
         if method == "GET" and path.rstrip("/").endswith("/models"):
-            await _write_json(writer, 200, {"object": "list", "data": [{"id": "mock", "object": "model"}]})
+            await _write_json(
+                writer, 200, {"object": "list", "data": [{"id": "mock", "object": "model"}]}
+            )
             return
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
-            await _write_json(writer, 404, {"error": {"message": f"no route {method} {path}", "type": "not_found"}})
+            await _write_json(
+                writer,
+                404,
+                {"error": {"message": f"no route {method} {path}", "type": "not_found"}},
+            )
             return
         try:
             payload = json.loads(body)
             request = _to_request(payload)
         except (ValueError, KeyError, TypeError) as exc:
-            await _write_json(writer, 400, {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}})
+            await _write_json(
+                writer,
+                400,
+                {"error": {"message": f"bad request: {exc}", "type": "invalid_request_error"}},
+            )
             return
         self.requests.append((time.perf_counter(), request))
         self.in_flight += 1
@@ -262,7 +272,12 @@ class MockLLMServer:
         if isinstance(reply, str):
             reply = MockReply(text=reply)
         if reply.status != 200 or reply.body is not None:
-            await _write_json(writer, reply.status, reply.body or {"error": {"message": "mock error"}}, reply.headers)
+            await _write_json(
+                writer,
+                reply.status,
+                reply.body or {"error": {"message": "mock error"}},
+                reply.headers,
+            )
             return
         usage = reply.usage or Usage(
             input_tokens=estimate_tokens("x" * _request_chars(request)),
@@ -320,7 +335,9 @@ def _to_request(payload: dict[str, Any]) -> CompletionRequest:
         if role in ("system", "developer"):
             system_parts.append(content)
         else:
-            messages.append(Message(role="assistant" if role == "assistant" else "user", content=content))
+            messages.append(
+                Message(role="assistant" if role == "assistant" else "user", content=content)
+            )
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
     return CompletionRequest(
         model=str(payload.get("model", "")),
@@ -331,14 +348,26 @@ def _to_request(payload: dict[str, Any]) -> CompletionRequest:
     )
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 async def _write_json(
     writer: asyncio.StreamWriter, status: int, body: Any, headers: dict[str, str] | None = None
 ) -> None:
     data = json.dumps(body).encode()
-    head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "content-type: application/json", f"content-length: {len(data)}"]
+    head = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+        "content-type: application/json",
+        f"content-length: {len(data)}",
+    ]
     head += [f"{k}: {v}" for k, v in (headers or {}).items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)
     await writer.drain()
@@ -347,16 +376,26 @@ async def _write_json(
 async def _write_sse(
     writer: asyncio.StreamWriter, model: str, text: str, usage: dict[str, int], created: int
 ) -> None:
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
 
     def chunk(payload: str) -> bytes:
         data = f"data: {payload}\n\n".encode()
         return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
-    base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": created, "model": model}
+    base = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+    }
     for start in range(0, max(len(text), 1), 16):
         piece = text[start : start + 16]
-        delta = {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        delta = {
+            **base,
+            "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+        }
         writer.write(chunk(json.dumps(delta)))
     done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     writer.write(chunk(json.dumps(done)))

@@ -32,7 +32,9 @@ def test_dict_context_is_json_and_lists_its_keys(tmp_path: Path) -> None:
 
 
 def test_chat_messages_are_recognised_from_dicts_and_message_objects() -> None:
-    info = prepare_context([{"role": "user", "content": "hi"}, Message(role="assistant", content="yo")]).info
+    info = prepare_context(
+        [{"role": "user", "content": "hi"}, Message(role="assistant", content="yo")]
+    ).info
     assert info.is_chat
     assert "2 chat messages" in info.describe()
 

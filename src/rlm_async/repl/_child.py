@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import io
 import json
 import os
@@ -219,10 +220,8 @@ class _Repl:
     def _abandon(self, request_id: int) -> None:
         with self.pending_lock:
             self.pending.pop(request_id, None)
-        try:
+        with contextlib.suppress(OSError):
             self.channel.send({"type": "cancel", "id": request_id})
-        except OSError:
-            pass
 
     def llm_query(self, prompt: str, model: str | None = None) -> str:
         """Ask a sub-model one question; returns its answer (or an ``Error: ...`` string)."""
@@ -309,10 +308,8 @@ class _Repl:
             if type(value).__name__ in ("module", "function", "type"):
                 continue
             size = ""
-            try:
+            with contextlib.suppress(TypeError):
                 size = f", len={len(value)}"
-            except TypeError:
-                pass
             shown[key] = f"{type(value).__name__}{size}"
         return shown
 
@@ -337,15 +334,16 @@ class _Repl:
         except KeyboardInterrupt:
             error = "KeyboardInterrupt: the cell was interrupted (it ran past its time limit)"
         except SystemExit as exc:
-            error = f"SystemExit({exc.code!r}) was ignored: the REPL keeps running; call FINAL(...) to finish"
+            error = (
+                f"SystemExit({exc.code!r}) was ignored: the REPL keeps running; "
+                "call FINAL(...) to finish"
+            )
         except BaseException as exc:
             error = _format_user_traceback(exc)
         finally:
             if sandbox is not None:
-                try:
+                with contextlib.suppress(BaseException):
                     sandbox.disarm_cell_cpu_limit()
-                except BaseException:
-                    pass
             sys.stdout, sys.stderr = saved
         return {
             "type": "result",
@@ -459,8 +457,7 @@ def _check_json(value: Any) -> Any:
         json.dumps(value)
     except (TypeError, ValueError) as exc:
         raise TypeError(
-            "rlm_query: a sub-context must be a str, list or dict of plain JSON values "
-            f"({exc})"
+            f"rlm_query: a sub-context must be a str, list or dict of plain JSON values ({exc})"
         ) from None
     return value
 

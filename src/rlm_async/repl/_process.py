@@ -53,7 +53,11 @@ class HeadTailBuffer:
         """Return what was kept (decoded, with a truncation marker) and empty the buffer."""
         head = self._head.decode("utf-8", "replace")
         tail = self._tail.decode("utf-8", "replace")
-        text = f"{head}\n[... {self.dropped} bytes truncated ...]\n{tail}" if self.dropped else head + tail
+        text = (
+            f"{head}\n[... {self.dropped} bytes truncated ...]\n{tail}"
+            if self.dropped
+            else head + tail
+        )
         self._head.clear()
         self._tail.clear()
         self.dropped = 0
@@ -178,15 +182,16 @@ class ChildProcess:
             return f"it was killed by {name}"
         return f"it exited with status {code}"
 
-    async def wait_exit(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for the process to exit; True if it did."""
+    async def wait_exit(self, within: float) -> bool:
+        """Wait at most ``within`` seconds for the process to exit; True if it did."""
         if self.popen.poll() is not None:
             return True
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(within):
             if self._pidfd is not None:
                 await anyio.wait_readable(self._pidfd)
             else:
-                while self.popen.poll() is None:
+                # No pidfd (not Linux): nothing to wait on but the process table.
+                while self.popen.poll() is None:  # noqa: ASYNC110
                     await anyio.sleep(0.005)
         return self.popen.poll() is not None
 

@@ -194,7 +194,9 @@ class ReplSession:
         self._state = "open"
         try:
             self._work_dir = tempfile.mkdtemp(prefix="rlm-repl-")
-            path = os.path.join(self._work_dir, "context.txt" if self._prepared.format == "text" else "context.json")
+            path = os.path.join(
+                self._work_dir, "context.txt" if self._prepared.format == "text" else "context.json"
+            )
             await anyio.to_thread.run_sync(self._prepared.write, path)
             self._write_config(path)
             await self._spawn()
@@ -215,9 +217,7 @@ class ReplSession:
                 self._child = None
             if self._work_dir is not None:
                 work_dir, self._work_dir = self._work_dir, None
-                await anyio.to_thread.run_sync(
-                    lambda: shutil.rmtree(work_dir, ignore_errors=True)
-                )
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work_dir, ignore_errors=True))
 
     def _write_config(self, context_path: str) -> None:
         assert self._work_dir is not None
@@ -334,7 +334,7 @@ class ReplSession:
 
     # ---- cells ----------------------------------------------------------------------
 
-    async def execute(self, code: str, *, timeout: float | None = None) -> CellResult:
+    async def execute(self, code: str, *, time_limit: float | None = None) -> CellResult:
         """Run one cell and return what it did.
 
         Errors in the model's code come back in ``CellResult.error``; a crashed or killed
@@ -346,7 +346,7 @@ class ReplSession:
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         if self._state != "open":
             raise ReplError(f"this ReplSession is {self._state}")
-        limit = self.options.cell_timeout if timeout is None else timeout
+        limit = self.options.cell_timeout if time_limit is None else time_limit
         async with self._lock:
             if self._child is None:
                 await self._spawn()
@@ -361,7 +361,9 @@ class ReplSession:
             try:
                 await child.send(encode_message({"type": "exec", "cell": cell, "code": code}))
             except OSError:
-                outcome = f"the REPL process had died before the cell ran ({child.exit_description()})"
+                outcome = (
+                    f"the REPL process had died before the cell ran ({child.exit_description()})"
+                )
             if outcome is None:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(child.drain_output)
@@ -391,7 +393,8 @@ class ReplSession:
             if outcome is None:
                 reason = (
                     f"the cell ran past its {limit:g} s limit and did not stop within "
-                    f"{self.options.interrupt_grace:g} s of being interrupted, so the REPL was killed"
+                    f"{self.options.interrupt_grace:g} s of being interrupted, "
+                    "so the REPL was killed"
                 )
             else:
                 reason = outcome
@@ -428,7 +431,7 @@ class ReplSession:
                 if scope is not None:
                     scope.cancel()
             else:
-                return f"protocol violation: unexpected {message.type!r} message; the REPL was restarted"
+                return f"protocol violation: unexpected {message.type!r} message; REPL restarted"
 
     async def _serve(
         self, child: ChildProcess, request: LLMRequest, cell_scope: anyio.CancelScope
@@ -455,4 +458,3 @@ class ReplSession:
             await child.send(
                 encode_message({"type": "llm_response", "id": request.id, "results": results})
             )
-

@@ -1,0 +1,218 @@
+"""Retries: our small :class:`RetryPolicy` in front, tenacity (private) behind.
+
+What is retried: connection errors, timeouts, and the statuses 408, 409, 429, 500, 502,
+503, 504 and 529, unless the provider said ``x-should-retry: false`` (it can also force a
+retry with ``true``) or the 429 is a quota that waiting cannot fix (OpenAI's
+``insufficient_quota``). How long to wait, in order: ``retry-after-ms``, ``retry-after``
+(seconds or an HTTP date), Gemini's ``RetryInfo.retryDelay``, OpenAI/xAI's
+``x-ratelimit-reset-*`` when the exhausted limit is named, else exponential backoff with
+jitter. A server asking for longer than ``max_retry_after`` is not retried at all: the
+caller gets a :class:`~rlm_async.RateLimitError` with ``retry_after`` set at once instead of
+a silent multi-minute stall.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import anyio
+import structlog
+import tenacity as _t
+
+from rlm_async._exceptions import ConfigurationError, ProviderError
+
+__all__ = ["RetryPolicy", "RetryableFailure", "parse_duration", "retry_delay_hint", "run_with_retries"]
+
+_log = structlog.get_logger("rlm_async.provider")
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES: Final = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How provider calls are retried.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included (1 = never retry).
+        initial_backoff: Seconds before the first retry when the server gave no hint;
+            doubled on each further retry.
+        max_backoff: Cap on one computed backoff.
+        max_total_wait: Cap on the seconds spent waiting across all retries of one call;
+            a retry that would pass it is not made.
+        max_retry_after: Longest server-requested wait that is honoured; a longer one ends
+            the retries at once (the error carries ``retry_after``).
+        jitter: Fraction (0-1) of each computed backoff that is randomised away, so many
+            concurrent sub-calls that failed together do not retry together.
+        sleep: The coroutine used to wait (default: ``anyio.sleep``); swap it to wait on
+            a virtual clock or to record the waits.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.5
+    max_backoff: float = 16.0
+    max_total_wait: float = 120.0
+    max_retry_after: float = 90.0
+    jitter: float = 0.5
+    sleep: Callable[[float], Awaitable[Any]] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
+        for name in ("initial_backoff", "max_backoff", "max_total_wait", "max_retry_after"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value < 0 or math.isnan(value):
+                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ConfigurationError(f"jitter must be between 0 and 1, got {self.jitter!r}")
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        """A policy that makes one attempt only."""
+        return cls(max_attempts=1)
+
+    def backoff(self, retry_number: int) -> float:
+        """The computed wait before retry ``retry_number`` (1-based), jitter applied."""
+        base = min(self.initial_backoff * 2 ** (retry_number - 1), self.max_backoff)
+        return base * (1 - self.jitter * random.random())
+
+
+class RetryableFailure(Exception):
+    """Internal: a failed attempt that may be retried, carrying the error to raise at the end."""
+
+    def __init__(self, error: ProviderError, delay: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay = delay
+
+
+async def run_with_retries(
+    policy: RetryPolicy, provider: str, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """Run ``attempt`` until it succeeds, fails for good, or the policy gives up.
+
+    ``attempt`` raises :class:`RetryableFailure` for what may be retried and a
+    ``ProviderError`` for what may not; the caller only ever sees the latter.
+    """
+
+    def wait(state: _t.RetryCallState) -> float:
+        failure = _failure(state)
+        if failure is not None and failure.delay is not None:
+            return failure.delay
+        return policy.backoff(state.attempt_number)
+
+    def out_of_time(state: _t.RetryCallState) -> bool:
+        return state.idle_for + state.upcoming_sleep > policy.max_total_wait
+
+    def log(state: _t.RetryCallState) -> None:
+        failure = _failure(state)
+        error = failure.error if failure is not None else None
+        _log.warning(
+            "rlm_async.provider.retry_scheduled",
+            provider=provider,
+            attempt=state.attempt_number,
+            max_attempts=policy.max_attempts,
+            wait=round(state.upcoming_sleep, 3),
+            status_code=getattr(error, "status_code", None),
+            error=type(error).__name__ if error is not None else None,
+            message=getattr(error, "message", None),
+        )
+
+    retrying: _t.AsyncRetrying = _t.AsyncRetrying(
+        stop=_t.stop_after_attempt(policy.max_attempts) | _t.stop_any(out_of_time),
+        wait=wait,
+        retry=_t.retry_if_exception_type(RetryableFailure),
+        sleep=policy.sleep or anyio.sleep,
+        before_sleep=log,
+        reraise=True,
+    )
+    try:
+        return await retrying(attempt)
+    except RetryableFailure as failure:
+        raise failure.error from failure.error.__cause__
+
+
+def _failure(state: _t.RetryCallState) -> RetryableFailure | None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return exc if isinstance(exc, RetryableFailure) else None
+
+
+# ---- reading the server's hints --------------------------------------------------------
+
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration (``"19s"``, ``"12ms"``, ``"6m0s"``, ``"1.5s"``)."""
+    text = text.strip()
+    if not text:
+        return None
+    total = 0.0
+    pos = 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        value, unit = float(match.group(1)), match.group(2)
+        total += value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+def retry_delay_hint(
+    headers: Mapping[str, str], body: Any, *, status_code: int, now: float | None = None
+) -> float | None:
+    """Seconds the server asked us to wait before retrying, when it said."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(float(value) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is not None:
+                when = email.utils.mktime_tz(parsed)
+                return max(when - (time.time() if now is None else now), 0.0)
+    gemini = _gemini_retry_delay(body)
+    if gemini is not None:
+        return gemini
+    if status_code == 429:
+        for kind in ("requests", "tokens"):
+            if headers.get(f"x-ratelimit-remaining-{kind}") == "0":
+                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+                if reset is not None:
+                    return reset
+    return None
+
+
+def _gemini_retry_delay(body: Any) -> float | None:
+    error = body.get("error") if isinstance(body, dict) else None
+    details = error.get("details") if isinstance(error, dict) else None
+    if not isinstance(details, list):
+        return None
+    for detail in details:
+        if (
+            isinstance(detail, dict)
+            and str(detail.get("@type", "")).endswith("google.rpc.RetryInfo")
+            and isinstance(detail.get("retryDelay"), str)
+        ):
+            return parse_duration(detail["retryDelay"])
+    return None
+
+
+def should_retry_header(headers: Mapping[str, str]) -> bool | None:
+    """The provider's own verdict from ``x-should-retry``, when it gave one."""
+    value = headers.get("x-should-retry", "").strip().lower()
+    return True if value == "true" else False if value == "false" else None
