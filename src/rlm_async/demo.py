@@ -24,22 +24,6 @@ from rlm_async.providers._base import CompletionRequest
 __all__ = ["DemoReport", "demo_responder", "make_haystack", "run_demo"]
 
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "pe", "da", "gu", "fo", "ze")
-    "ka",
-    "lo",
-    "mi",
-    "ne",
-    "ru",
-    "sa",
-    "to",
-    "vi",
-    "pe",
-    "da",
-    "gu",
-    "fo",
-    "ze",
-    "hi",
-    "ba",
-]
 _NEEDLE = "The magic number is {number}."
 ROOT_LATENCY = 1.0
 SUB_LATENCY = 0.6
