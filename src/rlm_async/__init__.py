@@ -1,5 +1,14 @@
-"""rlm-async: async-first Recursive Language Models."""
+"""rlm-async: async-first Recursive Language Models.
 
+``await RLM(...).completion(context, query)`` answers a query over a context far too long
+for any prompt: the context lives in a sandboxed child-process REPL, the root model writes
+code to explore it, and sub-calls from that code are served concurrently.
+"""
+
+from rlm_async import events
+from rlm_async._budget import Budget
+from rlm_async._compat import RLM_REPL
+from rlm_async._engine import RLM
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -19,20 +28,29 @@ from rlm_async._exceptions import (
     RLMError,
     SandboxError,
 )
+from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, UsageSummary
+from rlm_async.providers._base import CompletionRequest, Provider
+from rlm_async.repl import CellResult, ReplOptions, ReplSession
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RLM",
+    "RLM_REPL",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
     "BudgetExceeded",
+    "CellResult",
     "Completion",
+    "CompletionRequest",
     "ConfigurationError",
     "ContextTypeError",
     "Message",
     "ModelUsage",
     "NotFoundError",
+    "Provider",
     "ProviderError",
     "ProviderResponseError",
     "ProviderTimeoutError",
@@ -42,9 +60,14 @@ __all__ = [
     "RateLimitError",
     "ReplCrashed",
     "ReplError",
+    "ReplOptions",
     "ReplProtocolError",
+    "ReplSession",
     "ReplTimeout",
     "SandboxError",
+    "Settings",
     "Usage",
     "UsageSummary",
+    "__version__",
+    "events",
 ]

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
-import structlog
 
 from rlm_async import events as ev
-from rlm_async._exceptions import ConfigurationError
+from rlm_async._budget import Budget
+from rlm_async._exceptions import BudgetExceeded, ConfigurationError
+from rlm_async._logging import get_logger
 from rlm_async._run import RunTree, run_rlm
 from rlm_async._types import RLMResult
 from rlm_async.providers import ProviderPool, ResolvedModel
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RLM"]
 
-_log = structlog.get_logger("rlm_async.engine")
+_log = get_logger("rlm_async.engine")
 
 ModelSpec = str | Provider
 
@@ -64,6 +65,10 @@ class RLM:
         enable_logging: Print a readable, coloured view of the run to stderr.
         on_event: A callback for every event of every run (see ``rlm_async.events``).
         trajectory_preview_chars: Characters of prompts and answers kept in events.
+        budget: Limits for each completion's whole tree (tokens, cost, time, sub-calls,
+            live REPLs), checked before work is dispatched; see ``Budget``.
+        on_budget_exceeded: ``"raise"`` (default) raises ``BudgetExceeded`` carrying the
+            partial result; ``"return"`` returns that result with ``finished=False``.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -93,6 +98,8 @@ class RLM:
         enable_logging: bool = False,
         on_event: Callable[[ev.Event], None] | None = None,
         trajectory_preview_chars: int = 2_000,
+        budget: Budget | None = None,
+        on_budget_exceeded: Literal["raise", "return"] = "raise",
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
@@ -111,6 +118,16 @@ class RLM:
             raise ConfigurationError(
                 f"repl must be a rlm_async.ReplOptions, got {type(repl).__name__}"
             )
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigurationError(
+                f"budget must be a rlm_async.Budget, got {type(budget).__name__}"
+            )
+        if on_budget_exceeded not in ("raise", "return"):
+            raise ConfigurationError(
+                f"on_budget_exceeded must be 'raise' or 'return', got {on_budget_exceeded!r}"
+            )
+        self.budget = budget or Budget()
+        self.on_budget_exceeded = on_budget_exceeded
         self.max_iterations = max_iterations
         self.max_depth = max_depth
         self.max_concurrency = max_concurrency
@@ -312,7 +329,21 @@ class RLM:
                 listener(event)
 
         tree = RunTree(rlm=self, emit=fan_out)
-        return await run_rlm(tree, context, query)
+        deadline = self.budget.max_seconds
+        try:
+            with anyio.move_on_after(math.inf if deadline is None else deadline):
+                return await run_rlm(tree, context, query)
+            error = BudgetExceeded(
+                f"the time budget of {deadline:g} s ran out; the run was cancelled",
+                budget="max_seconds",
+            )
+        except BudgetExceeded as exc:
+            error = exc
+        _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
+        error.partial = tree.partial_result()
+        if self.on_budget_exceeded == "return":
+            return error.partial
+        raise error
 
     def completion_sync(self, context: Any, query: str) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).

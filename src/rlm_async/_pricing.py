@@ -116,9 +116,7 @@ _DEFAULT_PRICES: Final[dict[str, ModelPrice]] = {
 }
 
 # What may follow a priced id and still be the same model: a date or a version pin.
-_VERSION_SUFFIX: Final = re.compile(
-    r"-(latest|\d{3}|\d{4}|\d{8}|\d{4}-\d{2}-\d{2}|\d{2}-\d{2})$"
-)
+_VERSION_SUFFIX: Final = re.compile(r"-(latest|\d{3}|\d{4}|\d{8}|\d{4}-\d{2}-\d{2}|\d{2}-\d{2})$")
 
 
 class PriceTable:

@@ -14,17 +14,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
 from rlm_async import events as ev
+from rlm_async._budget import BudgetTracker, estimate_tokens
 from rlm_async._context import prepare_context
 from rlm_async._exceptions import (
     AuthenticationError,
+    BudgetExceeded,
     ConfigurationError,
     NotFoundError,
     ProviderError,
     RLMError,
 )
+from rlm_async._logging import get_logger
 from rlm_async._parsing import find_code_blocks, find_final
 from rlm_async._prompts import (
     build_system_prompt,
@@ -44,11 +46,12 @@ if TYPE_CHECKING:
 
 __all__ = ["RunTree", "run_rlm"]
 
-_log = structlog.get_logger("rlm_async.engine")
+_log = get_logger("rlm_async.engine")
 
 # Errors that will fail every sub-call the same way: end the run instead of feeding the
 # model hundreds of identical error strings.
-_FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError)
+# A spent budget ends the run too.
+_FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError, BudgetExceeded)
 
 
 @dataclass
@@ -65,9 +68,29 @@ class RunTree:
     restarts: int = 0
     trajectory: list[ev.Event] = field(default_factory=list)
     sandbox_report: dict[str, Any] = field(default_factory=dict)
+    budget: BudgetTracker = field(init=False)
+    root_turns: int = 0
+    last_root_reply: str = ""
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
+        self.budget = BudgetTracker(self.rlm.budget, self.usage)
+
+    def partial_result(self) -> RLMResult:
+        """What a run that a budget ended has to show: usage, trajectory, last root reply."""
+        return RLMResult(
+            answer=self.last_root_reply,
+            iterations=self.root_turns,
+            usage=self.usage,
+            elapsed=time.perf_counter() - self.started,
+            trajectory=self.trajectory,
+            metadata={
+                "subcalls": self.subcalls,
+                "repl_restarts": self.restarts,
+                "sandbox": self.sandbox_report,
+            },
+            finished=False,
+        )
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         self.seq += 1
@@ -132,6 +155,10 @@ class _Run:
             max_iterations=rlm.max_iterations,
             max_depth=rlm.max_depth,
         )
+        if self.depth == 0:
+            refusal = self.tree.budget.acquire_repl()
+            if refusal is not None:
+                raise BudgetExceeded(refusal, budget="max_live_repls")
         try:
             async with ReplSession(
                 self.prepared,
@@ -150,6 +177,8 @@ class _Run:
             if isinstance(exc, Exception):
                 self._event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
             raise
+        finally:
+            self.tree.budget.release_repl()
         elapsed = time.perf_counter() - started
         self._event(
             ev.RunFinished,
@@ -251,6 +280,8 @@ class _Run:
     async def _root_turn(
         self, system: str, messages: list[Message], *, final_turn: bool = False
     ) -> Completion:
+        chars = len(system) + sum(len(m.content) for m in messages)
+        self.tree.budget.check_root_turn(chars)
         self._event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
         started = time.perf_counter()
         request = CompletionRequest(
@@ -262,6 +293,9 @@ class _Run:
         )
         completion = await self.root.provider.complete(request)
         self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
+        if self.depth == 0:
+            self.tree.root_turns = self.turn.number
+            self.tree.last_root_reply = completion.text
         self._event(
             ev.TurnFinished,
             turn=self.turn.number,
@@ -272,7 +306,14 @@ class _Run:
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),
         )
+        self._after_usage()
         return completion
+
+    def _after_usage(self) -> None:
+        """Warn near a budget, and end the run when one is spent."""
+        for name, used, limit in self.tree.budget.warnings():
+            self._event(ev.BudgetWarning, budget=name, used=used, limit=limit)
+        self.tree.budget.check_spent()
 
     async def _run_cell(self, repl: ReplSession, code: str) -> tuple[str, str | None]:
         self.turn.cell += 1
@@ -308,12 +349,19 @@ class _Run:
             target = self.sub if request.model is None else self.rlm._allowed_model(request.model)
         except ConfigurationError as exc:
             return [{"ok": False, "error": str(exc)}] * count
+        output_reserve = self.rlm.sub_max_tokens or 0
+        refusal = self.tree.budget.refuse_batch(
+            [len(p) for p in request.prompts], output_reserve
+        )
+        if refusal is not None:
+            return [{"ok": False, "error": refusal}] * count
         results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count
         fatal: list[BaseException] = []
 
         async def one(index: int, prompt: str) -> None:
             subcall = f"{self.run_id}.{request.id}.{index}"
             context = request.contexts[index] if request.contexts else None
+            reserved = estimate_tokens(len(prompt)) + output_reserve
             try:
                 if recursive and context is not None:
                     results[index] = await self._sub_rlm(subcall, turn, cell, prompt, context)
@@ -324,6 +372,8 @@ class _Run:
             except _FATAL_SUBCALL_ERRORS as exc:
                 fatal.append(exc)
                 tg.cancel_scope.cancel()
+            finally:
+                self.tree.budget.settle(reserved)
 
         async with anyio.create_task_group() as tg:
             for index, prompt in enumerate(request.prompts):
@@ -370,6 +420,7 @@ class _Run:
             self._subcall_finished(
                 subcall, turn, cell, kind, target.label, started, completion=completion
             )
+            self._after_usage()
             return {"ok": True, "text": completion.text}
 
     def _subcall_finished(
@@ -406,6 +457,9 @@ class _Run:
         self, subcall: str, turn: int, cell: int, prompt: str, context: Any
     ) -> dict[str, Any]:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
+        refusal = self.tree.budget.acquire_repl()
+        if refusal is not None:
+            return {"ok": False, "error": refusal}
         self.tree.subcalls += 1
         label = self.rlm._model_for_depth(self.depth + 1).label
         self._event(
@@ -423,7 +477,7 @@ class _Run:
             result = await run_rlm(
                 self.tree, context, prompt, depth=self.depth + 1, parent_run_id=self.run_id
             )
-        except (ProviderError, RLMError) as exc:
+        except RLMError as exc:
             self._subcall_finished(subcall, turn, cell, "rlm", label, started, error=exc)
             if isinstance(exc, _FATAL_SUBCALL_ERRORS):
                 raise

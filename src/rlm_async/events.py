@@ -122,6 +122,13 @@ class ReplRestarted(_Event):
     reason: str
 
 
+class BudgetWarning(_Event):
+    type: Literal["budget_warning"] = "budget_warning"
+    budget: str
+    used: float
+    limit: float
+
+
 class FinalAnswer(_Event):
     type: Literal["final_answer"] = "final_answer"
     answer: str
@@ -151,6 +158,7 @@ Event = Annotated[
     | SubCallStarted
     | SubCallFinished
     | ReplRestarted
+    | BudgetWarning
     | FinalAnswer
     | RunFinished
     | RunFailed,

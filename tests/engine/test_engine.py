@@ -246,7 +246,7 @@ async def test_a_closed_rlm_refuses_new_runs() -> None:
 
 async def test_stream_yields_the_runs_events_in_order() -> None:
     root = ScriptedModel([repl("llm_query('x')"), "FINAL(done)"])
-    async with RLM(model=root) as rlm:
+    async with RLM(model=root, sub_model=ScriptedModel(["sub"], name="sub")) as rlm:
         events = [event async for event in rlm.stream("abc", "q")]
     kinds = [e.type for e in events]
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"

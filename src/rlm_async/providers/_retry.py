@@ -28,7 +28,13 @@ import tenacity as _t
 
 from rlm_async._exceptions import ConfigurationError, ProviderError
 
-__all__ = ["RetryPolicy", "RetryableFailure", "parse_duration", "retry_delay_hint", "run_with_retries"]
+__all__ = [
+    "RetryPolicy",
+    "RetryableFailure",
+    "parse_duration",
+    "retry_delay_hint",
+    "run_with_retries",
+]
 
 _log = structlog.get_logger("rlm_async.provider")
 
@@ -81,7 +87,7 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int) -> float:
         """The computed wait before retry ``retry_number`` (1-based), jitter applied."""
-        base = min(self.initial_backoff * 2 ** (retry_number - 1), self.max_backoff)
+        base = min(self.initial_backoff * 2.0 ** (retry_number - 1), self.max_backoff)
         return base * (1 - self.jitter * random.random())
 
 
@@ -109,8 +115,11 @@ async def run_with_retries(
             return failure.delay
         return policy.backoff(state.attempt_number)
 
-    def out_of_time(state: _t.RetryCallState) -> bool:
-        return state.idle_for + state.upcoming_sleep > policy.max_total_wait
+    def stop(state: _t.RetryCallState) -> bool:
+        return (
+            state.attempt_number >= policy.max_attempts
+            or state.idle_for + state.upcoming_sleep > policy.max_total_wait
+        )
 
     def log(state: _t.RetryCallState) -> None:
         failure = _failure(state)
@@ -127,7 +136,7 @@ async def run_with_retries(
         )
 
     retrying: _t.AsyncRetrying = _t.AsyncRetrying(
-        stop=_t.stop_after_attempt(policy.max_attempts) | _t.stop_any(out_of_time),
+        stop=stop,
         wait=wait,
         retry=_t.retry_if_exception_type(RetryableFailure),
         sleep=policy.sleep or anyio.sleep,

@@ -360,7 +360,8 @@ class _Repl:
         tree = ast.parse(code, filename=filename, mode="exec")
         last: ast.expr | None = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = tree.body.pop().value  # echoed like a notebook's last expression
+            last = tree.body[-1].value  # echoed like a notebook's last expression
+            del tree.body[-1]
         if tree.body:
             body = compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT)
             self._run_code(body)
@@ -435,13 +436,14 @@ def _check_prompt(prompt: Any, name: str) -> None:
 def _check_prompts(prompts: Any, name: str) -> list[str]:
     if isinstance(prompts, str) or not hasattr(prompts, "__iter__"):
         raise TypeError(f"{name}(prompts) takes a list of str, got {type(prompts).__name__}")
-    prompts = list(prompts)
+    checked: list[str] = []
     for index, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(
                 f"{name}: prompts[{index}] is a {type(prompt).__name__}, every prompt must be a str"
             )
-    return prompts
+        checked.append(prompt)
+    return checked
 
 
 def _check_model(model: Any) -> str | None:

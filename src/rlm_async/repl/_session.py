@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from rlm_async._context import PreparedContext, prepare_context
@@ -33,6 +32,7 @@ from rlm_async._exceptions import (
     RLMError,
     SandboxError,
 )
+from rlm_async._logging import get_logger
 from rlm_async.repl._process import ChildProcess, spawn_child
 from rlm_async.repl._protocol import (
     CancelMessage,
@@ -45,7 +45,7 @@ from rlm_async.repl._protocol import (
 
 __all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]
 
-_log = structlog.get_logger("rlm_async.repl")
+_log = get_logger("rlm_async.repl")
 _CHILD_FILE = str(Path(__file__).with_name("_child.py"))
 _SHUTDOWN = encode_message({"type": "shutdown"})
 

@@ -1,0 +1,388 @@
+"""Shared httpx plumbing: the pooled client, sending with retries, and stream framing.
+
+:class:`HTTPProvider` is the base of every adapter. It owns the one pooled
+``httpx.AsyncClient`` (unless one was injected, which it never closes), sends JSON through
+the retry policy, maps every failure to our error tree at one boundary, fills in the cost,
+and scrubs the API key out of any error text a provider echoes back. An adapter adds only
+its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from rlm_async._exceptions import (
+    ConfigurationError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from rlm_async._pricing import PriceTable
+from rlm_async._settings import Settings
+from rlm_async._types import Completion
+from rlm_async.providers._base import CompletionRequest, TextDelta
+from rlm_async.providers._errors import (
+    ErrorInfo,
+    describe_error_body,
+    error_class_for_status,
+    error_for_type,
+    failure_from_response,
+    map_transport_errors,
+    parse_body,
+    request_id_from,
+    scrub,
+)
+from rlm_async.providers._retry import RetryableFailure, RetryPolicy, run_with_retries
+
+__all__ = [
+    "HTTPProvider",
+    "SSEDecoder",
+    "SSEEvent",
+    "build_client",
+    "iter_ndjson",
+    "iter_sse",
+    "merge_extra",
+]
+
+
+def build_client(
+    *, max_connections: int = 64, connect_timeout: float = 10.0, read_timeout: float = 600.0
+) -> httpx.AsyncClient:
+    """One pooled client: ``max_connections`` in flight, kept alive; HTTP/2 if ``h2`` is there.
+
+    The read timeout is long on purpose: a reasoning model can think for minutes before
+    its first byte. Waiting for a free pooled connection is bounded by the same value.
+    """
+    if not isinstance(max_connections, int) or max_connections < 1:
+        raise ConfigurationError(f"max_connections must be an int >= 1, got {max_connections!r}")
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=30.0,
+        ),
+        timeout=httpx.Timeout(
+            connect=connect_timeout, read=read_timeout, write=60.0, pool=read_timeout
+        ),
+        http2=importlib.util.find_spec("h2") is not None,
+        follow_redirects=False,
+    )
+
+
+def merge_extra(payload: dict[str, Any], extra: Mapping[str, object]) -> dict[str, Any]:
+    """``payload`` with ``request.extra`` laid over it; nested dicts merge one level deep."""
+    for key, value in extra.items():
+        current = payload.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            payload[key] = {**current, **value}
+        else:
+            payload[key] = value
+    return payload
+
+
+# ---- stream framing ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event."""
+
+    event: str
+    data: str
+
+
+class SSEDecoder:
+    """Server-sent events from lines, per the WHATWG event-stream rules we need.
+
+    ``data:`` lines accumulate until a blank line dispatches the event; ``event:`` names
+    it (default ``"message"``); comment lines (``:``) such as keep-alives are skipped.
+    """
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> SSEEvent | None:
+        """Take one line (without its newline); return an event when one is complete."""
+        line = line.rstrip("\r\n")
+        if not line:
+            return self.flush()
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+    def flush(self) -> SSEEvent | None:
+        """Dispatch what is pending (at a blank line or at the end of the stream)."""
+        event, data = self._event or "message", self._data
+        self._event, self._data = "", []
+        return SSEEvent(event, "\n".join(data)) if data else None
+
+
+async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
+    """The events in a stream of lines."""
+    decoder = SSEDecoder()
+    async for line in lines:
+        event = decoder.feed(line)
+        if event is not None:
+            yield event
+    last = decoder.flush()
+    if last is not None:
+        yield last
+
+
+def loads_object(text: str, provider: str, *, what: str = "stream event") -> dict[str, Any]:
+    """A JSON object from ``text``; anything else is a :class:`ProviderResponseError`."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ProviderResponseError(
+            f"malformed {what}: {text[:200]!r}", provider=provider, body=text[:4000]
+        ) from None
+    if not isinstance(value, dict):
+        raise ProviderResponseError(
+            f"malformed {what}: expected a JSON object, got {text[:200]!r}",
+            provider=provider,
+            body=value,
+        )
+    return value
+
+
+async def iter_ndjson(lines: AsyncIterator[str], provider: str) -> AsyncIterator[dict[str, Any]]:
+    """The JSON objects in a newline-delimited JSON stream (blank lines skipped)."""
+    async for line in lines:
+        if line.strip():
+            yield loads_object(line, provider, what="NDJSON line")
+
+
+# ---- the adapter base --------------------------------------------------------------------
+
+
+class HTTPProvider:
+    """Base of the raw-httpx adapters.
+
+    Args:
+        api_key: The key; default from ``settings`` (its environment variable).
+        base_url: The endpoint; default from ``settings`` or the provider's public URL.
+        model: A default model, used when this instance is handed to ``RLM`` directly.
+        settings: Where keys, URLs and timeouts come from; default ``Settings.from_env()``.
+        client: An ``httpx.AsyncClient`` to share; it is never closed by the adapter.
+        retry: The retry policy; default :class:`RetryPolicy()`.
+        prices: Prices to fill ``Usage.cost_usd``; default the built-in table.
+        max_connections: Size of the connection pool when the adapter makes its own client.
+    """
+
+    name: str = "http"
+    #: Added to connection-failure messages (e.g. how to start a local server).
+    connect_hint: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        settings: Settings | None = None,
+        client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        prices: PriceTable | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        if isinstance(api_key, SecretStr):
+            api_key = api_key.get_secret_value()
+        if settings is None:
+            settings = Settings.from_env()
+        self._api_key: str | None = api_key or settings.api_key(self.name)
+        self.base_url: str = (base_url or settings.base_url(self.name)).rstrip("/")
+        self.model: str | None = model
+        self._retry = retry or RetryPolicy()
+        self._prices = prices if prices is not None else PriceTable.default()
+        self._owns_client = client is None
+        self._client = client or build_client(
+            max_connections=max_connections,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        model = f", model={self.model!r}" if self.model else ""
+        return f"{type(self).__name__}(base_url={self.base_url!r}{model})"
+
+    # -- what each adapter provides --
+
+    def _headers(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _url(self, request: CompletionRequest, *, stream: bool) -> str:
+        raise NotImplementedError
+
+    def _to_wire(self, request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _from_wire(
+        self, body: dict[str, Any], request: CompletionRequest, request_id: str | None
+    ) -> Completion:
+        raise NotImplementedError
+
+    def _parse_stream(
+        self, response: httpx.Response, request: CompletionRequest
+    ) -> AsyncIterator[TextDelta | Completion]:
+        raise NotImplementedError
+
+    # -- the Provider protocol --
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        """Send one request and return the whole completion (with usage and cost)."""
+        payload = self._to_wire(request, stream=False)
+        body, response = await self._post_json(self._url(request, stream=False), payload)
+        completion = self._from_wire(body, request, request_id_from(response.headers))
+        return self._priced(completion, request)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[TextDelta | Completion]:
+        """Stream text deltas; the last item is the whole ``Completion`` (with usage)."""
+        url = self._url(request, stream=True)
+        async with self._open_stream(url, self._to_wire(request, stream=True)) as response:
+            async for item in self._parse_stream(response, request):
+                yield self._priced(item, request) if isinstance(item, Completion) else item
+
+    async def aclose(self) -> None:
+        """Close the client if this adapter created it; the adapter is unusable afterwards."""
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> HTTPProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- plumbing --
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self._api_key,) if self._api_key else ()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError(f"the {self.name} provider is closed; create a new one")
+
+    @contextmanager
+    def _retryable_transport(self) -> Iterator[None]:
+        try:
+            with map_transport_errors(self.name, hint=self.connect_hint):
+                yield
+        except (ProviderTimeoutError, ProviderUnavailableError) as error:
+            raise RetryableFailure(error) from error
+
+    async def _post_json(
+        self, url: str, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        self._check_open()
+        headers = self._headers()
+
+        async def attempt() -> tuple[dict[str, Any], httpx.Response]:
+            with self._retryable_transport():
+                response = await self._client.post(url, json=payload, headers=headers)
+            text = scrub(response.text, self._secrets())
+            if not response.is_success:
+                raise failure_from_response(self.name, response, text)
+            return self._ok_body(text, response), response
+
+        return await run_with_retries(self._retry, self.name, attempt)
+
+    @asynccontextmanager
+    async def _open_stream(
+        self, url: str, payload: dict[str, Any]
+    ) -> AsyncIterator[httpx.Response]:
+        self._check_open()
+        headers = self._headers()
+
+        async def attempt() -> httpx.Response:
+            with self._retryable_transport():
+                request = self._client.build_request("POST", url, json=payload, headers=headers)
+                response = await self._client.send(request, stream=True)
+            if response.is_success:
+                return response
+            try:
+                with self._retryable_transport():
+                    await response.aread()
+            finally:
+                await response.aclose()
+            raise failure_from_response(self.name, response, scrub(response.text, self._secrets()))
+
+        response = await run_with_retries(self._retry, self.name, attempt)
+        try:
+            with map_transport_errors(self.name, hint=self.connect_hint):
+                yield response
+        finally:
+            await response.aclose()
+
+    def _ok_body(self, text: str, response: httpx.Response) -> dict[str, Any]:
+        request_id = request_id_from(response.headers)
+        if not text.strip():
+            raise ProviderResponseError(
+                "empty reply body",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=request_id,
+            )
+        body = parse_body(text)
+        if not isinstance(body, dict):
+            summary = describe_error_body(body).message if isinstance(body, str) else repr(body)
+            raise ProviderResponseError(
+                f"the reply is not a JSON object: {summary[:300]}",
+                provider=self.name,
+                status_code=response.status_code,
+                request_id=request_id,
+                body=body,
+            )
+        if body.get("error") and not any(k in body for k in ("choices", "candidates", "message")):
+            # Some gateways (OpenRouter, proxies) put an error inside a 200.
+            raise self._error_in_body(body, request_id, status_code=response.status_code)
+        return body
+
+    def _error_in_body(
+        self, body: dict[str, Any], request_id: str | None, *, status_code: int | None = None
+    ) -> ProviderError:
+        info = describe_error_body(body)
+        code = info.code
+        if code is not None and code.isdigit() and 400 <= int(code) < 600:
+            cls = error_class_for_status(int(code), info)
+            return cls(
+                info.message,
+                provider=self.name,
+                status_code=int(code),
+                request_id=request_id,
+                body=body,
+            )
+        return error_for_type(self.name, info, body=body, request_id=request_id)
+
+    def _stream_error(self, payload: Any, request_id: str | None) -> ProviderError:
+        """The error for an error object that arrived inside a 200 stream."""
+        if isinstance(payload, dict):
+            return self._error_in_body(payload, request_id)
+        return error_for_type(self.name, ErrorInfo(message=str(payload)), request_id=request_id)
+
+    def _priced(self, completion: Completion, request: CompletionRequest) -> Completion:
+        cost = self._prices.cost(self.name, completion.model, completion.usage)
+        if cost is None and completion.model != request.model:
+            cost = self._prices.cost(self.name, request.model, completion.usage)
+        if cost is None:
+            return completion
+        usage = completion.usage.model_copy(update={"cost_usd": cost})
+        return completion.model_copy(update={"usage": usage})

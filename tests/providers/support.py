@@ -1,0 +1,65 @@
+"""Helpers for the provider tests: recorded bodies, stream bodies, fake keys, a sleep recorder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlm_async._settings import Settings
+from rlm_async._types import Message
+from rlm_async.providers import CompletionRequest, RetryPolicy
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+KEYS = {
+    "openai_api_key": "sk-test-openai-0123456789",
+    "anthropic_api_key": "sk-ant-test-0123456789",
+    "google_api_key": "AIza-test-0123456789",
+    "xai_api_key": "xai-test-0123456789",
+    "openai_compatible_api_key": "compat-test-0123456789",
+}
+
+
+def fixture_body(name: str) -> dict[str, Any]:
+    """A recorded provider body from tests/providers/fixtures/."""
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
+
+
+def sse(*events: dict[str, Any] | str, named: bool = False) -> bytes:
+    """An SSE body: each event a ``data:`` line (JSON-encoded unless a str) and a blank line.
+
+    With ``named``, each dict's ``type`` is also sent as the ``event:`` line (Anthropic).
+    """
+    out = []
+    for event in events:
+        data = event if isinstance(event, str) else json.dumps(event)
+        if named and isinstance(event, dict):
+            out.append(f"event: {event['type']}\n")
+        out.append(f"data: {data}\n\n")
+    return "".join(out).encode()
+
+
+def ndjson(*objects: dict[str, Any]) -> bytes:
+    return "".join(json.dumps(o) + "\n" for o in objects).encode()
+
+
+class SleepRecorder:
+    """A stand-in for ``anyio.sleep`` that records the requested waits and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def request(
+    model: str = "gpt-4o",
+    prompt: str = "What's 2 + 2?",
+    **kwargs: Any,
+) -> CompletionRequest:
+    return CompletionRequest(
+        model=model, messages=[Message(role="user", content=prompt)], **kwargs
+    )
