@@ -174,7 +174,7 @@ class MockLLMServer:
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self.requests: list[tuple[float, CompletionRequest]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -198,11 +198,15 @@ class MockLLMServer:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        for task in list(self._connections):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Close the connections rather than cancel their tasks: asyncio's stream protocol
+        # reports a cancelled connection task as an unhandled error.
+        for writer in list(self._connections.values()):
+            writer.close()
+        tasks = list(self._connections)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
         await self._server.wait_closed()
         self._server = None
 
@@ -211,7 +215,7 @@ class MockLLMServer:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             while True:
                 try:
@@ -229,7 +233,7 @@ class MockLLMServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

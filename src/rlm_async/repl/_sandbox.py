@@ -126,7 +126,7 @@ _ALWAYS_DENIED = (
     "iopl", "ioperm", "swapon", "swapoff", "reboot", "acct", "quotactl", "quotactl_fd",
     "syslog", "name_to_handle_at", "open_by_handle_at", "lookup_dcookie", "vhangup",
     "ioprio_set", "migrate_pages", "move_pages",
-    "chown", "lchown", "fchownat", "fchown",
+    "chown", "lchown", "fchownat",
 )  # fmt: skip
 _PROCESS_CREATION = ("fork", "vfork", "execve", "execveat", "pidfd_open")
 _PATH_CHMOD = ("chmod", "fchmodat", "fchmodat2")
