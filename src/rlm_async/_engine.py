@@ -291,7 +291,7 @@ class RLM:
 
         async def produce() -> RLMResult:
             try:
-                return await self._run(context, query, emit)
+                return await self._run(context, query, emit, stream_text=True)
             finally:
                 queue.put_nowait(None)
 
@@ -310,7 +310,12 @@ class RLM:
                     await task
 
     async def _run(
-        self, context: Any, query: str, emit: Callable[[ev.Event], None] | None
+        self,
+        context: Any,
+        query: str,
+        emit: Callable[[ev.Event], None] | None,
+        *,
+        stream_text: bool = False,
     ) -> RLMResult:
         if self._closed:
             raise ConfigurationError("this RLM is closed; create a new one")
@@ -328,7 +333,7 @@ class RLM:
             for listener in listeners:
                 listener(event)
 
-        tree = RunTree(rlm=self, emit=fan_out)
+        tree = RunTree(rlm=self, emit=fan_out, stream_text=stream_text)
         deadline = self.budget.max_seconds
         try:
             with anyio.move_on_after(math.inf if deadline is None else deadline):

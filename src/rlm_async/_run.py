@@ -24,6 +24,7 @@ from rlm_async._exceptions import (
     ConfigurationError,
     NotFoundError,
     ProviderError,
+    ProviderResponseError,
     RLMError,
 )
 from rlm_async._logging import get_logger
@@ -71,6 +72,7 @@ class RunTree:
     budget: BudgetTracker = field(init=False)
     root_turns: int = 0
     last_root_reply: str = ""
+    stream_text: bool = False  # root turns stream their text as ModelDelta events
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
@@ -291,7 +293,10 @@ class _Run:
             max_tokens=self.rlm.max_tokens,
             temperature=self.rlm.temperature,
         )
-        completion = await self.root.provider.complete(request)
+        if self.tree.stream_text:
+            completion = await self._stream_turn(request)
+        else:
+            completion = await self.root.provider.complete(request)
         self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
         if self.depth == 0:
             self.tree.root_turns = self.turn.number
@@ -307,6 +312,19 @@ class _Run:
             latency=round(time.perf_counter() - started, 6),
         )
         self._after_usage()
+        return completion
+
+    async def _stream_turn(self, request: CompletionRequest) -> Completion:
+        completion: Completion | None = None
+        async for item in self.root.provider.stream(request):
+            if isinstance(item, Completion):
+                completion = item
+            elif item.text:
+                self._event(ev.ModelDelta, turn=self.turn.number, text=item.text)
+        if completion is None:
+            raise ProviderResponseError(
+                "the stream ended without a final completion", provider=self.root.provider.name
+            )
         return completion
 
     def _after_usage(self) -> None:

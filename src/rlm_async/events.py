@@ -21,6 +21,7 @@ __all__ = [
     "CellStarted",
     "Event",
     "FinalAnswer",
+    "ModelDelta",
     "ReplRestarted",
     "RunFailed",
     "RunFinished",
@@ -59,6 +60,14 @@ class TurnStarted(_Event):
     type: Literal["turn_started"] = "turn_started"
     turn: int
     final_turn: bool = False
+
+
+class ModelDelta(_Event):
+    """A piece of a root turn's text as the provider streams it (``RLM.stream`` only)."""
+
+    type: Literal["model_delta"] = "model_delta"
+    turn: int
+    text: str
 
 
 class TurnFinished(_Event):
@@ -152,6 +161,7 @@ class RunFailed(_Event):
 Event = Annotated[
     RunStarted
     | TurnStarted
+    | ModelDelta
     | TurnFinished
     | CellStarted
     | CellFinished

@@ -258,6 +258,9 @@ async def test_stream_yields_the_runs_events_in_order() -> None:
         < kinds.index("final_answer")
     )
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+    # Root text arrives as deltas before each turn finishes, and adds up to the reply.
+    deltas = [e for e in events if isinstance(e, ev.ModelDelta) and e.turn == 2]
+    assert "".join(d.text for d in deltas) == "FINAL(done)"
 
 
 async def test_leaving_a_stream_early_cancels_the_run_and_its_repl() -> None:

@@ -116,8 +116,11 @@ async def run_with_retries(
         return policy.backoff(state.attempt_number)
 
     def stop(state: _t.RetryCallState) -> bool:
+        failure = _failure(state)
+        asked = failure.delay if failure is not None else None
         return (
             state.attempt_number >= policy.max_attempts
+            or (asked is not None and asked > policy.max_retry_after)
             or state.idle_for + state.upcoming_sleep > policy.max_total_wait
         )
 
