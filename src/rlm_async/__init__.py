@@ -8,6 +8,7 @@ code to explore it, and sub-calls from that code are served concurrently.
 from rlm_async import events
 from rlm_async._budget import Budget
 from rlm_async._compat import RLM_REPL
+from rlm_async._complete import llm_complete
 from rlm_async._engine import RLM
 from rlm_async._exceptions import (
     AuthenticationError,
@@ -28,9 +29,11 @@ from rlm_async._exceptions import (
     RLMError,
     SandboxError,
 )
+from rlm_async._pricing import ModelPrice, PriceTable
 from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, UsageSummary
 from rlm_async.providers._base import CompletionRequest, Provider
+from rlm_async.providers._retry import RetryPolicy
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
 
 __version__ = "0.1.0"
@@ -48,8 +51,10 @@ __all__ = [
     "ConfigurationError",
     "ContextTypeError",
     "Message",
+    "ModelPrice",
     "ModelUsage",
     "NotFoundError",
+    "PriceTable",
     "Provider",
     "ProviderError",
     "ProviderResponseError",
@@ -64,10 +69,12 @@ __all__ = [
     "ReplProtocolError",
     "ReplSession",
     "ReplTimeout",
+    "RetryPolicy",
     "SandboxError",
     "Settings",
     "Usage",
     "UsageSummary",
     "__version__",
     "events",
+    "llm_complete",
 ]

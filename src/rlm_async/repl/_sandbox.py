@@ -463,7 +463,9 @@ def _apply_landlock(policy: dict[str, Any], report: _Report) -> None:
     )
     if ruleset < 0:
         code = ctypes.get_errno()
-        report.missing("landlock", f"landlock_create_ruleset: {os.strerror(code)}", started, abi=abi)
+        report.missing(
+            "landlock", f"landlock_create_ruleset: {os.strerror(code)}", started, abi=abi
+        )
         return
     added = 0
     try:

@@ -1,0 +1,462 @@
+"""Parent side of the REPL sandbox: the options, the policy for the child, the command line.
+
+The child applies the kernel layers to itself (``_sandbox.py``). The parent decides who the
+child runs as and in which namespaces, because that must happen *before* the interpreter
+starts:
+
+* **Not root**: the child keeps the parent's uid; with bubblewrap it also gets its own user,
+  pid, network, ipc and mount namespaces (only the Python runtime, the system libraries and
+  the work dir are visible, the parent's processes are not).
+* **Root** (``run_as``, default ``"nobody"``): the child must not stay root, because root
+  can read every other root process's ``/proc/<pid>/environ`` once any layer slips.
+
+  - With bubblewrap: bwrap starts as root (so it can reach an interpreter under a 0700
+    ``/root``), builds the mount namespace, and ``setpriv`` drops to ``run_as`` before the
+    interpreter starts: the child is a real unprivileged uid with no capabilities.
+  - Without it: ``Popen(user=, group=, extra_groups=[])`` (no ``preexec_fn``), but only if
+    that uid can reach the interpreter, its prefix and the work dir; this is checked by
+    running the interpreter once as that uid (a pyenv under ``/root`` fails the check,
+    and would otherwise silently pick up the system's ``libpython``).
+  - Neither: ``strict`` raises ``SandboxError``; otherwise the child runs as root without
+    capabilities, with a loud warning.
+
+The work dir is chowned to ``run_as`` before each start. Call ``build_child_command`` from a
+long-lived thread (the event loop's): ``PR_SET_PDEATHSIG`` fires when the *thread* that
+forked the child exits, not the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rlm_async._exceptions import SandboxError
+from rlm_async.repl import _sandbox
+
+__all__ = ["ChildCommand", "SandboxOptions", "build_child_command", "probe_sandbox"]
+
+_REPL_DIR = str(Path(__file__).resolve().parent)  # _child.py and _sandbox.py
+_PROBE_TIMEOUT = 10.0
+_MB = 1024 * 1024
+_SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
+_ETC_NETWORK = (
+    "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
+    "/etc/services", "/etc/protocols", "/etc/ssl", "/etc/ca-certificates", "/etc/pki",
+)  # fmt: skip
+
+
+class SandboxOptions(BaseModel):
+    """How the REPL child is confined (Linux; elsewhere only the limits apply).
+
+    Attributes:
+        enabled: Apply the sandbox at all. ``False`` keeps only the always-on protections
+            (allow-listed environment, private work dir, own session).
+        allow_network: Let model code open sockets (TCP, UDP, unix, DNS).
+        allow_subprocess: Let model code fork and exec (``subprocess``, ``os.system``).
+        read_paths: Extra files or directories model code may read.
+        write_paths: Extra files or directories model code may read and write.
+        memory_limit_mb: Address-space limit (``RLIMIT_AS``); a bigger allocation raises
+            ``MemoryError`` in the cell and the REPL survives. ``None``: no limit.
+        cpu_seconds_per_cell: CPU seconds a cell may use before it gets
+            ``CellCpuLimitExceeded`` (REPL kept). ``None``: only the wall-clock cell timeout.
+        file_size_limit_mb: Largest file model code may write (``EFBIG`` past it).
+        max_open_files: File descriptors the child may hold.
+        bwrap: Use bubblewrap namespaces: ``"auto"`` when it works here (probed once),
+            ``"always"`` (``SandboxError`` if it cannot), ``"never"``.
+        run_as: When the parent runs as root, the user (name or uid) the child runs as.
+            ``None`` keeps root (refused when ``strict``). Ignored when not root.
+        strict: A layer that cannot be applied is an error (``SandboxError``) instead of a
+            warning in the report.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = True
+    allow_network: bool = False
+    allow_subprocess: bool = False
+    read_paths: tuple[str, ...] = ()
+    write_paths: tuple[str, ...] = ()
+    memory_limit_mb: int | None = Field(default=2048, gt=0)
+    cpu_seconds_per_cell: float | None = Field(default=None, gt=0)
+    file_size_limit_mb: int | None = Field(default=512, gt=0)
+    max_open_files: int | None = Field(default=256, ge=16)
+    bwrap: Literal["auto", "always", "never"] = "auto"
+    run_as: str | int | None = "nobody"
+    strict: bool = False
+
+    @field_validator("read_paths", "write_paths")
+    @classmethod
+    def _absolute(cls, paths: tuple[str, ...]) -> tuple[str, ...]:
+        for path in paths:
+            if not os.path.isabs(path):
+                raise ValueError(f"sandbox paths must be absolute, got {path!r}")
+        return tuple(os.path.normpath(p) for p in paths)
+
+    def to_policy(self, work_dir: str, parent_pid: int) -> dict[str, Any]:
+        """The JSON-able policy the child passes to ``apply_sandbox``.
+
+        Args:
+            work_dir: The child's private directory (read-write, HOME and TMPDIR).
+            parent_pid: The pid the child must have as its parent (normally ``os.getpid()``).
+        """
+        return {
+            "version": _sandbox.REPORT_VERSION,
+            "work_dir": os.path.realpath(work_dir),
+            "parent_pid": parent_pid,
+            "parent_pid_ns": _pid_namespace(),
+            "parent_uid": os.geteuid(),
+            "allow_network": self.allow_network,
+            "allow_subprocess": self.allow_subprocess,
+            "read_paths": list(self.read_paths),
+            "write_paths": list(self.write_paths),
+            "memory_limit_bytes": _bytes(self.memory_limit_mb),
+            "file_size_limit_bytes": _bytes(self.file_size_limit_mb),
+            "max_open_files": self.max_open_files,
+            "landlock": True,
+            "seccomp": True,
+            "require_unprivileged": True,
+            "strict": self.strict,
+        }
+
+
+@dataclass(frozen=True)
+class ChildCommand:
+    """How to start the child: the final argv and the extra ``Popen`` keyword arguments.
+
+    Attributes:
+        argv: The command, possibly wrapped in ``bwrap`` (and ``setpriv``).
+        popen_kwargs: ``user``/``group``/``extra_groups`` when the uid is dropped by Popen.
+        warnings: What could not be applied; log them (the report repeats them).
+        strategy: ``"plain"``, ``"run_as"``, ``"bwrap"``, ``"bwrap+run_as"`` or ``"root"``.
+        uid: The uid the child runs as, seen from the host.
+    """
+
+    argv: tuple[str, ...]
+    popen_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    strategy: str = "plain"
+    uid: int = 0
+
+
+def build_child_command(
+    python_argv: Sequence[str],
+    *,
+    work_dir: str,
+    options: SandboxOptions,
+    pass_fds: tuple[int, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> ChildCommand:
+    """Wrap the child's command line according to ``options`` and who we are.
+
+    Args:
+        python_argv: ``[python, "-I", child_file, ...]``; protocol fds may be placeholders.
+        work_dir: The child's work dir; chowned to the child's uid when that differs.
+        options: The sandbox options.
+        pass_fds: Protocol fds (bwrap keeps inherited fds open, so nothing is added).
+        env: The child's environment; under bwrap it is set with ``--clearenv``/``--setenv``
+            (pass the same mapping to ``Popen(env=...)``).
+
+    Raises:
+        SandboxError: ``bwrap="always"`` and bwrap does not work here, or ``strict`` and
+            the child would run as root.
+    """
+    del pass_fds  # inherited by bwrap and its child as they are
+    argv = list(python_argv)
+    if not options.enabled or not sys.platform.startswith("linux"):
+        return ChildCommand(tuple(argv), strategy="plain", uid=os.geteuid())
+    warnings: list[str] = []
+    euid = os.geteuid()
+    target = _resolve_user(options.run_as) if euid == 0 and options.run_as is not None else None
+    use_bwrap = False
+    if options.bwrap != "never":
+        reason = _bwrap_problem(argv[0], target, network=options.allow_network)
+        if reason is None:
+            use_bwrap = True
+        elif options.bwrap == "always":
+            raise SandboxError(f"bwrap='always' but bubblewrap cannot be used here: {reason}")
+        elif euid == 0 and target is not None:
+            warnings.append(f"bubblewrap unavailable ({reason})")
+
+    if use_bwrap:
+        bwrap_argv = _bwrap_argv(argv[0], work_dir, options, env, drop=target)
+        if target is not None:
+            _chown_tree(work_dir, *target)
+            setpriv = _setpriv_argv(*target)
+            return ChildCommand(
+                (*bwrap_argv, *setpriv, *argv), warnings=tuple(warnings),
+                strategy="bwrap+run_as", uid=target[0],
+            )  # fmt: skip
+        if euid == 0:
+            _root_refusal(options, warnings, "run_as is None")
+        return ChildCommand(
+            (*bwrap_argv, *argv), warnings=tuple(warnings),
+            strategy="root" if euid == 0 else "bwrap", uid=euid,
+        )  # fmt: skip
+
+    if target is not None:
+        problem = _run_as_problem(argv[0], work_dir, *target)
+        if problem is None:
+            _chown_tree(work_dir, *target)
+            uid, gid = target
+            return ChildCommand(
+                tuple(argv), {"user": uid, "group": gid, "extra_groups": []},
+                tuple(warnings), "run_as", uid,
+            )  # fmt: skip
+        warnings.append(problem)
+        _root_refusal(options, warnings, "cannot drop to run_as")
+        return ChildCommand(tuple(argv), warnings=tuple(warnings), strategy="root", uid=0)
+    if euid == 0:
+        _root_refusal(options, warnings, "run_as is None")
+        return ChildCommand(tuple(argv), warnings=tuple(warnings), strategy="root", uid=0)
+    return ChildCommand(tuple(argv), warnings=tuple(warnings), strategy="plain", uid=euid)
+
+
+def probe_sandbox(python: str = sys.executable) -> dict[str, Any]:
+    """What this machine offers the REPL sandbox (for ``rlm-async doctor``), nothing applied."""
+    report = _sandbox.probe()
+    target: tuple[int, int] | None = None
+    if os.geteuid() == 0:
+        with contextlib.suppress(SandboxError):
+            target = _resolve_user("nobody")
+    problem = _bwrap_problem(python, target, network=False)
+    report["bwrap"] = {"path": _bwrap_path(), "usable": problem is None, "problem": problem}
+    report["setpriv"] = shutil.which("setpriv")
+    if target is not None:
+        report["run_as_nobody_without_bwrap"] = _interpreter_problem(python, *target) or "ok"
+    return report
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def _bytes(megabytes: int | None) -> int | None:
+    return None if megabytes is None else megabytes * _MB
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _resolve_user(user: str | int) -> tuple[int, int]:
+    try:
+        entry = pwd.getpwuid(user) if isinstance(user, int) else pwd.getpwnam(user)
+    except KeyError:
+        if isinstance(user, int):
+            return user, user  # a uid without a passwd entry: its own group
+        raise SandboxError(
+            f"SandboxOptions.run_as={user!r}: no such user; give an existing name or a uid"
+        ) from None
+    if entry.pw_uid == 0:
+        raise SandboxError("SandboxOptions.run_as must not be root; use e.g. 'nobody' or a uid")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _root_refusal(options: SandboxOptions, warnings: list[str], why: str) -> None:
+    message = (
+        f"the REPL child would run as root ({why}): with root, any gap in the other layers "
+        "exposes every root process's environment and files. Install bubblewrap "
+        "(apt-get install bubblewrap), use a Python that run_as can read, or run the "
+        "parent as an ordinary user"
+    )
+    if options.strict:
+        raise SandboxError(message)
+    warnings.append(message)
+
+
+def _chown_tree(path: str, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def _bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def _setpriv_argv(uid: int, gid: int) -> tuple[str, ...]:
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return (
+        setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _interpreter_paths(python: str) -> tuple[str, ...]:
+    """Directories the interpreter needs (its prefixes), as real paths."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    else:
+        code = "import json,sys;print(json.dumps([sys.prefix,sys.base_prefix,sys.exec_prefix,sys.base_exec_prefix]))"  # noqa: E501 - one command line
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", code], capture_output=True, timeout=_PROBE_TIMEOUT,
+            check=True, env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        prefixes = json.loads(done.stdout)
+    paths = {os.path.realpath(p) for p in prefixes}
+    paths.add(os.path.dirname(os.path.realpath(python)))
+    paths.discard("/")
+    return tuple(sorted(paths))
+
+
+def _minimal_paths(paths: set[str]) -> list[str]:
+    """Drop paths inside other paths of the set; shortest first (mount order)."""
+    result: list[str] = []
+    for path in sorted(paths, key=lambda p: (p.count("/"), p)):
+        if not any(path == kept or path.startswith(kept.rstrip("/") + "/") for kept in result):
+            result.append(path)
+    return result
+
+
+def _bwrap_argv(
+    python: str,
+    work_dir: str | None,
+    options: SandboxOptions | None,
+    env: Mapping[str, str] | None,
+    *,
+    drop: tuple[int, int] | None,
+) -> list[str]:
+    bwrap = _bwrap_path() or "bwrap"
+    root = os.geteuid() == 0
+    args = [bwrap, "--die-with-parent", "--new-session"]
+    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    if options is None or not options.allow_network:
+        args.append("--unshare-net")
+    if not root:
+        args += ["--unshare-user", "--disable-userns"]
+    elif drop is not None:
+        # bwrap keeps every capability for root: keep only what setpriv needs to drop them.
+        args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+    else:
+        args += ["--cap-drop", "ALL"]
+    args += ["--ro-bind", "/usr", "/usr"]
+    for link in _SYSTEM_LINKS:
+        if os.path.islink(link):
+            args += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            args += ["--ro-bind", link, link]
+    etc = list(_ETC_FILES)
+    if options is not None and options.allow_network:
+        etc += _ETC_NETWORK
+    for path in etc:
+        args += ["--ro-bind-try", path, path]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+
+    read_only = set(_interpreter_paths(python)) | {_REPL_DIR}
+    writable = {os.path.realpath(work_dir)} if work_dir is not None else set()
+    if options is not None:
+        read_only |= {os.path.realpath(p) for p in options.read_paths if os.path.exists(p)}
+        writable |= {os.path.realpath(p) for p in options.write_paths if os.path.exists(p)}
+    read_only = {p for p in read_only if not p.startswith("/usr/") and p != "/usr"}
+    mounts = _minimal_paths(read_only)
+    # Directories bwrap creates for mount points copy the host's modes (a 0700 /root would
+    # hide the interpreter from run_as): create them 0755 first.
+    created: set[str] = {"/", "/usr", "/proc", "/dev"}
+    for target in sorted(set(mounts) | writable, key=lambda p: (p.count("/"), p)):
+        for parent in reversed(Path(target).parents):
+            text = str(parent)
+            if text in created or any(text.startswith(m + "/") or text == m for m in mounts):
+                continue
+            args += ["--perms", "0755", "--dir", text]
+            created.add(text)
+    for path in mounts:
+        args += ["--ro-bind", path, path]
+    for path in sorted(writable, key=lambda p: (p.count("/"), p)):
+        args += ["--bind", path, path]
+    if env is not None:
+        args.append("--clearenv")
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+    args += ["--chdir", os.path.realpath(work_dir) if work_dir is not None else "/", "--"]
+    return args
+
+
+@functools.lru_cache(maxsize=8)
+def _bwrap_probe(python: str, euid: int, drop: tuple[int, int] | None, network: bool) -> str | None:
+    if _bwrap_path() is None:
+        return "bwrap is not installed (apt-get install bubblewrap)"
+    if drop is not None and shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    options = SandboxOptions(allow_network=network)
+    try:
+        argv = _bwrap_argv(python, None, options, None, drop=drop)
+        if drop is not None:
+            argv += list(_setpriv_argv(*drop))
+        check = f"import sys;print(sys.prefix);print({_sandbox.__file__!r})"
+        done = subprocess.run(
+            [*argv, python, "-I", "-S", "-c", check], capture_output=True,
+            timeout=_PROBE_TIMEOUT, env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bwrap failed to start: {exc}"
+    if done.returncode != 0:
+        return f"bwrap failed: {done.stderr.decode(errors='replace').strip()[-300:]}"
+    prefix = done.stdout.decode(errors="replace").splitlines()[0:1]
+    expected = sys.prefix if os.path.realpath(python) == os.path.realpath(sys.executable) else None
+    if expected is not None and prefix != [expected]:
+        return f"the interpreter inside bwrap reports prefix {prefix}, expected {expected!r}"
+    return None
+
+
+def _bwrap_problem(python: str, target: tuple[int, int] | None, *, network: bool) -> str | None:
+    """``None`` if bwrap runs this interpreter here (as ``target``), else why not.
+
+    Probed once per interpreter and uid by running it under the very same bwrap arguments.
+    """
+    return _bwrap_probe(python, os.geteuid(), target, network)
+
+
+@functools.lru_cache(maxsize=8)
+def _interpreter_problem(python: str, uid: int, gid: int) -> str | None:
+    """Whether ``uid`` can run this interpreter with its own prefix (run once, cached)."""
+    expected = _interpreter_paths(python)
+    code = f"import sys,os;open({_sandbox.__file__!r}).close();print(os.path.realpath(sys.base_prefix))"
+    try:
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", code], capture_output=True, timeout=_PROBE_TIMEOUT,
+            user=uid, group=gid, extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"uid {uid} cannot run {python}: {exc}"
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip()[-200:]
+        return f"uid {uid} cannot run {python}: {tail}"
+    seen = done.stdout.decode(errors="replace").strip()
+    if seen not in expected:
+        return (
+            f"uid {uid} cannot read {python}'s own prefix (it starts with {seen!r} instead, "
+            "e.g. because the interpreter lives under a 0700 home directory)"
+        )
+    return None
+
+
+def _run_as_problem(python: str, work_dir: str, uid: int, gid: int) -> str | None:
+    problem = _interpreter_problem(python, uid, gid)
+    if problem is not None:
+        return problem
+    for path in Path(os.path.realpath(work_dir)).parents:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            return f"cannot stat {path}: {exc}"
+        if not mode & stat.S_IXOTH:
+            return f"uid {uid} cannot traverse {path} (mode {stat.filemode(mode)})"
+    return None
