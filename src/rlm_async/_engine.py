@@ -19,6 +19,7 @@ from rlm_async._types import RLMResult
 from rlm_async.providers import ProviderPool, ResolvedModel
 from rlm_async.providers._base import Provider
 from rlm_async.repl import ReplOptions, ReplSession
+from rlm_async.repl._pool import ReplPool
 
 if TYPE_CHECKING:
     from rlm_async._settings import Settings
@@ -69,6 +70,9 @@ class RLM:
             live REPLs), checked before work is dispatched; see ``Budget``.
         on_budget_exceeded: ``"raise"`` (default) raises ``BudgetExceeded`` carrying the
             partial result; ``"return"`` returns that result with ``finished=False``.
+        warm_repls: Keep this many fresh REPL processes pre-started while the ``RLM`` is
+            open (``async with``), so a completion does not wait for a process start.
+            Each process serves one completion only, never two.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -100,6 +104,7 @@ class RLM:
         trajectory_preview_chars: int = 2_000,
         budget: Budget | None = None,
         on_budget_exceeded: Literal["raise", "return"] = "raise",
+        warm_repls: int = 0,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
@@ -107,6 +112,7 @@ class RLM:
         _check_int("max_concurrency", max_concurrency, 1)
         _check_int("max_output_chars", max_output_chars, 100)
         _check_int("trajectory_preview_chars", trajectory_preview_chars, 0)
+        _check_int("warm_repls", warm_repls, 0)
         for name, value in (("max_tokens", max_tokens), ("sub_max_tokens", sub_max_tokens)):
             if value is not None:
                 _check_int(name, value, 1)
@@ -168,6 +174,8 @@ class RLM:
                 self._allowed.setdefault(spec, resolved)
         self._sessions: set[ReplSession] = set()
         self._closed = False
+        self._warm_repls = warm_repls
+        self.repl_pool: ReplPool | None = None
 
     # ---- configuration helpers used by runs ---------------------------------------------
 
@@ -235,6 +243,9 @@ class RLM:
     async def __aenter__(self) -> RLM:
         if self._closed:
             raise ConfigurationError("this RLM is closed; create a new one")
+        if self._warm_repls and self.repl_pool is None:
+            self.repl_pool = ReplPool(self.repl_options, self._warm_repls)
+            await self.repl_pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -246,6 +257,8 @@ class RLM:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            if self.repl_pool is not None:
+                await self.repl_pool.aclose()
             for session in list(self._sessions):
                 await session.aclose()
             await self._pool.aclose()

@@ -73,6 +73,7 @@ class RunTree:
     root_turns: int = 0
     last_root_reply: str = ""
     stream_text: bool = False  # root turns stream their text as ModelDelta events
+    repl_warm: bool = False
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
@@ -167,11 +168,13 @@ class _Run:
                 options=rlm.repl_options,
                 subcall_handler=self._serve_subcalls,
                 on_restart=self._on_restart,
+                pool=rlm.repl_pool,
             ) as repl:
                 rlm._track(repl)
                 try:
                     if self.depth == 0:
                         self.tree.sandbox_report = repl.sandbox_report
+                        self.tree.repl_warm = repl.warm
                     answer, iterations = await self._loop(repl)
                 finally:
                     rlm._untrack(repl)
@@ -199,6 +202,7 @@ class _Run:
                 "run_id": self.run_id,
                 "subcalls": self.tree.subcalls,
                 "repl_restarts": self.tree.restarts,
+                "repl_warm": self.tree.repl_warm,
                 "sandbox": self.tree.sandbox_report,
             },
         )
@@ -368,9 +372,7 @@ class _Run:
         except ConfigurationError as exc:
             return [{"ok": False, "error": str(exc)}] * count
         output_reserve = self.rlm.sub_max_tokens or 0
-        refusal = self.tree.budget.refuse_batch(
-            [len(p) for p in request.prompts], output_reserve
-        )
+        refusal = self.tree.budget.refuse_batch([len(p) for p in request.prompts], output_reserve)
         if refusal is not None:
             return [{"ok": False, "error": refusal}] * count
         results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count

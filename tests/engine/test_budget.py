@@ -131,4 +131,3 @@ async def test_a_budget_warning_event_is_emitted_once_near_the_limit() -> None:
 def test_budget_must_be_a_budget_object() -> None:
     with pytest.raises(ConfigurationError, match="Budget"):
         RLM(model=ScriptedModel(["x"]), budget={"max_tokens": 5})  # type: ignore[arg-type]
-

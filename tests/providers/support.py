@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlm_async._settings import Settings
 from rlm_async._types import Message
-from rlm_async.providers import CompletionRequest, RetryPolicy
+from rlm_async.providers import CompletionRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,6 +59,4 @@ def request(
     prompt: str = "What's 2 + 2?",
     **kwargs: Any,
 ) -> CompletionRequest:
-    return CompletionRequest(
-        model=model, messages=[Message(role="user", content=prompt)], **kwargs
-    )
+    return CompletionRequest(model=model, messages=[Message(role="user", content=prompt)], **kwargs)

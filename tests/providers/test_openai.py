@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -20,15 +21,15 @@ from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message
 from rlm_async.providers import CompletionRequest, OpenAIProvider, RetryPolicy, TextDelta
 from rlm_async.providers.openai import from_wire, is_reasoning_model, to_wire
-from tests.providers.support import KEYS, fixture_body, request, sse
+from tests.providers.support import KEYS, SleepRecorder, fixture_body, request, sse
 
 URL = "https://api.openai.com/v1/chat/completions"
 
 
 @pytest.fixture
-async def provider(settings: Settings, retry: RetryPolicy) -> OpenAIProvider:
+async def provider(settings: Settings, retry: RetryPolicy) -> AsyncIterator[OpenAIProvider]:
     async with OpenAIProvider(settings=settings, retry=retry) as p:
-        yield p  # type: ignore[misc]
+        yield p
 
 
 # ---- to_wire -----------------------------------------------------------------------------
@@ -102,7 +103,11 @@ def test_from_wire_reads_cached_and_reasoning_tokens_without_double_counting() -
         ({"id": "x", "choices": []}, "no choices"),
         ({"id": "x"}, "no choices"),
         (
-            {"choices": [{"message": {"content": None, "refusal": "I can't"}, "finish_reason": "stop"}]},
+            {
+                "choices": [
+                    {"message": {"content": None, "refusal": "I can't"}, "finish_reason": "stop"}
+                ]
+            },
             "refused",
         ),
         ({"choices": [{"message": {"content": ""}, "finish_reason": "length"}]}, "max_tokens"),
@@ -111,7 +116,7 @@ def test_from_wire_reads_cached_and_reasoning_tokens_without_double_counting() -
 )
 def test_from_wire_never_returns_empty_text(body: dict[str, object], match: str) -> None:
     with pytest.raises(ProviderResponseError, match=match):
-        from_wire(body)  # type: ignore[arg-type]
+        from_wire(body)
 
 
 # ---- complete() over HTTP ----------------------------------------------------------------
@@ -139,7 +144,9 @@ async def test_complete_fills_the_cost_from_the_price_table(
     assert completion.usage.cost_usd == pytest.approx((14 * 2.50 + 37 * 10.0) / 1e6)
 
 
-async def test_base_url_from_settings_is_used(retry: RetryPolicy, respx_mock: respx.MockRouter) -> None:
+async def test_base_url_from_settings_is_used(
+    retry: RetryPolicy, respx_mock: respx.MockRouter
+) -> None:
     route = respx_mock.post("https://proxy.test/openai/chat/completions").respond(
         200, json=fixture_body("openai_ok")
     )
@@ -166,14 +173,15 @@ async def test_unknown_model_is_not_found(
     provider: OpenAIProvider, respx_mock: respx.MockRouter
 ) -> None:
     respx_mock.post(URL).respond(
-        404, json={"error": {"message": "The model `gpt-9` does not exist", "code": "model_not_found"}}
+        404,
+        json={"error": {"message": "The model `gpt-9` does not exist", "code": "model_not_found"}},
     )
     with pytest.raises(NotFoundError, match="gpt-9"):
         await provider.complete(request("gpt-9"))
 
 
 async def test_insufficient_quota_is_a_rate_limit_error_that_is_not_retried(
-    provider: OpenAIProvider, respx_mock: respx.MockRouter, sleeps: list[float]
+    provider: OpenAIProvider, respx_mock: respx.MockRouter, sleeps: SleepRecorder
 ) -> None:
     respx_mock.post(URL).respond(429, json=fixture_body("openai_429_quota"))
     with pytest.raises(RateLimitError, match="quota"):
@@ -199,7 +207,9 @@ async def test_html_error_page_with_200_is_a_response_error(
     provider: OpenAIProvider, respx_mock: respx.MockRouter
 ) -> None:
     respx_mock.post(URL).respond(
-        200, text="<html><title>Gateway says hi</title></html>", headers={"content-type": "text/html"}
+        200,
+        text="<html><title>Gateway says hi</title></html>",
+        headers={"content-type": "text/html"},
     )
     with pytest.raises(ProviderResponseError, match="Gateway says hi"):
         await provider.complete(request())
@@ -253,7 +263,9 @@ async def test_timeouts_are_mapped_to_provider_timeout_error(
 # ---- streaming ---------------------------------------------------------------------------
 
 
-def _chunk(content: str | None = None, finish: str | None = None, **extra: object) -> dict[str, object]:
+def _chunk(
+    content: str | None = None, finish: str | None = None, **extra: object
+) -> dict[str, object]:
     delta = {} if content is None else {"content": content}
     return {
         "id": "chatcmpl-1",
@@ -271,8 +283,12 @@ async def test_stream_yields_deltas_then_the_completion_with_usage(
         _chunk("Hel"),
         _chunk("lo"),
         _chunk(finish="stop"),
-        {"id": "chatcmpl-1", "model": "gpt-4o-2024-08-06", "choices": [],
-         "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}},
+        {
+            "id": "chatcmpl-1",
+            "model": "gpt-4o-2024-08-06",
+            "choices": [],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
+        },
         "[DONE]",
     )
     route = respx_mock.post(URL).respond(200, content=body, headers={"x-request-id": "req_s"})
@@ -289,7 +305,9 @@ async def test_stream_yields_deltas_then_the_completion_with_usage(
 async def test_stream_error_chunk_after_200_is_raised(
     provider: OpenAIProvider, respx_mock: respx.MockRouter
 ) -> None:
-    body = sse(_chunk("Hi"), {"error": {"message": "The server had an error", "type": "server_error"}})
+    body = sse(
+        _chunk("Hi"), {"error": {"message": "The server had an error", "type": "server_error"}}
+    )
     respx_mock.post(URL).respond(200, content=body)
     with pytest.raises(ProviderUnavailableError, match="server had an error"):
         [item async for item in provider.stream(request())]
@@ -304,7 +322,7 @@ async def test_stream_cut_before_the_end_is_a_response_error(
 
 
 async def test_stream_status_errors_are_retried_before_the_first_byte(
-    provider: OpenAIProvider, respx_mock: respx.MockRouter, sleeps: list[float]
+    provider: OpenAIProvider, respx_mock: respx.MockRouter, sleeps: SleepRecorder
 ) -> None:
     respx_mock.post(URL).mock(
         side_effect=[

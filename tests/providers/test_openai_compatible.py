@@ -53,7 +53,9 @@ def test_base_url_is_required() -> None:
         OpenAICompatibleProvider(settings=Settings())
 
 
-async def test_explicit_base_url_argument_wins(retry: RetryPolicy, respx_mock: respx.MockRouter) -> None:
+async def test_explicit_base_url_argument_wins(
+    retry: RetryPolicy, respx_mock: respx.MockRouter
+) -> None:
     route = respx_mock.post("http://localhost:8080/v1/chat/completions").respond(
         200, json=fixture_body("openai_ok")
     )
@@ -92,7 +94,9 @@ async def test_content_given_as_parts_is_joined(
     body = {
         "choices": [
             {
-                "message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                "message": {
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+                },
                 "finish_reason": "stop",
             }
         ]

@@ -27,7 +27,12 @@ from tests.providers.support import fixture_body, request
     ("name", "cls", "model", "label"),
     [
         ("gpt-5", OpenAIProvider, "gpt-5", "openai:gpt-5"),
-        ("claude-sonnet-4-5", AnthropicProvider, "claude-sonnet-4-5", "anthropic:claude-sonnet-4-5"),
+        (
+            "claude-sonnet-4-5",
+            AnthropicProvider,
+            "claude-sonnet-4-5",
+            "anthropic:claude-sonnet-4-5",
+        ),
         ("gemini-2.5-pro", GeminiProvider, "gemini-2.5-pro", "gemini:gemini-2.5-pro"),
         ("grok-4", XAIProvider, "grok-4", "xai:grok-4"),
         ("gpt-oss:20b", OllamaProvider, "gpt-oss:20b", "ollama:gpt-oss:20b"),

@@ -47,7 +47,12 @@ def test_jitter_only_shortens_the_backoff_within_its_fraction() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_attempts": 0}, {"initial_backoff": -1}, {"jitter": 1.5}, {"max_total_wait": float("nan")}],
+    [
+        {"max_attempts": 0},
+        {"initial_backoff": -1},
+        {"jitter": 1.5},
+        {"max_total_wait": float("nan")},
+    ],
 )
 def test_invalid_policy_is_a_configuration_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
@@ -114,7 +119,10 @@ def test_exhausted_openai_rate_limit_reset_is_used_on_429() -> None:
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
 async def test_retryable_statuses_are_retried_with_exponential_backoff(
-    status: int, settings: Settings, retry: RetryPolicy, sleeps: SleepRecorder,
+    status: int,
+    settings: Settings,
+    retry: RetryPolicy,
+    sleeps: SleepRecorder,
     respx_mock: respx.MockRouter,
 ) -> None:
     respx_mock.post(URL).mock(side_effect=[httpx.Response(status), httpx.Response(status), OK])
@@ -136,9 +144,7 @@ async def test_bad_request_is_not_retried(
 async def test_retry_after_header_sets_the_wait(
     settings: Settings, retry: RetryPolicy, sleeps: SleepRecorder, respx_mock: respx.MockRouter
 ) -> None:
-    respx_mock.post(URL).mock(
-        side_effect=[httpx.Response(429, headers={"retry-after": "3"}), OK]
-    )
+    respx_mock.post(URL).mock(side_effect=[httpx.Response(429, headers={"retry-after": "3"}), OK])
     async with _provider(settings, retry) as provider:
         await provider.complete(request())
     assert sleeps.waits == [3.0]

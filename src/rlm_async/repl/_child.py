@@ -313,6 +313,14 @@ class _Repl:
             shown[key] = f"{type(value).__name__}{size}"
         return shown
 
+    def load_context(self, path: str, fmt: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            self.namespace["context"] = _load_context(path, fmt)
+        except Exception as exc:
+            return {"type": "context_loaded", "error": f"{type(exc).__name__}: {exc}"}
+        return {"type": "context_loaded", "seconds": time.perf_counter() - started}
+
     # ---- running cells --------------------------------------------------------------
 
     def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
@@ -414,6 +422,9 @@ class _Repl:
                 if kind == "exec":
                     result = self.run_cell(int(message["cell"]), str(message["code"]))
                     self.channel.send(result)
+                elif kind == "load_context":
+                    loaded = self.load_context(str(message["path"]), str(message["format"]))
+                    self.channel.send(loaded)
             except KeyboardInterrupt:
                 # A SIGINT that arrived after the cell finished: nothing to interrupt.
                 continue
@@ -474,11 +485,7 @@ def _format_user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def _load_context(config: dict[str, Any]) -> Any:
-    path = config.get("context_path")
-    if not path:
-        return None
-    fmt = config.get("context_format", "text")
+def _load_context(path: str, fmt: str) -> Any:
     if fmt == "text":
         with open(path, encoding="utf-8", errors="surrogatepass") as handle:
             return handle.read()
@@ -535,18 +542,18 @@ def main(argv: list[str]) -> int:
         config = json.load(handle)
     repl = _Repl(channel, config)
     sandbox_report: dict[str, Any] = {}
-    started = time.perf_counter()
     try:
         policy = config.get("sandbox")
         if policy:
             repl.sandbox, sandbox_report = _load_sandbox(policy)
-        context = _load_context(config)
     except BaseException as exc:
         channel.send(
             {"type": "fatal", "error": f"{type(exc).__name__}: {exc}", "kind": type(exc).__name__}
         )
         return 3
-    repl.install_api(context)
+    # The context arrives later, in a load_context message: a child can be started ahead
+    # of time (the warm pool) and handed to whichever completion needs one.
+    repl.install_api(None)
     threading.Thread(target=_reader, args=(repl, in_fd), name="rlm-reader", daemon=True).start()
     channel.send(
         {
@@ -555,7 +562,6 @@ def main(argv: list[str]) -> int:
             "pid": os.getpid(),
             "python": sys.version.split()[0],
             "sandbox": sandbox_report,
-            "context_load_seconds": time.perf_counter() - started,
         }
     )
     repl.serve()

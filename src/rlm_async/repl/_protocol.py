@@ -18,6 +18,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "CancelMessage",
     "ChildMessage",
+    "ContextLoadedMessage",
     "FatalMessage",
     "LLMRequest",
     "ReadyMessage",
@@ -39,7 +40,12 @@ class ReadyMessage(_Message):
     pid: int
     python: str = ""
     sandbox: dict[str, Any] = Field(default_factory=dict)
-    context_load_seconds: float = 0.0
+
+
+class ContextLoadedMessage(_Message):
+    type: Literal["context_loaded"]
+    seconds: float = 0.0
+    error: str | None = None
 
 
 class ResultMessage(_Message):
@@ -76,7 +82,7 @@ class FatalMessage(_Message):
 
 
 ChildMessage = Annotated[
-    ReadyMessage | ResultMessage | LLMRequest | CancelMessage | FatalMessage,
+    ReadyMessage | ContextLoadedMessage | ResultMessage | LLMRequest | CancelMessage | FatalMessage,
     Field(discriminator="type"),
 ]
 _child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(ChildMessage)

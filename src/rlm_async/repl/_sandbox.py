@@ -46,6 +46,7 @@ import errno
 import os
 import resource
 import signal
+import stat
 import sys
 import time
 from typing import Any
@@ -475,15 +476,15 @@ def _apply_landlock(policy: dict[str, Any], report: _Report) -> None:
             except OSError:
                 continue  # absent on this system (e.g. /lib32): nothing to allow
             try:
-                import stat
-
                 if not stat.S_ISDIR(os.fstat(fd).st_mode):
                     access &= _FS_FILE_ONLY
                 rule = _PathBeneathAttr(allowed_access=access & handled, parent_fd=fd)
-                if libc.syscall(
+                rc = libc.syscall(
                     _SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset),
-                    ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0),
-                ) != 0:  # fmt: skip
+                    ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule),
+                    ctypes.c_uint32(0),
+                )  # fmt: skip
+                if rc != 0:
                     code = ctypes.get_errno()
                     raise OSError(code, f"landlock_add_rule({path}): {os.strerror(code)}")
                 added += 1

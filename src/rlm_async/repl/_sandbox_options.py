@@ -400,20 +400,15 @@ def _bwrap_probe(python: str, euid: int, drop: tuple[int, int] | None, network: 
         argv = _bwrap_argv(python, None, options, None, drop=drop)
         if drop is not None:
             argv += list(_setpriv_argv(*drop))
-        check = f"import sys;print(sys.prefix);print({_sandbox.__file__!r})"
         done = subprocess.run(
-            [*argv, python, "-I", "-S", "-c", check], capture_output=True,
+            [*argv, python, "-I", "-S", "-c", _CHECK_CODE], capture_output=True,
             timeout=_PROBE_TIMEOUT, env={"PATH": "/usr/bin:/bin"},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap failed to start: {exc}"
     if done.returncode != 0:
         return f"bwrap failed: {done.stderr.decode(errors='replace').strip()[-300:]}"
-    prefix = done.stdout.decode(errors="replace").splitlines()[0:1]
-    expected = sys.prefix if os.path.realpath(python) == os.path.realpath(sys.executable) else None
-    if expected is not None and prefix != [expected]:
-        return f"the interpreter inside bwrap reports prefix {prefix}, expected {expected!r}"
-    return None
+    return _check_output(python, done.stdout, "inside bwrap")
 
 
 def _bwrap_problem(python: str, target: tuple[int, int] | None, *, network: bool) -> str | None:
@@ -427,11 +422,9 @@ def _bwrap_problem(python: str, target: tuple[int, int] | None, *, network: bool
 @functools.lru_cache(maxsize=8)
 def _interpreter_problem(python: str, uid: int, gid: int) -> str | None:
     """Whether ``uid`` can run this interpreter with its own prefix (run once, cached)."""
-    expected = _interpreter_paths(python)
-    code = f"import sys,os;open({_sandbox.__file__!r}).close();print(os.path.realpath(sys.base_prefix))"
     try:
         done = subprocess.run(
-            [python, "-I", "-S", "-c", code], capture_output=True, timeout=_PROBE_TIMEOUT,
+            [python, "-I", "-S", "-c", _CHECK_CODE], capture_output=True, timeout=_PROBE_TIMEOUT,
             user=uid, group=gid, extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
@@ -439,11 +432,22 @@ def _interpreter_problem(python: str, uid: int, gid: int) -> str | None:
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace").strip()[-200:]
         return f"uid {uid} cannot run {python}: {tail}"
-    seen = done.stdout.decode(errors="replace").strip()
-    if seen not in expected:
+    return _check_output(python, done.stdout, f"as uid {uid}")
+
+
+# Run by the probes: the interpreter must reach its own stdlib and our files. A pyenv under
+# a 0700 /root otherwise starts with the *system's* libpython and stdlib, silently.
+_CHECK_CODE = (
+    f"import os,sys;open({_sandbox.__file__!r}).close();print(os.path.realpath(sys.base_prefix))"
+)
+
+
+def _check_output(python: str, stdout: bytes, where: str) -> str | None:
+    seen = stdout.decode(errors="replace").strip()
+    if seen not in _interpreter_paths(python):
         return (
-            f"uid {uid} cannot read {python}'s own prefix (it starts with {seen!r} instead, "
-            "e.g. because the interpreter lives under a 0700 home directory)"
+            f"{python} {where} starts with prefix {seen!r}, not its own "
+            f"{list(_interpreter_paths(python))} (its directories are not readable there)"
         )
     return None
 

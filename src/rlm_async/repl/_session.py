@@ -10,15 +10,11 @@ kept), then SIGKILL and a restart after a grace period (state lost, context relo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,25 +24,30 @@ from rlm_async._exceptions import (
     ReplCrashed,
     ReplError,
     ReplProtocolError,
-    ReplTimeout,
     RLMError,
-    SandboxError,
 )
 from rlm_async._logging import get_logger
-from rlm_async.repl._process import ChildProcess, spawn_child
+from rlm_async.repl._process import ChildProcess
 from rlm_async.repl._protocol import (
     CancelMessage,
-    FatalMessage,
     LLMRequest,
-    ReadyMessage,
     ResultMessage,
     encode_message,
 )
+from rlm_async.repl._start import (
+    StartedChild,
+    load_context,
+    make_work_dir,
+    remove_work_dir,
+    start_child,
+)
+
+if TYPE_CHECKING:
+    from rlm_async.repl._pool import ReplPool
 
 __all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]
 
 _log = get_logger("rlm_async.repl")
-_CHILD_FILE = str(Path(__file__).with_name("_child.py"))
 _SHUTDOWN = encode_message({"type": "shutdown"})
 
 SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
@@ -150,8 +151,12 @@ class ReplSession:
         options: ReplOptions | None = None,
         subcall_handler: SubCallHandler | None = None,
         on_restart: Callable[[str], None] | None = None,
+        pool: ReplPool | None = None,
     ) -> None:
-        self.options = options or ReplOptions()
+        self.options = pool.options if pool is not None else (options or ReplOptions())
+        self._pool = pool
+        self.warm = False
+        self._context_path = ""
         self._prepared: PreparedContext = (
             context if isinstance(context, PreparedContext) else prepare_context(context)
         )
@@ -188,18 +193,26 @@ class ReplSession:
         return self._work_dir
 
     async def start(self) -> None:
-        """Create the work directory, write the context file and start the child."""
+        """Get a child (warm from the pool, or started now), write and load the context."""
         if self._state != "new":
             raise ReplError(f"this ReplSession is {self._state}; create a new one")
         self._state = "open"
         try:
-            self._work_dir = tempfile.mkdtemp(prefix="rlm-repl-")
-            path = os.path.join(
-                self._work_dir, "context.txt" if self._prepared.format == "text" else "context.json"
-            )
-            await anyio.to_thread.run_sync(self._prepared.write, path)
-            self._write_config(path)
-            await self._spawn()
+            started = time.perf_counter()
+            warm = self._pool.take() if self._pool is not None else None
+            if warm is not None:
+                self.warm = True
+                self._work_dir = warm.work_dir
+                self._adopt(warm)
+            else:
+                self._work_dir = make_work_dir()
+            name = "context.txt" if self._prepared.format == "text" else "context.json"
+            self._context_path = os.path.join(self._work_dir, name)
+            await anyio.to_thread.run_sync(self._prepared.write, self._context_path)
+            if self._child is None:
+                self._adopt(await start_child(self.options, self._work_dir))
+            await self._load()
+            self.start_seconds = time.perf_counter() - started
         except BaseException:
             await self.aclose()
             raise
@@ -217,105 +230,25 @@ class ReplSession:
                 self._child = None
             if self._work_dir is not None:
                 work_dir, self._work_dir = self._work_dir, None
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(work_dir, ignore_errors=True))
+                await remove_work_dir(work_dir)
 
-    def _write_config(self, context_path: str) -> None:
-        assert self._work_dir is not None
-        config: dict[str, Any] = {
-            "context_path": context_path,
-            "context_format": self._prepared.format,
-            "output_limit": self.options.output_limit,
-        }
-        sandbox = self.options.sandbox
-        if sandbox is not None and getattr(sandbox, "enabled", True):
-            config["sandbox"] = sandbox.to_policy(self._work_dir, os.getpid())
-            config["cpu_seconds_per_cell"] = getattr(sandbox, "cpu_seconds_per_cell", None)
-        self._config_path = os.path.join(self._work_dir, "repl-config.json")
-        with open(self._config_path, "w", encoding="utf-8") as handle:
-            json.dump(config, handle)
+    def _adopt(self, started: StartedChild) -> None:
+        self._child = started.child
+        self.sandbox_report = started.ready.sandbox
 
-    def _child_env(self) -> dict[str, str]:
-        assert self._work_dir is not None
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": self._work_dir,
-            "TMPDIR": self._work_dir,
-            # Fewer malloc arenas and single-threaded BLAS keep threads inside RLIMIT_AS.
-            "MALLOC_ARENA_MAX": "2",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-        env.update(self.options.env)
-        return env
+    async def _load(self) -> None:
+        assert self._child is not None
+        self.context_load_seconds = await load_context(
+            self._child,
+            self._context_path,
+            self._prepared.format,
+            within=self.options.start_timeout,
+        )
 
     async def _spawn(self) -> None:
         assert self._work_dir is not None
-        started = time.perf_counter()
-        argv = [
-            self.options.python, "-I", _CHILD_FILE,
-            "--in-fd", "{in_fd}", "--out-fd", "{out_fd}", "--config", self._config_path,
-        ]  # fmt: skip
-        popen_extra: dict[str, Any] = {}
-        sandbox = self.options.sandbox
-        if sandbox is not None and getattr(sandbox, "enabled", True):
-            from rlm_async.repl._sandbox_options import build_child_command
-
-            command = build_child_command(
-                argv, work_dir=self._work_dir, options=sandbox, pass_fds=()
-            )
-            argv = list(command.argv)
-            popen_extra = dict(command.popen_kwargs)
-            for warning in command.warnings:
-                _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
-        child = spawn_child(
-            argv,
-            cwd=self._work_dir,
-            env=self._child_env(),
-            max_message_bytes=self.options.max_message_bytes,
-            output_limit=self.options.output_limit,
-            popen_extra=popen_extra,
-        )
-        try:
-            with anyio.fail_after(self.options.start_timeout):
-                message = await child.receive()
-        except TimeoutError:
-            await child.terminate(grace=0)
-            raise ReplTimeout(
-                f"the REPL did not start within {self.options.start_timeout} s; "
-                "raise ReplOptions.start_timeout for very large contexts"
-            ) from None
-        except ReplProtocolError:
-            await child.terminate(grace=0)
-            raise
-        except BaseException:
-            await child.terminate(grace=0)
-            raise
-        if not isinstance(message, ReadyMessage):
-            await child.terminate(grace=0)
-            child.drain_now()
-            detail = child.output.take().strip()
-            if isinstance(message, FatalMessage):
-                if "Sandbox" in message.kind:
-                    raise SandboxError(f"the REPL's sandbox could not be applied: {message.error}")
-                raise ReplCrashed(f"the REPL failed to start: {message.error}")
-            raise ReplCrashed(
-                "the REPL failed to start"
-                + (f": {child.exit_description()}" if message is None else "")
-                + (f"\n{detail[-2000:]}" if detail else "")
-            )
-        self._child = child
-        self.sandbox_report = message.sandbox
-        self.context_load_seconds = message.context_load_seconds
-        self.start_seconds = time.perf_counter() - started
-        _log.debug(
-            "rlm_async.repl.started",
-            pid=child.pid,
-            seconds=round(self.start_seconds, 4),
-            context_load_seconds=round(message.context_load_seconds, 4),
-        )
+        self._adopt(await start_child(self.options, self._work_dir))
+        await self._load()
 
     async def _restart(self, reason: str) -> None:
         if self._child is not None:

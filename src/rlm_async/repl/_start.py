@@ -1,0 +1,177 @@
+"""Starting a REPL child: its work directory, environment, sandboxed command, and hello.
+
+Used by a session for a cold start or a restart, and by the warm pool ahead of time. A child
+starts *blank* (no context); ``load_context`` hands it one later, so one pre-started process
+can serve whichever completion comes first, and is never reused by another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from rlm_async._exceptions import ReplCrashed, ReplProtocolError, ReplTimeout, SandboxError
+from rlm_async._logging import get_logger
+from rlm_async.repl._process import ChildProcess, spawn_child
+from rlm_async.repl._protocol import (
+    ContextLoadedMessage,
+    FatalMessage,
+    ReadyMessage,
+    encode_message,
+)
+
+if TYPE_CHECKING:
+    from rlm_async.repl._session import ReplOptions
+
+__all__ = ["StartedChild", "load_context", "make_work_dir", "remove_work_dir", "start_child"]
+
+_log = get_logger("rlm_async.repl")
+_CHILD_FILE = str(Path(__file__).with_name("_child.py"))
+
+
+@dataclass
+class StartedChild:
+    """A child that said it is ready, with its own work directory."""
+
+    child: ChildProcess
+    work_dir: str
+    ready: ReadyMessage
+    seconds: float
+
+
+def make_work_dir() -> str:
+    """A fresh private (0700) directory for one REPL."""
+    return tempfile.mkdtemp(prefix="rlm-repl-")
+
+
+async def remove_work_dir(work_dir: str) -> None:
+    await anyio.to_thread.run_sync(lambda: shutil.rmtree(work_dir, ignore_errors=True))
+
+
+def _child_env(work_dir: str, options: ReplOptions) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": work_dir,
+        "TMPDIR": work_dir,
+        # Fewer malloc arenas and single-threaded BLAS keep threads inside RLIMIT_AS.
+        "MALLOC_ARENA_MAX": "2",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    env.update(options.env)
+    return env
+
+
+def _sandbox_enabled(options: ReplOptions) -> bool:
+    return options.sandbox is not None and bool(getattr(options.sandbox, "enabled", True))
+
+
+def _write_config(work_dir: str, options: ReplOptions) -> str:
+    config: dict[str, Any] = {"output_limit": options.output_limit}
+    if _sandbox_enabled(options):
+        config["sandbox"] = options.sandbox.to_policy(work_dir, os.getpid())
+        config["cpu_seconds_per_cell"] = getattr(options.sandbox, "cpu_seconds_per_cell", None)
+    path = os.path.join(work_dir, "repl-config.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(config, handle)
+    return path
+
+
+async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
+    """Spawn a blank child in ``work_dir`` and wait for its ``ready`` message.
+
+    Raises:
+        ReplTimeout: it did not say ready within ``options.start_timeout``.
+        SandboxError: a required sandbox layer could not be applied.
+        ReplCrashed: it died or failed while starting (its output is in the message).
+    """
+    started = time.perf_counter()
+    config_path = _write_config(work_dir, options)
+    argv = [
+        options.python, "-I", _CHILD_FILE,
+        "--in-fd", "{in_fd}", "--out-fd", "{out_fd}", "--config", config_path,
+    ]  # fmt: skip
+    popen_extra: dict[str, Any] = {}
+    if _sandbox_enabled(options):
+        from rlm_async.repl._sandbox_options import build_child_command
+
+        command = build_child_command(argv, work_dir=work_dir, options=options.sandbox, pass_fds=())
+        argv = list(command.argv)
+        popen_extra = dict(command.popen_kwargs)
+        for warning in command.warnings:
+            _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
+    child = spawn_child(
+        argv,
+        cwd=work_dir,
+        env=_child_env(work_dir, options),
+        max_message_bytes=options.max_message_bytes,
+        output_limit=options.output_limit,
+        popen_extra=popen_extra,
+    )
+    try:
+        with anyio.fail_after(options.start_timeout):
+            message = await child.receive()
+    except TimeoutError:
+        await child.terminate(grace=0)
+        raise ReplTimeout(
+            f"the REPL did not start within {options.start_timeout} s "
+            "(ReplOptions.start_timeout); is the machine overloaded?"
+        ) from None
+    except BaseException:
+        await child.terminate(grace=0)
+        raise
+    if isinstance(message, ReadyMessage):
+        seconds = time.perf_counter() - started
+        _log.debug("rlm_async.repl.started", pid=child.pid, seconds=round(seconds, 4))
+        return StartedChild(child, work_dir, message, seconds)
+    await child.terminate(grace=0)
+    child.drain_now()
+    detail = child.output.take().strip()
+    if isinstance(message, FatalMessage):
+        if "Sandbox" in message.kind:
+            raise SandboxError(f"the REPL's sandbox could not be applied: {message.error}")
+        raise ReplCrashed(f"the REPL failed to start: {message.error}")
+    if message is None:
+        raise ReplCrashed(
+            f"the REPL failed to start: {child.exit_description()}"
+            + (f"\n{detail[-2000:]}" if detail else "")
+        )
+    raise ReplProtocolError(f"the REPL sent {message.type!r} before saying it was ready")
+
+
+async def load_context(child: ChildProcess, path: str, fmt: str, *, within: float) -> float:
+    """Tell a blank child to load its context file; returns the child's load time.
+
+    Raises:
+        ReplTimeout: the context did not load within ``within`` seconds.
+        ReplCrashed: the child died or could not read the file.
+    """
+    with contextlib.suppress(OSError):
+        await child.send(encode_message({"type": "load_context", "path": path, "format": fmt}))
+    try:
+        with anyio.fail_after(within):
+            message = await child.receive()
+    except TimeoutError:
+        raise ReplTimeout(
+            f"the REPL did not load its context within {within} s; raise "
+            "ReplOptions.start_timeout for very large contexts"
+        ) from None
+    if isinstance(message, ContextLoadedMessage):
+        if message.error is not None:
+            raise ReplCrashed(f"the REPL could not load the context: {message.error}")
+        return message.seconds
+    if message is None:
+        raise ReplCrashed(f"the REPL died while loading the context ({child.exit_description()})")
+    raise ReplProtocolError(f"the REPL sent {message.type!r} while loading the context")
