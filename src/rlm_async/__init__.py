@@ -10,6 +10,7 @@ from rlm_async._budget import Budget
 from rlm_async._compat import RLM_REPL
 from rlm_async._complete import llm_complete
 from rlm_async._engine import RLM
+from rlm_async._ratelimit import RateLimit
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -62,6 +63,7 @@ __all__ = [
     "ProviderUnavailableError",
     "RLMError",
     "RLMResult",
+    "RateLimit",
     "RateLimitError",
     "ReplCrashed",
     "ReplError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -14,6 +14,7 @@ from rlm_async import events as ev
 from rlm_async._budget import Budget
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
+from rlm_async._ratelimit import RateLimit, RateLimiter
 from rlm_async._run import RunTree, run_rlm
 from rlm_async._types import RLMResult
 from rlm_async.providers import ProviderPool, ResolvedModel
@@ -73,6 +74,9 @@ class RLM:
         warm_repls: Keep this many fresh REPL processes pre-started while the ``RLM`` is
             open (``async with``), so a completion does not wait for a process start.
             Each process serves one completion only, never two.
+        rate_limits: Per provider (``"openai"``) or per model (``"openai:gpt-5-mini"``):
+            requests and tokens per minute, shared by every completion of this ``RLM``;
+            a 429 from the provider slows the whole fan-out down together.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -105,6 +109,7 @@ class RLM:
         budget: Budget | None = None,
         on_budget_exceeded: Literal["raise", "return"] = "raise",
         warm_repls: int = 0,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
@@ -175,6 +180,14 @@ class RLM:
         self._sessions: set[ReplSession] = set()
         self._closed = False
         self._warm_repls = warm_repls
+        self._rate_limiters: dict[str, RateLimiter] = {}
+        for key, limit in (rate_limits or {}).items():
+            if not isinstance(limit, RateLimit):
+                raise ConfigurationError(
+                    f"rate_limits[{key!r}] must be a rlm_async.RateLimit, "
+                    f"got {type(limit).__name__}"
+                )
+            self._rate_limiters[key] = RateLimiter(limit)
         self.repl_pool: ReplPool | None = None
 
     # ---- configuration helpers used by runs ---------------------------------------------
@@ -231,6 +244,12 @@ class RLM:
     @property
     def sub_model(self) -> str:
         return self._sub.label
+
+    def _rate_limiter(self, label: str) -> RateLimiter | None:
+        """The limiter for a model label: by full label first, then by provider name."""
+        if not self._rate_limiters:
+            return None
+        return self._rate_limiters.get(label) or self._rate_limiters.get(label.split(":", 1)[0])
 
     def _track(self, session: ReplSession) -> None:
         self._sessions.add(session)

@@ -25,6 +25,7 @@ from rlm_async._exceptions import (
     NotFoundError,
     ProviderError,
     ProviderResponseError,
+    RateLimitError,
     RLMError,
 )
 from rlm_async._logging import get_logger
@@ -141,6 +142,21 @@ class _Run:
         self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
         self.turn = _Turn()
         self.preview = self.rlm.trajectory_preview_chars
+
+    async def _call(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
+        """One provider call, paced by the target's rate limiter when there is one."""
+        limiter = self.rlm._rate_limiter(target.label)
+        if limiter is None:
+            return await target.provider.complete(request)
+        chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+        await limiter.acquire(estimate_tokens(chars))
+        try:
+            completion = await target.provider.complete(request)
+        except RateLimitError as exc:
+            limiter.backoff(exc.retry_after if exc.retry_after is not None else 1.0)
+            raise
+        limiter.succeeded()
+        return completion
 
     def _event(self, cls: type[Any], **fields: Any) -> None:
         self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
@@ -300,7 +316,7 @@ class _Run:
         if self.tree.stream_text:
             completion = await self._stream_turn(request)
         else:
-            completion = await self.root.provider.complete(request)
+            completion = await self._call(self.root, request)
         self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
         if self.depth == 0:
             self.tree.root_turns = self.turn.number
@@ -430,7 +446,7 @@ class _Run:
                 max_tokens=self.rlm.sub_max_tokens,
             )
             try:
-                completion = await target.provider.complete(request)
+                completion = await self._call(target, request)
             except ProviderError as exc:
                 self._subcall_finished(subcall, turn, cell, kind, target.label, started, error=exc)
                 if isinstance(exc, _FATAL_SUBCALL_ERRORS):

@@ -79,9 +79,15 @@ class Settings(BaseModel):
         connect_timeout: Seconds to open a connection.
         read_timeout: Seconds to wait for the next bytes of a reply (long: reasoning
             models can think for minutes before the first byte).
+        prices: Extra or corrected model prices, laid over the built-in table (see
+            :class:`~rlm_async.PriceTable` for the key and value forms), e.g.
+            ``{"openai-compatible:my-llama": (0.1, 0.2)}``.
+
+    Raises:
+        ConfigurationError: a value of the wrong type or out of range.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -96,6 +102,17 @@ class Settings(BaseModel):
     openai_compatible_api_key: SecretStr | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
+    prices: dict[str, Any] | None = None
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe_validation_error(exc)) from None
+        if self.prices:
+            from rlm_async._pricing import PriceTable
+
+            PriceTable(self.prices)  # malformed prices fail here, not at the first call
 
     @classmethod
     def from_env(
@@ -133,10 +150,7 @@ class Settings(BaseModel):
                 f"known: {', '.join(sorted(cls.model_fields))}"
             )
         values.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise ConfigurationError(_describe_validation_error(exc)) from None
+        return cls(**values)
 
     def api_key(self, provider: str) -> str | None:
         """The key for ``provider``, or ``None`` where none is needed.

@@ -8,7 +8,11 @@ import httpx
 import pytest
 import respx
 
-from rlm_async._exceptions import ConfigurationError, ProviderResponseError
+from rlm_async._exceptions import (
+    ConfigurationError,
+    ProviderResponseError,
+    ProviderUnavailableError,
+)
 from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._errors import describe_error_body, scrub
@@ -144,3 +148,46 @@ def test_ollama_string_errors_and_html_pages_are_read() -> None:
 
 def test_scrub_removes_every_secret() -> None:
     assert scrub("key sk-abcdef was wrong: sk-abcdef", ["sk-abcdef"]) == "key *** was wrong: ***"
+
+
+class _BrokenStream(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+        raise httpx.ReadError("connection reset by peer")
+
+
+async def test_a_connection_lost_mid_stream_is_mapped_and_chained(
+    settings: Settings, retry: RetryPolicy, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, stream=_BrokenStream()))
+    async with OpenAIProvider(settings=settings, retry=retry) as provider:
+        with pytest.raises(ProviderUnavailableError, match="connection reset") as info:
+            [item async for item in provider.stream(request())]
+    assert isinstance(info.value.__cause__, httpx.ReadError)
+    assert respx_mock.calls.call_count == 1
+
+
+class _TrackedStream(httpx.AsyncByteStream):
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}}]}\n\n'
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+async def test_breaking_out_of_a_stream_closes_the_response(
+    settings: Settings, retry: RetryPolicy, respx_mock: respx.MockRouter
+) -> None:
+    tracked = _TrackedStream()
+    respx_mock.post(URL).mock(return_value=httpx.Response(200, stream=tracked))
+    async with OpenAIProvider(settings=settings, retry=retry) as provider:
+        stream = provider.stream(request())
+        async for _ in stream:
+            break
+        assert not tracked.closed
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert tracked.closed

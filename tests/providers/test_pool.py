@@ -144,3 +144,19 @@ async def test_pool_client_limits_follow_max_connections(settings: Settings) -> 
         provider = pool.resolve("gpt-5").provider
         pool_limits = provider._client._transport._pool  # type: ignore[attr-defined]
         assert pool_limits._max_connections == 7
+
+
+async def test_settings_prices_are_laid_over_the_default_table(
+    respx_mock: respx.MockRouter,
+) -> None:
+    respx_mock.post("http://compat.test/v1/chat/completions").respond(
+        200, json=fixture_body("openai_ok") | {"model": "my-llama"}
+    )
+    settings = Settings(
+        openai_compatible_base_url="http://compat.test/v1",
+        prices={"openai-compatible:my-llama": (1.0, 2.0)},
+    )
+    async with ProviderPool(settings) as pool:
+        resolved = pool.resolve("openai-compatible:my-llama")
+        completion = await resolved.provider.complete(request(resolved.model))
+    assert completion.usage.cost_usd == pytest.approx((14 * 1.0 + 37 * 2.0) / 1e6)

@@ -200,3 +200,17 @@ def test_unknown_name_error_shows_how_to_spell_it() -> None:
 def test_empty_model_names_are_configuration_errors(name: str) -> None:
     with pytest.raises(ConfigurationError):
         parse_model_name(name)
+
+
+def test_direct_construction_errors_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError, match="connect_timeout"):
+        Settings(connect_timeout=0)
+
+
+def test_whitespace_around_keys_is_stripped() -> None:
+    assert Settings(openai_api_key=" sk-key\n").api_key("openai") == "sk-key"
+
+
+def test_malformed_prices_fail_when_settings_are_built() -> None:
+    with pytest.raises(ConfigurationError, match="price for 'x'"):
+        Settings(prices={"x": "cheap"})

@@ -182,7 +182,8 @@ class HTTPProvider:
         settings: Where keys, URLs and timeouts come from; default ``Settings.from_env()``.
         client: An ``httpx.AsyncClient`` to share; it is never closed by the adapter.
         retry: The retry policy; default :class:`RetryPolicy()`.
-        prices: Prices to fill ``Usage.cost_usd``; default the built-in table.
+        prices: Prices to fill ``Usage.cost_usd``; default the built-in table with
+            ``settings.prices`` laid over it.
         max_connections: Size of the connection pool when the adapter makes its own client.
     """
 
@@ -204,13 +205,14 @@ class HTTPProvider:
     ) -> None:
         if isinstance(api_key, SecretStr):
             api_key = api_key.get_secret_value()
+        api_key = api_key.strip() if api_key else None
         if settings is None:
             settings = Settings.from_env()
         self._api_key: str | None = api_key or settings.api_key(self.name)
         self.base_url: str = (base_url or settings.base_url(self.name)).rstrip("/")
         self.model: str | None = model
         self._retry = retry or RetryPolicy()
-        self._prices = prices if prices is not None else PriceTable.default()
+        self._prices = prices if prices is not None else PriceTable(settings.prices)
         self._owns_client = client is None
         self._client = client or build_client(
             max_connections=max_connections,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Final
 
@@ -53,7 +54,8 @@ class ProviderPool:
         max_connections: Connection-pool size of each provider's client; size it to the
             concurrency you run (sub-calls in flight) plus a little.
         retry: The retry policy for every provider; default :class:`RetryPolicy()`.
-        prices: Prices for ``Usage.cost_usd``; default the built-in :class:`PriceTable`.
+        prices: Prices for ``Usage.cost_usd``; default the built-in :class:`PriceTable`
+            with ``settings.prices`` laid over it.
 
     Use it as an async context manager, or call :meth:`aclose`: it closes every client it
     created (never a provider instance it was given) and refuses use afterwards.
@@ -74,7 +76,7 @@ class ProviderPool:
         self._settings = settings if settings is not None else Settings.from_env()
         self._max_connections = max_connections
         self._retry = retry or RetryPolicy()
-        self._prices = prices if prices is not None else PriceTable.default()
+        self._prices = prices if prices is not None else PriceTable(self._settings.prices)
         self._providers: dict[str, HTTPProvider] = {}
         self._closed = False
 
@@ -113,8 +115,9 @@ class ProviderPool:
         """Close every provider this pool created (idempotent)."""
         self._closed = True
         providers, self._providers = list(self._providers.values()), {}
-        for provider in providers:
-            await provider.aclose()
+        async with AsyncExitStack() as stack:  # close them all even if one fails
+            for provider in providers:
+                stack.push_async_callback(provider.aclose)
 
     async def __aenter__(self) -> ProviderPool:
         if self._closed:
