@@ -10,7 +10,6 @@ from rlm_async._budget import Budget
 from rlm_async._compat import RLM_REPL
 from rlm_async._complete import llm_complete
 from rlm_async._engine import RLM
-from rlm_async._ratelimit import RateLimit
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -31,6 +30,7 @@ from rlm_async._exceptions import (
     SandboxError,
 )
 from rlm_async._pricing import ModelPrice, PriceTable
+from rlm_async._ratelimit import RateLimit
 from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, UsageSummary
 from rlm_async.providers._base import CompletionRequest, Provider

@@ -188,6 +188,15 @@ class RLM:
                     f"got {type(limit).__name__}"
                 )
             self._rate_limiters[key] = RateLimiter(limit)
+        # Retries inside an HTTP adapter report 429s to its provider's limiter, so the
+        # whole fan-out backs off together (see providers._retry.run_with_retries).
+        for resolved in {
+            m.label: m
+            for m in (self._root, self._sub, *self._depth_models, *self._allowed.values())
+        }.values():
+            gate = self._rate_limiters.get(resolved.label.split(":", 1)[0])
+            if gate is not None and hasattr(resolved.provider, "rate_gate"):
+                resolved.provider.rate_gate = gate
         self.repl_pool: ReplPool | None = None
 
     # ---- configuration helpers used by runs ---------------------------------------------

@@ -41,7 +41,7 @@ from rlm_async.providers._errors import (
     request_id_from,
     scrub,
 )
-from rlm_async.providers._retry import RetryableFailure, RetryPolicy, run_with_retries
+from rlm_async.providers._retry import RateGate, RetryableFailure, RetryPolicy, run_with_retries
 
 __all__ = [
     "HTTPProvider",
@@ -213,6 +213,8 @@ class HTTPProvider:
         self.model: str | None = model
         self._retry = retry or RetryPolicy()
         self._prices = prices if prices is not None else PriceTable(settings.prices)
+        #: A shared rate limiter (set by ``RLM(rate_limits=...)``) that retries report 429s to.
+        self.rate_gate: RateGate | None = None
         self._owns_client = client is None
         self._client = client or build_client(
             max_connections=max_connections,
@@ -251,7 +253,9 @@ class HTTPProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         """Send one request and return the whole completion (with usage and cost)."""
         payload = self._to_wire(request, stream=False)
-        body, response = await self._post_json(self._url(request, stream=False), payload)
+        body, response = await self._post_json(
+            self._url(request, stream=False), payload, tokens=_estimate_tokens(request)
+        )
         completion = self._from_wire(body, request, request_id_from(response.headers))
         return self._priced(completion, request)
 
@@ -292,7 +296,7 @@ class HTTPProvider:
             raise RetryableFailure(error) from error
 
     async def _post_json(
-        self, url: str, payload: dict[str, Any]
+        self, url: str, payload: dict[str, Any], *, tokens: int = 0
     ) -> tuple[dict[str, Any], httpx.Response]:
         self._check_open()
         headers = self._headers()
@@ -305,7 +309,9 @@ class HTTPProvider:
                 raise failure_from_response(self.name, response, text)
             return self._ok_body(text, response), response
 
-        return await run_with_retries(self._retry, self.name, attempt)
+        return await run_with_retries(
+            self._retry, self.name, attempt, gate=self.rate_gate, tokens=tokens
+        )
 
     @asynccontextmanager
     async def _open_stream(
@@ -327,7 +333,7 @@ class HTTPProvider:
                 await response.aclose()
             raise failure_from_response(self.name, response, scrub(response.text, self._secrets()))
 
-        response = await run_with_retries(self._retry, self.name, attempt)
+        response = await run_with_retries(self._retry, self.name, attempt, gate=self.rate_gate)
         try:
             with map_transport_errors(self.name, hint=self.connect_hint):
                 yield response
@@ -388,3 +394,9 @@ class HTTPProvider:
             return completion
         usage = completion.usage.model_copy(update={"cost_usd": cost})
         return completion.model_copy(update={"usage": usage})
+
+
+def _estimate_tokens(request: CompletionRequest) -> int:
+    """Prompt tokens estimated from characters (4 a token), for rate limiting."""
+    chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    return chars // 4

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import structlog
@@ -29,6 +29,7 @@ import tenacity as _t
 from rlm_async._exceptions import ConfigurationError, ProviderError
 
 __all__ = [
+    "RateGate",
     "RetryPolicy",
     "RetryableFailure",
     "parse_duration",
@@ -100,14 +101,40 @@ class RetryableFailure(Exception):
         self.delay = delay
 
 
+class RateGate(Protocol):
+    """What retries tell a shared rate limiter (``rlm_async.RateLimit``'s ``RateLimiter``)."""
+
+    async def acquire(self, tokens: int = 0) -> None: ...
+
+    def backoff(self, seconds: float) -> None: ...
+
+
 async def run_with_retries(
-    policy: RetryPolicy, provider: str, attempt: Callable[[], Awaitable[T]]
+    policy: RetryPolicy,
+    provider: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    gate: RateGate | None = None,
+    tokens: int = 0,
 ) -> T:
     """Run ``attempt`` until it succeeds, fails for good, or the policy gives up.
 
     ``attempt`` raises :class:`RetryableFailure` for what may be retried and a
     ``ProviderError`` for what may not; the caller only ever sees the latter.
+
+    With a ``gate`` (the provider's shared rate limiter), a 429 pauses every caller of
+    that provider for the server's retry time, not just this one, and each retry queues
+    behind the gate like a new request: the whole fan-out slows down together. The first
+    attempt is paced by the caller (the engine), so it is not gated twice.
     """
+    attempts = 0
+
+    async def gated() -> T:
+        nonlocal attempts
+        attempts += 1
+        if gate is not None and attempts > 1:
+            await gate.acquire(tokens)
+        return await attempt()
 
     def wait(state: _t.RetryCallState) -> float:
         failure = _failure(state)
@@ -127,6 +154,8 @@ async def run_with_retries(
     def log(state: _t.RetryCallState) -> None:
         failure = _failure(state)
         error = failure.error if failure is not None else None
+        if gate is not None and getattr(error, "status_code", None) == 429:
+            gate.backoff(state.upcoming_sleep)
         _log.warning(
             "rlm_async.provider.retry_scheduled",
             provider=provider,
@@ -147,7 +176,7 @@ async def run_with_retries(
         reraise=True,
     )
     try:
-        return await retrying(attempt)
+        return await retrying(gated)
     except RetryableFailure as failure:
         raise failure.error from failure.error.__cause__
 

@@ -1,0 +1,81 @@
+"""A 429 inside an adapter's retries slows every caller of that provider down together."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import respx
+
+from rlm_async._ratelimit import RateLimit, RateLimiter
+from rlm_async._settings import Settings
+from rlm_async.providers import OpenAIProvider, RetryPolicy
+from tests.providers.support import KEYS, fixture_body, request
+
+URL = "https://api.openai.com/v1/chat/completions"
+
+
+class VirtualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_a_429_pauses_the_shared_gate_and_the_retry_queues_behind_it() -> None:
+    clock = VirtualClock()
+    gate = RateLimiter(RateLimit(requests_per_minute=600), clock=clock, sleep=clock.sleep)
+    retry = RetryPolicy(sleep=clock.sleep, jitter=0)
+    settings = Settings(openai_api_key=KEYS["openai_api_key"])
+    with respx.mock:
+        route = respx.post(URL).mock(
+            side_effect=[
+                httpx.Response(
+                    429,
+                    headers={"retry-after": "7"},
+                    json={
+                        "error": {
+                            "message": "slow down",
+                            "type": "requests",
+                            "code": "rate_limit_exceeded",
+                        }
+                    },
+                ),
+                httpx.Response(200, json=fixture_body("openai_ok")),
+            ]
+        )
+        async with OpenAIProvider(settings=settings, retry=retry) as provider:
+            provider.rate_gate = gate
+            completion = await provider.complete(request("gpt-4o"))
+    assert route.call_count == 2
+    assert completion.text
+    # Every caller of the provider is held until the server's retry time has passed.
+    assert gate.slowdown == 2.0
+    await gate.acquire()
+    assert clock.now >= 7.0
+
+
+async def test_without_a_gate_retries_keep_their_own_schedule() -> None:
+    clock = VirtualClock()
+    retry = RetryPolicy(sleep=clock.sleep, jitter=0)
+    settings = Settings(openai_api_key=KEYS["openai_api_key"])
+    with respx.mock:
+        respx.post(URL).mock(
+            side_effect=[
+                httpx.Response(
+                    429,
+                    headers={"retry-after": "2"},
+                    json={
+                        "error": {"message": "x", "type": "requests", "code": "rate_limit_exceeded"}
+                    },
+                ),
+                httpx.Response(200, json=fixture_body("openai_ok")),
+            ]
+        )
+        async with OpenAIProvider(settings=settings, retry=retry) as provider:
+            await provider.complete(request("gpt-4o"))
+    assert clock.now == 2.0
