@@ -250,14 +250,12 @@
             .map(([k, label]) => h("span", null, h("i", { class: "swatch", style: "background:" + KIND_COLOUR[k] }), label)))),
       h("div", { class: "card-body" }, host));
     const draw = () => drawTimeline(host, data, conc, tooltip);
-    requestAnimationFrame(() => { draw(); });
-    draw();
     let pending = null;
     window.addEventListener("resize", () => {
       clearTimeout(pending);
       pending = setTimeout(draw, 120);
     });
-    return card;
+    return { card, draw };
   }
 
   function drawTimeline(host, data, conc, tooltip) {
@@ -328,7 +326,7 @@
         const rect = svg("rect", {
           class: "tl-bar", x: bx, y: top, width: bw, height, rx: Math.min(3, height / 3),
           fill: KIND_COLOUR[bar.kind], opacity: node.end === null ? 0.45 : 1,
-          dataset: { bar: bar.kind === "error" ? node._id.split("-")[0] : bar.kind, target: node._id },
+          dataset: { bar: bar.node._id.split("-")[0], kind: bar.kind, target: node._id },
           onclick: () => reveal(node._id),
           onmousemove: (e) => tooltip.show(e, describe(node, bar.kind)),
           onmouseleave: () => tooltip.hide(),
@@ -557,12 +555,14 @@
     const all = collect(data.runs);
     const conc = peakConcurrency(all.subcalls, data.end);
     const tooltip = makeTooltip();
+    const timeline = renderTimeline(data, all, conc, tooltip);
     app.append(
       renderHeader(data),
       renderTiles(data, all, conc),
-      renderTimeline(data, all, conc, tooltip),
+      timeline.card,
       renderTree(data),
       h("div", { class: "footer" }, "rlm-async trajectory viewer · " + plural(data.event_count, "event")));
+    timeline.draw(); // once in the page, so the chart takes the card's width
     Object.assign(body.dataset, {
       runs: all.runs.length, turns: all.turns.length, cells: all.cells.length,
       subcalls: all.subcalls.length, peak: conc.peak,
