@@ -15,6 +15,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,7 @@ async def run_demo(
     max_concurrency: int = 32,
     root_latency: float = ROOT_LATENCY,
     sub_latency: float = SUB_LATENCY,
+    on_event: Callable[[ev.Event], None] | None = None,
 ) -> DemoReport:
     """Build the haystack, run the RLM on it, and measure.
 
@@ -194,6 +196,8 @@ async def run_demo(
         max_concurrency: Sub-calls in flight at once.
         root_latency: Seconds the offline model takes per root turn.
         sub_latency: Seconds the offline model takes per sub-call.
+        on_event: Also call this with every event of the run (e.g. a
+            ``rlm_async.trajectory.TrajectoryWriter``).
     """
     from rlm_async._engine import RLM
     from rlm_async._settings import Settings
@@ -216,6 +220,8 @@ async def run_demo(
             subcall_seconds += event.latency
         elif isinstance(event, ev.TurnFinished):
             root_seconds += event.latency
+        if on_event is not None:
+            on_event(event)
 
     server: MockLLMServer | None = None
     try:
