@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 import rlm_async
@@ -52,12 +55,20 @@ def test_every_error_is_an_rlm_error() -> None:
     assert all(issubclass(e, rlm_async.RLMError) for e in errors)
 
 
-def test_importing_the_package_does_not_configure_logging() -> None:
-    import logging
-
-    import structlog
-
-    assert not structlog.is_configured()
-    assert logging.getLogger().handlers == [] or all(
-        type(h).__module__.startswith("_pytest") for h in logging.getLogger().handlers
+def test_importing_and_using_the_package_configures_no_logging_and_prints_nothing() -> None:
+    # A fresh interpreter: other tests (structlog.testing.capture_logs) configure structlog.
+    code = (
+        "import logging, structlog, rlm_async\n"
+        "from rlm_async._logging import get_logger\n"
+        "get_logger('rlm_async.test').warning('rlm_async.test_event', detail=1)\n"
+        "get_logger('rlm_async.test').debug('rlm_async.debug_event')\n"
+        "assert not structlog.is_configured()\n"
+        "assert logging.getLogger().handlers == []\n"
     )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", "a library must not print on its host's stdout"
+    assert "rlm_async.test_event" in done.stderr  # warnings reach stderr via logging
+    assert "debug_event" not in done.stderr

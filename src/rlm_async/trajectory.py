@@ -273,7 +273,8 @@ class TrajectoryWriter:
             return
         if self._file is None:
             self._open(event)
-        self._write_line(event.model_dump(mode="json"))
+        data = event.model_dump(mode="json")
+        self._write_line({"type": data.pop("type"), **data})  # "type" first reads better
         self.events_written += 1
 
     def close(self) -> None:

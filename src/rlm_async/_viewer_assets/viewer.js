@@ -57,7 +57,7 @@
     if (s < 1) return Math.round(s * 1000) + " ms";
     if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + " s";
     const m = Math.floor(s / 60);
-    return m + " min " + Math.round(s - m * 60) + " s";
+    return m + "m " + String(Math.round(s - m * 60)).padStart(2, "0") + "s";
   }
   function fmtInt(n) { return (n || 0).toLocaleString("en-US"); }
   function fmtTokens(n) {
@@ -76,6 +76,19 @@
     return max && flat.length > max ? flat.slice(0, max) + "…" : flat;
   }
   function plural(n, word) { return fmtInt(n) + " " + word + (n === 1 ? "" : "s"); }
+  // A model reply with its ``` fences set in monospace (text nodes only: no markup).
+  function replyText(text) {
+    const pre = h("pre", { class: "text" });
+    const fence = /```([\w+-]*)[^\S\n]*\n([\s\S]*?)(?:```|$)/g;
+    let last = 0;
+    for (let m; (m = fence.exec(text)) !== null;) {
+      if (m.index > last) pre.append(text.slice(last, m.index));
+      pre.append(h("code", { class: "fence" }, m[1] ? h("span", { class: "lang" }, m[1]) : null, m[2].replace(/\n$/, "")));
+      last = fence.lastIndex;
+    }
+    if (last < text.length) pre.append(text.slice(last));
+    return pre;
+  }
   function chip(label, value) { return h("span", { class: "chip" }, label, " ", h("b", null, value)); }
 
   // ---- the model -----------------------------------------------------------------------
@@ -175,9 +188,9 @@
       tile("Answer", answer, answerSub, "answer" + (failed ? " failed" : "")),
       tile("Status", root.status, root.status === "finished" ? "in " + plural(root.iterations || rootTurns, "turn") : ""),
       tile("Wall time", fmtSeconds(root.elapsed !== null ? root.elapsed : data.end), "sequential: " + fmtSeconds(sequentialTime(all))),
-      tile("Root turns", fmtInt(rootTurns), subRuns ? plural(subRuns, "sub-RLM run") + ", " + plural(all.turns.length - rootTurns, "turn") : plural(all.cells.length, "cell")),
+      tile("Root turns", fmtInt(rootTurns), subRuns ? "+ " + plural(subRuns, "sub-RLM") + " (" + fmtInt(all.turns.length - rootTurns) + " turns)" : plural(all.cells.length, "cell")),
       tile("Sub-calls", fmtInt(all.subcalls.length), "peak " + conc.peak + " in flight" + (failedCalls ? ", " + failedCalls + " failed" : "")),
-      tile("Tokens", fmtTokens(totals.input_tokens + totals.output_tokens), fmtInt(totals.input_tokens) + " in / " + fmtInt(totals.output_tokens) + " out"),
+      tile("Tokens", fmtTokens(totals.input_tokens + totals.output_tokens), fmtTokens(totals.input_tokens) + " in / " + fmtTokens(totals.output_tokens) + " out"),
       tile("Cost", totals.cost_usd === null ? "–" : fmtCost(totals.cost_usd), totals.cost_usd === null ? "not priced" : plural(totals.calls, "model call")),
     );
     return tiles;
@@ -214,16 +227,19 @@
       rows.push({ type: "lane", label: "model turns", indent, height: 16,
         bars: run.turns.map((t) => ({ kind: "turn", node: t, text: t.final_turn ? "final" : "T" + t.turn })) });
       const cells = [].concat(...run.turns.map((t) => t.cells));
-      rows.push({ type: "lane", label: "REPL cells", indent, height: 12,
+      rows.push({ type: "lane", label: "REPL cells", indent, height: 14,
         bars: cells.map((c) => ({ kind: c.error ? "error" : "cell", node: c })) });
       const subs = [].concat(...cells.map((c) => c.subcalls));
       const lanes = pack(subs, end);
-      const height = lanes.length > 24 ? 6 : lanes.length > 10 ? 8 : 11;
-      lanes.forEach((lane, i) => rows.push({
-        type: "lane", indent, height, gap: height < 8 ? 1 : 2,
-        label: i === 0 ? plural(subs.length, "sub-call") : "",
-        bars: lane.items.map((s) => ({ kind: s.ok === false ? "error" : s.kind, node: s })),
-      }));
+      const height = lanes.length > 24 ? 6 : lanes.length > 10 ? 8 : 12;
+      const group = { label: plural(subs.length, "sub-call"),
+        note: lanes.length > 1 ? lanes.length + " lanes" : "", rows: [] };
+      lanes.forEach((lane) => {
+        const row = { type: "lane", indent, height, gap: height < 8 ? 1 : height < 12 ? 2 : 3, label: "", group,
+          bars: lane.items.map((s) => ({ kind: s.ok === false ? "error" : s.kind, node: s })) };
+        group.rows.push(row);
+        rows.push(row);
+      });
       for (const s of subs) if (s.run) add(s.run);
     }
     runs.forEach(add);
@@ -317,12 +333,25 @@
         continue;
       }
       if (row.label) {
-        root.append(svg("text", { class: "tl-label", x: 10 + indent, y: top + Math.min(height, 12) - 1 }, row.label));
+        root.append(svg("text", { class: "tl-label", x: 10 + indent, y: top + height / 2 + 4 }, row.label));
+      }
+      if (row.group && row.group.rows[0] === row) {
+        // One label for a block of sub-call lanes, centred on the block.
+        const last = placed.find((p) => p.row === row.group.rows[row.group.rows.length - 1]);
+        const mid = (top + last.top + last.height) / 2;
+        const two = row.group.note && last.top + last.height - top >= 26;
+        root.append(svg("text", { class: "tl-label", x: 10 + indent, y: mid + (two ? -2 : 4) }, row.group.label));
+        if (two) {
+          root.append(svg("text", { class: "tl-label", x: 10 + indent, y: mid + 12, style: "fill:var(--faint)" },
+            row.group.note));
+        }
       }
       for (const bar of row.bars) {
         const node = bar.node;
         const stop = node.end === null ? end : node.end;
-        const bx = x(node.start), bw = Math.max(1.5, x(stop) - x(node.start));
+        const span = x(stop) - x(node.start);
+        // A hairline gap keeps back-to-back calls on one lane apart.
+        const bx = x(node.start), bw = Math.max(1.5, span > 4 ? span - 1 : span);
         const rect = svg("rect", {
           class: "tl-bar", x: bx, y: top, width: bw, height, rx: Math.min(3, height / 3),
           fill: KIND_COLOUR[bar.kind], opacity: node.end === null ? 0.45 : 1,
@@ -408,7 +437,7 @@
 
   function costChips(totals, extra) {
     return h("span", { class: "chips" }, ...extra,
-      chip("tokens", fmtInt(totals.input_tokens) + " in / " + fmtInt(totals.output_tokens) + " out"),
+      totals.calls ? chip("tokens", fmtInt(totals.input_tokens) + " in / " + fmtInt(totals.output_tokens) + " out") : null,
       totals.cost_usd !== null ? chip("cost", fmtCost(totals.cost_usd)) : null);
   }
 
@@ -445,7 +474,7 @@
       turn.end === null ? h("span", { class: "pill run" }, "waiting for the model") : null,
       costChips(turn.totals, [
         chip("at", fmtSeconds(turn.start)),
-        chip("model", fmtSeconds(turn.latency)),
+        chip("latency", fmtSeconds(turn.latency)),
         chip("cells", fmtInt(turn.cells.length)),
         subs ? chip("sub-calls", fmtInt(subs)) : null,
       ]));
@@ -453,7 +482,7 @@
       summary,
       h("div", { class: "turn-body" },
         h("div", { class: "section-label" }, "Model reply · " + (turn.model || run.model)),
-        h("pre", { class: "text" }, turn.text || (turn.end === null ? "…" : "(empty)")),
+        turn.text ? replyText(turn.text) : h("pre", { class: "text" }, turn.end === null ? "…" : "(empty)"),
         turn.cells.map((c) => renderCell(c, run))));
   }
 

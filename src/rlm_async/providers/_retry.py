@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
 import anyio
-import structlog
 import tenacity as _t
 
 from rlm_async._exceptions import ConfigurationError, ProviderError
+from rlm_async._logging import get_logger
 
 __all__ = [
     "RateGate",
@@ -37,7 +37,7 @@ __all__ = [
     "run_with_retries",
 ]
 
-_log = structlog.get_logger("rlm_async.provider")
+_log = get_logger("rlm_async.provider")
 
 T = TypeVar("T")
 

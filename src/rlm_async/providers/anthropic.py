@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
-import structlog
 
 from rlm_async._exceptions import ProviderResponseError
+from rlm_async._logging import get_logger
 from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.providers._errors import request_id_from
@@ -27,7 +27,7 @@ from rlm_async.providers._http import HTTPProvider, iter_sse, loads_object, merg
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "default_max_tokens", "from_wire", "to_wire"]
 
-_log = structlog.get_logger("rlm_async.provider")
+_log = get_logger("rlm_async.provider")
 
 ANTHROPIC_VERSION: Final = "2023-06-01"
 DEFAULT_MAX_TOKENS: Final = 8192

@@ -60,6 +60,7 @@ __all__ = [
     "apply_sandbox",
     "arm_cell_cpu_limit",
     "disarm_cell_cpu_limit",
+    "explain_denial",
     "landlock_abi",
     "probe",
 ]
@@ -152,6 +153,10 @@ class CellCpuLimitExceeded(BaseException):
     does not swallow it; the REPL catches it, reports it as the cell's error and keeps its state.
     Raised again every CPU second while the cell keeps running.
     """
+
+
+# Tracebacks shown to the model read "CellCpuLimitExceeded: ...", not "_rlm_async_sandbox...".
+CellCpuLimitExceeded.__module__ = "builtins"
 
 
 # ---- small helpers ----------------------------------------------------------------------
@@ -635,6 +640,32 @@ def _check_coverage(policy: dict[str, Any], report: _Report) -> None:
         )
 
 
+_applied: dict[str, Any] | None = None  # the policy in force, for explain_denial
+
+
+def explain_denial(exc: BaseException) -> str | None:
+    """A one-line note for the model when ``exc`` looks like the sandbox refusing something.
+
+    ``None`` when no sandbox was applied or the error is not a permission error. Append the
+    note to the cell's traceback: model code that gets ``PermissionError`` otherwise tends to
+    retry the same thing.
+    """
+    if _applied is None or not isinstance(exc, OSError):
+        return None
+    if exc.errno not in (errno.EPERM, errno.EACCES, errno.EXDEV):
+        return None
+    blocked = ["files outside the work dir"]
+    if not _applied.get("allow_network"):
+        blocked.append("network sockets")
+    if not _applied.get("allow_subprocess"):
+        blocked.append("subprocesses")
+    blocked.append("signals to other processes")
+    return (
+        f"[sandbox] This REPL is sandboxed: {', '.join(blocked)} are not allowed. "
+        f"Work inside {_applied.get('work_dir')} (it is also HOME and the temp dir)."
+    )
+
+
 def apply_sandbox(policy: dict[str, Any]) -> dict[str, Any]:
     """Apply every requested layer to the current process, irreversibly.
 
@@ -675,6 +706,8 @@ def apply_sandbox(policy: dict[str, Any]) -> dict[str, Any]:
     if policy.get("seccomp", True):
         _apply_seccomp(policy, report)
     _check_coverage(policy, report)
+    global _applied
+    _applied = dict(policy)
     return {
         "version": REPORT_VERSION,
         "layers": report.layers,

@@ -46,7 +46,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rlm_async._exceptions import SandboxError
 from rlm_async.repl import _sandbox
 
-__all__ = ["ChildCommand", "SandboxOptions", "build_child_command", "probe_sandbox"]
+__all__ = [
+    "ChildCommand",
+    "SandboxOptions",
+    "build_child_command",
+    "give_to_child",
+    "probe_sandbox",
+]
 
 _REPL_DIR = str(Path(__file__).resolve().parent)  # _child.py and _sandbox.py
 _PROBE_TIMEOUT = 10.0
@@ -143,6 +149,7 @@ class ChildCommand:
         warnings: What could not be applied; log them (the report repeats them).
         strategy: ``"plain"``, ``"run_as"``, ``"bwrap"``, ``"bwrap+run_as"`` or ``"root"``.
         uid: The uid the child runs as, seen from the host.
+        gid: Its gid, when it differs from the parent's.
     """
 
     argv: tuple[str, ...]
@@ -150,6 +157,16 @@ class ChildCommand:
     warnings: tuple[str, ...] = ()
     strategy: str = "plain"
     uid: int = 0
+    gid: int | None = None
+
+
+def give_to_child(path: str, command: ChildCommand) -> None:
+    """Make a file the parent wrote into the work dir the child's own (e.g. a late context).
+
+    A no-op unless the child runs as another uid (``run_as``).
+    """
+    if command.uid != os.geteuid():
+        os.chown(path, command.uid, -1 if command.gid is None else command.gid)
 
 
 def build_child_command(
@@ -198,7 +215,7 @@ def build_child_command(
             setpriv = _setpriv_argv(*target)
             return ChildCommand(
                 (*bwrap_argv, *setpriv, *argv), warnings=tuple(warnings),
-                strategy="bwrap+run_as", uid=target[0],
+                strategy="bwrap+run_as", uid=target[0], gid=target[1],
             )  # fmt: skip
         if euid == 0:
             _root_refusal(options, warnings, "run_as is None")
@@ -214,7 +231,7 @@ def build_child_command(
             uid, gid = target
             return ChildCommand(
                 tuple(argv), {"user": uid, "group": gid, "extra_groups": []},
-                tuple(warnings), "run_as", uid,
+                tuple(warnings), "run_as", uid, gid,
             )  # fmt: skip
         warnings.append(problem)
         _root_refusal(options, warnings, "cannot drop to run_as")

@@ -1,0 +1,323 @@
+"""Shared pieces of the benchmarks: result rows, timing, memory probes, the mock server.
+
+Every benchmark module exposes ``async def run(quick: bool) -> Result``. ``run.py`` runs each
+one in its own worker process, so one benchmark's memory high-water mark, event loop and
+leftover tasks never colour the next one's figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1024 * 1024
+
+
+# ---- results ---------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One measured figure, with the figure it should be read against.
+
+    Attributes:
+        benchmark: Section of the table (``"fan-out"``, ``"repl"``, ...).
+        case: What was measured, in a few words.
+        value: The measured number.
+        unit: ``"s"``, ``"ms"``, ``"MiB"``, ``"/s"``, ``"x"``...
+        reference: The ideal or the peer's figure, same unit (``None`` when there is none).
+        reference_label: What the reference is (``"ideal"``, ``"rlms"``, ``"file I/O"``).
+        target: The target, in words (``"<= 1.10x ideal"``), or ``""``.
+        ok: Whether the target is met (``None`` when there is no target).
+        higher_is_better: For the ratio's direction in the table.
+        extra: Anything else worth keeping in the JSON (raw samples, settings).
+    """
+
+    benchmark: str
+    case: str
+    value: float
+    unit: str
+    reference: float | None = None
+    reference_label: str = ""
+    target: str = ""
+    ok: bool | None = None
+    higher_is_better: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.reference is None or self.reference == 0 or self.value == 0:
+            return None
+        return self.value / self.reference
+
+
+@dataclass
+class Result:
+    """What one benchmark module returns."""
+
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, *args: Any, **kwargs: Any) -> Row:
+        row = Row(*args, **kwargs)
+        self.rows.append(row)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [asdict(r) | {"ratio": r.ratio} for r in self.rows],
+            "notes": self.notes,
+        }
+
+
+def emit_worker_result(result: Result) -> None:
+    """The worker's last stdout line: its result as JSON (``run.py`` reads it)."""
+    sys.stdout.write("\n@@RESULT@@ " + json.dumps(result.to_json()) + "\n")
+    sys.stdout.flush()
+
+
+# ---- statistics ----------------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# ---- memory ----------------------------------------------------------------------------
+
+
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """``Vm*`` fields of ``/proc/<pid>/status`` in bytes (empty if the process is gone)."""
+    fields: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("VmHWM", "VmRSS", "VmPeak", "VmSize")):
+                    key, value = line.split(":", 1)
+                    fields[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return fields
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's ``VmHWM`` to its current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+class PeakRss:
+    """This process's peak RSS growth over a block: ``VmHWM`` after - ``VmRSS`` before."""
+
+    def __init__(self) -> None:
+        self.before = 0
+        self.peak = 0
+        self.exact = False
+
+    def __enter__(self) -> PeakRss:
+        self.exact = reset_peak_rss()
+        self.before = proc_status().get("VmRSS", 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak = proc_status().get("VmHWM", 0)
+
+    @property
+    def growth(self) -> int:
+        return max(self.peak - self.before, 0)
+
+
+def _children_of(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = [root]
+    while frontier:
+        pid = frontier.pop()
+        for child, parent in parents.items():
+            if parent == pid and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def _is_repl_child(pid: int, cache: dict[int, bool]) -> bool:
+    known = cache.get(pid)
+    if known is None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                known = b"_child.py" in handle.read()
+        except OSError:
+            known = False
+        cache[pid] = known
+    return known
+
+
+def _rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class ChildRssSampler:
+    """Samples the summed RSS of this process's REPL children (``_child.py``) in a thread.
+
+    ``peak_sum`` is the largest total seen; ``peak_one`` the largest single child;
+    ``max_count`` the most REPL children alive at once. A thread rather than a task, so a
+    busy event loop does not skip samples.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_sum = 0
+        self.peak_one = 0
+        self.max_count = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-sampler")
+        self._cache: dict[int, bool] = {}
+
+    def __enter__(self) -> ChildRssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            pids = [p for p in _children_of(me) if _is_repl_child(p, self._cache)]
+            sizes = [_rss(p) for p in pids]
+            self.samples += 1
+            self.peak_sum = max(self.peak_sum, sum(sizes))
+            self.peak_one = max(self.peak_one, max(sizes, default=0))
+            self.max_count = max(self.max_count, len(pids))
+            self._stop.wait(self.interval)
+
+
+# ---- the mock LLM server, in its own process or in this one ----------------------------------
+
+
+class ServerProcess:
+    """``benchmarks/mock_server.py`` in a separate process (its own interpreter and core).
+
+    Args:
+        responder: A name from ``_responders.RESPONDERS``.
+        root_latency: Seconds per root turn (requests with a system prompt).
+        sub_latency: Seconds per sub-call (requests without one).
+    """
+
+    def __init__(self, responder: str, *, root_latency: float = 0.0, sub_latency: float = 0.0):
+        self.argv = [
+            sys.executable, str(HERE / "mock_server.py"), "--responder", responder,
+            "--root-latency", str(root_latency), "--sub-latency", str(sub_latency),
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def __enter__(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            self.__exit__()
+            raise RuntimeError(f"the mock server did not start: {line!r}")
+        self.base_url = line
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Requests served and the most in flight at once, asked over the stats pipe."""
+        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+def latency_by_role(root: float, sub: float) -> Any:
+    """The mock server's latency function: root turns carry a system prompt, sub-calls not."""
+
+    def latency(request: Any) -> float:
+        return root if request.system is not None else sub
+
+    return latency
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[list[float]]:
+    """``with timer() as t: ...`` then ``t[0]`` is the elapsed seconds."""
+    box: list[float] = []
+    started = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box.append(time.perf_counter() - started)
+
+
+def settings_for(base_url: str) -> Any:
+    from rlm_async import Settings
+
+    return Settings(openai_compatible_base_url=base_url)
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / MIB:,.1f} MiB"

@@ -1,0 +1,121 @@
+"""1. Fan-out efficiency: N sub-calls at a fixed latency, C at a time, vs ceil(N/C) x latency.
+
+A real RLM run: a scripted root (no HTTP) whose one cell calls ``llm_query_batched`` with N
+prompts and finishes. Sub-calls go through the OpenAI-compatible HTTP adapter to the loopback
+mock server. The figure is the cell's wall time, from ``CellStarted`` to ``CellFinished``
+(root turns excluded), measured with the mock server in a separate process (the table's
+figure: a real provider is remote) and, for comparison, in the engine's own event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from _common import Result, ServerProcess, latency_by_role, median, settings_for
+from _responders import echo_responder
+
+from rlm_async import RLM
+from rlm_async import events as ev
+from rlm_async.testing import MockLLMServer, ScriptedModel
+
+LATENCY = 0.1
+CONCURRENCY = 100
+
+
+def fan_out_script(n: int, *, batched: bool = True) -> str:
+    call = (
+        f"replies = llm_query_batched([f'p{{i}}' for i in range({n})])"
+        if batched
+        else f"replies = [llm_query(f'p{{i}}') for i in range({n})]"
+    )
+    return f"```repl\n{call}\nprint(len(replies), replies[0])\n```\nFINAL(done)"
+
+
+async def run_fan_out(
+    n: int,
+    concurrency: int,
+    *,
+    base_url: str | None = None,
+    sub_model: Any = None,
+    batched: bool = True,
+) -> dict[str, Any]:
+    """One completion whose single cell makes ``n`` sub-calls; the cell's timing."""
+    marks: dict[str, float] = {}
+    output: list[str] = []
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ev.CellStarted):
+            marks["start"] = time.perf_counter()
+        elif isinstance(event, ev.CellFinished):
+            marks["end"] = time.perf_counter()
+            output.append(event.output)
+
+    root = ScriptedModel([fan_out_script(n, batched=batched)], name="bench-root")
+    if sub_model is None:
+        sub_model = "openai-compatible:bench-sub"
+    settings = settings_for(base_url) if base_url else None
+    started = time.perf_counter()
+    async with RLM(
+        model=root,
+        sub_model=sub_model,
+        settings=settings,
+        max_concurrency=concurrency,
+        on_event=on_event,
+    ) as rlm:
+        result = await rlm.completion("x", "fan out")
+    total = time.perf_counter() - started
+    if result.answer != "done" or not output or not output[0].startswith(f"{n} "):
+        raise RuntimeError(f"the fan-out run went wrong: {result.answer!r} {output[:1]!r}")
+    return {"cell": marks["end"] - marks["start"], "total": total}
+
+
+async def run(quick: bool) -> Result:
+    res = Result()
+    sizes = [(100, 3), (1_000, 2)] if quick else [(100, 3), (1_000, 3), (10_000, 1)]
+    res.notes.append(
+        f"fan-out: latency {LATENCY * 1000:.0f} ms, RLM(max_concurrency={CONCURRENCY}) (HTTP pool "
+        f"{max(CONCURRENCY, 8) + 4} connections); the cell's wall time from CellStarted to "
+        "CellFinished; median of the repeats. The table's rows use the mock server in its own "
+        "process; the 'in-process server' rows share the engine's event loop and core."
+    )
+    with ServerProcess("echo", sub_latency=LATENCY) as server:
+        for n, repeats in sizes:
+            ideal = math.ceil(n / CONCURRENCY) * LATENCY
+            cells = [
+                (await run_fan_out(n, CONCURRENCY, base_url=server.base_url))["cell"]
+                for _ in range(repeats)
+            ]
+            stats = server.stats()
+            value = median(cells)
+            target_row = n == 1_000
+            res.add(
+                "fan-out",
+                f"N={n:,}, C={CONCURRENCY}, server in own process",
+                value,
+                "s",
+                reference=ideal,
+                reference_label="ideal ceil(N/C)x latency",
+                target="<= 1.10x ideal" if target_row else "",
+                ok=(value <= 1.10 * ideal) if target_row else None,
+                extra={"samples": cells, "server": stats},
+            )
+    for n, repeats in sizes:
+        ideal = math.ceil(n / CONCURRENCY) * LATENCY
+        cells = []
+        for _ in range(repeats):
+            async with MockLLMServer(
+                echo_responder, latency=latency_by_role(0.0, LATENCY)
+            ) as local:
+                cells.append((await run_fan_out(n, CONCURRENCY, base_url=local.base_url))["cell"])
+        res.add(
+            "fan-out",
+            f"N={n:,}, C={CONCURRENCY}, in-process server",
+            median(cells),
+            "s",
+            reference=ideal,
+            reference_label="ideal ceil(N/C)x latency",
+            extra={"samples": cells},
+        )
+    return res

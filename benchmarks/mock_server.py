@@ -1,0 +1,67 @@
+"""The loopback mock LLM server in its own process: ``python benchmarks/mock_server.py ...``.
+
+Prints its base URL (``http://127.0.0.1:PORT/v1``) on the first stdout line, then serves until
+its stdin closes. A ``stats`` line on stdin is answered with one JSON line (requests served,
+most in flight at once). Running it apart keeps the server's CPU off the event loop being
+measured, as with a real, remote provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import latency_by_role  # noqa: E402  (after the path set-up above)
+from _responders import RESPONDERS  # noqa: E402
+
+from rlm_async.testing import MockLLMServer  # noqa: E402
+
+
+async def serve(responder: str, root_latency: float, sub_latency: float) -> None:
+    server = MockLLMServer(
+        RESPONDERS[responder], latency=latency_by_role(root_latency, sub_latency)
+    )
+    await server.start()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def stats() -> None:
+        line = json.dumps(
+            {"requests": len(server.requests), "max_in_flight": server.max_in_flight}
+        )
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def read_stdin() -> None:
+        # A thread: asyncio's stdin pipe reader needs a pipe, and this also works on a tty.
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                loop.call_soon_threadsafe(stats)
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    sys.stdout.write(server.base_url + "\n")
+    sys.stdout.flush()
+    try:
+        await done.wait()
+    finally:
+        await server.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--responder", choices=sorted(RESPONDERS), default="echo")
+    parser.add_argument("--root-latency", type=float, default=0.0)
+    parser.add_argument("--sub-latency", type=float, default=0.0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.responder, args.root_latency, args.sub_latency))
+
+
+if __name__ == "__main__":
+    main()
