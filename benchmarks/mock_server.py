@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,7 +34,11 @@ async def serve(responder: str, root_latency: float, sub_latency: float) -> None
 
     def stats() -> None:
         line = json.dumps(
-            {"requests": len(server.requests), "max_in_flight": server.max_in_flight}
+            {
+                "requests": len(server.requests),
+                "max_in_flight": server.max_in_flight,
+                "cpu_seconds": round(time.process_time(), 3),
+            }
         )
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

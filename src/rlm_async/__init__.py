@@ -5,7 +5,7 @@ for any prompt: the context lives in a sandboxed child-process REPL, the root mo
 code to explore it, and sub-calls from that code are served concurrently.
 """
 
-from rlm_async import events
+from rlm_async import events, trajectory
 from rlm_async._budget import Budget
 from rlm_async._compat import RLM_REPL
 from rlm_async._complete import llm_complete
@@ -36,6 +36,7 @@ from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, 
 from rlm_async.providers._base import CompletionRequest, Provider
 from rlm_async.providers._retry import RetryPolicy
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
+from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory
 
 __version__ = "0.1.0"
 
@@ -74,9 +75,14 @@ __all__ = [
     "RetryPolicy",
     "SandboxError",
     "Settings",
+    "Trajectory",
+    "TrajectoryError",
+    "TrajectoryWriter",
     "Usage",
     "UsageSummary",
     "__version__",
     "events",
     "llm_complete",
+    "read_trajectory",
+    "trajectory",
 ]

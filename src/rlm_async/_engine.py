@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,6 +78,9 @@ class RLM:
         rate_limits: Per provider (``"openai"``) or per model (``"openai:gpt-5-mini"``):
             requests and tokens per minute, shared by every completion of this ``RLM``;
             a 429 from the provider slows the whole fan-out down together.
+        trajectory_dir: Write each completion's trajectory (JSON Lines, see
+            ``rlm_async.trajectory``) to ``<dir>/<UTC time>-<run_id>.jsonl``; its path is
+            in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -110,6 +114,7 @@ class RLM:
         on_budget_exceeded: Literal["raise", "return"] = "raise",
         warm_repls: int = 0,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        trajectory_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
@@ -180,6 +185,7 @@ class RLM:
         self._sessions: set[ReplSession] = set()
         self._closed = False
         self._warm_repls = warm_repls
+        self.trajectory_dir = trajectory_dir
         self._rate_limiters: dict[str, RateLimiter] = {}
         for key, limit in (rate_limits or {}).items():
             if not isinstance(limit, RateLimit):
@@ -374,22 +380,37 @@ class RLM:
             for listener in listeners:
                 listener(event)
 
+        writer = None
+        if self.trajectory_dir is not None:
+            from rlm_async.trajectory import TrajectoryWriter
+
+            writer = TrajectoryWriter.in_directory(self.trajectory_dir)
+            listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
         tree = RunTree(rlm=self, emit=fan_out, stream_text=stream_text)
         deadline = self.budget.max_seconds
         try:
-            with anyio.move_on_after(math.inf if deadline is None else deadline):
-                return await run_rlm(tree, context, query)
-            error = BudgetExceeded(
-                f"the time budget of {deadline:g} s ran out; the run was cancelled",
-                budget="max_seconds",
-            )
-        except BudgetExceeded as exc:
-            error = exc
-        _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
-        error.partial = tree.partial_result()
-        if self.on_budget_exceeded == "return":
-            return error.partial
-        raise error
+            try:
+                with anyio.move_on_after(math.inf if deadline is None else deadline):
+                    result = await run_rlm(tree, context, query)
+                    if writer is not None:
+                        result.metadata["trajectory_path"] = str(writer.path)
+                    return result
+                error = BudgetExceeded(
+                    f"the time budget of {deadline:g} s ran out; the run was cancelled",
+                    budget="max_seconds",
+                )
+            except BudgetExceeded as exc:
+                error = exc
+            _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
+            error.partial = tree.partial_result()
+            if writer is not None:
+                error.partial.metadata["trajectory_path"] = str(writer.path)
+            if self.on_budget_exceeded == "return":
+                return error.partial
+            raise error
+        finally:
+            if writer is not None:
+                writer.close()
 
     def completion_sync(self, context: Any, query: str) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).

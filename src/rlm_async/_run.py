@@ -116,9 +116,12 @@ async def run_rlm(
     *,
     depth: int = 0,
     parent_run_id: str | None = None,
+    parent_subcall: str | None = None,
 ) -> RLMResult:
     """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
-    return await _Run(tree, context, query, depth=depth, parent_run_id=parent_run_id).run()
+    run = _Run(tree, context, query, depth=depth, parent_run_id=parent_run_id)
+    run.parent_subcall = parent_subcall
+    return await run.run()
 
 
 class _Run:
@@ -136,6 +139,7 @@ class _Run:
         self.query = query
         self.depth = depth
         self.parent_run_id = parent_run_id
+        self.parent_subcall: str | None = None
         self.run_id = uuid.uuid4().hex[:12]
         self.prepared = prepare_context(context)
         self.root: ResolvedModel = self.rlm._model_for_depth(depth)
@@ -167,6 +171,7 @@ class _Run:
         self._event(
             ev.RunStarted,
             parent_run_id=self.parent_run_id,
+            parent_subcall=self.parent_subcall,
             model=self.root.label,
             sub_model=self.sub.label,
             query=self.query,
@@ -511,7 +516,12 @@ class _Run:
         started = time.perf_counter()
         try:
             result = await run_rlm(
-                self.tree, context, prompt, depth=self.depth + 1, parent_run_id=self.run_id
+                self.tree,
+                context,
+                prompt,
+                depth=self.depth + 1,
+                parent_run_id=self.run_id,
+                parent_subcall=subcall,
             )
         except RLMError as exc:
             self._subcall_finished(subcall, turn, cell, "rlm", label, started, error=exc)

@@ -166,7 +166,9 @@ def write_html(
         trajectory = read_trajectory(trajectory)
     if out is None:
         if trajectory.path is None:
-            raise ValueError("write_html needs `out` for a trajectory that was not read from a file")
+            raise ValueError(
+                "write_html needs `out` for a trajectory that was not read from a file"
+            )
         out = trajectory.path.with_suffix(".html")
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)

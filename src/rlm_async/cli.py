@@ -1,4 +1,9 @@
-"""The ``rlm-async`` command: ``demo``, ``run`` and ``doctor``."""
+"""The ``rlm-async`` command: ``demo``, ``run`` and ``view``.
+
+``run`` prints the answer (only the answer) on stdout, so it can be piped; progress, the
+trajectory's path and errors go to stderr. Exit codes: 0 done, 1 the demo answered wrong,
+2 an error (``rlm-async: error: ...``), 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,21 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+
+from rlm_async import events as ev
+from rlm_async._progress import Progress
+
+if TYPE_CHECKING:
+    from rlm_async.trajectory import TrajectoryWriter
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "-v", "--verbose", action="store_true", help="print every turn, cell and sub-call batch"
     )
+    _trajectory_options(demo)
 
     run = commands.add_parser(
         "run", help="answer a query about a file (or stdin); the answer goes to stdout"
@@ -65,11 +82,40 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show the run on stderr as it happens"
     )
     run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a live status line on stderr (default: when stderr is a terminal)",
+    )
+    run.add_argument(
         "--result-json",
         action="store_true",
         help="print the whole result as JSON instead of the answer",
     )
+    _trajectory_options(run)
+
+    view = commands.add_parser(
+        "view", help="write a self-contained HTML page showing a trajectory (.jsonl)"
+    )
+    view.add_argument("trajectory", help="a trajectory file written with --trajectory")
+    view.add_argument(
+        "-o", "--output", default=None, help="the HTML file (default: TRAJECTORY with .html)"
+    )
+    view.add_argument("--open", action="store_true", help="open the page in a web browser")
     return parser
+
+
+def _trajectory_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_mutually_exclusive_group()
+    group.add_argument(
+        "--trajectory", metavar="PATH", default=None, help="write the run's trajectory here"
+    )
+    group.add_argument(
+        "--trajectory-dir",
+        metavar="DIR",
+        default=None,
+        help="write the trajectory to DIR/<UTC time>-<run id>.jsonl",
+    )
 
 
 def _read_context(source: str, as_json: bool) -> object:
@@ -77,18 +123,59 @@ def _read_context(source: str, as_json: bool) -> object:
     return json.loads(text) if as_json else text
 
 
+def _writer(args: argparse.Namespace) -> TrajectoryWriter | None:
+    from rlm_async.trajectory import TrajectoryWriter
+
+    metadata = {"command": args.command}
+    if args.trajectory:
+        return TrajectoryWriter(args.trajectory, metadata=metadata)
+    if args.trajectory_dir:
+        return TrajectoryWriter.in_directory(args.trajectory_dir, metadata=metadata)
+    return None
+
+
+def _fan_out(*listeners: Callable[[ev.Event], None] | None) -> Callable[[ev.Event], None] | None:
+    active = [listener for listener in listeners if listener is not None]
+    if not active:
+        return None
+
+    def emit(event: ev.Event) -> None:
+        for listener in active:
+            listener(event)
+
+    return emit
+
+
+def _finish_trajectory(writer: TrajectoryWriter | None) -> None:
+    if writer is None:
+        return
+    writer.close()
+    if writer.path is None:  # a --trajectory-dir run that never started: no file
+        return
+    print(
+        f"rlm-async: trajectory written to {writer.path} "
+        f"(see it with: rlm-async view {writer.path})",
+        file=sys.stderr,
+    )
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from rlm_async.demo import run_demo
 
-    report = await run_demo(
-        lines=args.lines,
-        seed=args.seed,
-        model=args.model,
-        sub_model=args.sub_model,
-        offline=True if args.offline else None,
-        enable_logging=args.verbose,
-        max_concurrency=args.concurrency,
-    )
+    writer = _writer(args)
+    try:
+        report = await run_demo(
+            lines=args.lines,
+            seed=args.seed,
+            model=args.model,
+            sub_model=args.sub_model,
+            offline=True if args.offline else None,
+            enable_logging=args.verbose,
+            max_concurrency=args.concurrency,
+            on_event=writer,
+        )
+    finally:
+        _finish_trajectory(writer)
     print(report.render())
     return 0 if report.correct else 1
 
@@ -97,17 +184,33 @@ async def _run(args: argparse.Namespace) -> int:
     from rlm_async._engine import RLM
 
     context = _read_context(args.context, args.json)
-    async with RLM(
-        model=args.model,
-        sub_model=args.sub_model,
-        max_iterations=args.max_iterations,
-        max_depth=args.max_depth,
-        max_concurrency=args.max_concurrency,
-        cell_timeout=args.cell_timeout,
-        load_dotenv=not args.no_dotenv,
-        enable_logging=args.verbose,
-    ) as rlm:
-        result = await rlm.completion(context, args.query)
+    show_progress = args.progress
+    if show_progress is None:
+        show_progress = sys.stderr.isatty() and not args.verbose
+    progress = Progress(sys.stderr) if show_progress else None
+    writer = _writer(args)
+    try:
+        async with RLM(
+            model=args.model,
+            sub_model=args.sub_model,
+            max_iterations=args.max_iterations,
+            max_depth=args.max_depth,
+            max_concurrency=args.max_concurrency,
+            cell_timeout=args.cell_timeout,
+            load_dotenv=not args.no_dotenv,
+            enable_logging=args.verbose,
+            on_event=_fan_out(writer, progress),
+        ) as rlm:
+            if progress is None:
+                result = await rlm.completion(context, args.query)
+            else:
+                result = await _with_ticker(progress, rlm.completion(context, args.query))
+    finally:
+        if progress is not None:
+            progress.finish()
+        _finish_trajectory(writer)
+    if writer is not None:
+        result.metadata["trajectory_path"] = str(writer.path)
     if args.result_json:
         print(result.model_dump_json(indent=2))
     else:
@@ -115,19 +218,75 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_ticker(progress: Progress, work: Awaitable[T]) -> T:
+    """Await ``work`` while the status line's clock keeps moving."""
+    done: list[T] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(progress.tick)
+            try:
+                done.append(await work)
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The ticker cannot fail, so the group holds the run's one error: raise it as is.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    return done[0]
+
+
+async def _view(args: argparse.Namespace) -> int:
+    from rlm_async._viewer import write_html
+
+    # Reading and rendering a file is quick; a worker thread keeps the event loop honest.
+    out = await anyio.to_thread.run_sync(write_html, args.trajectory, args.output)
+    print(out)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(out.resolve().as_uri())
+    return 0
+
+
+def _error(message: object) -> int:
+    print(f"rlm-async: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rlm-async`` console script."""
+    """Entry point of the ``rlm-async`` console script.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 done, 1 the demo's answer was wrong, 2 an error, 130 interrupted.
+    """
     from rlm_async._exceptions import RLMError
 
-    args = _parser().parse_args(argv)
-    handlers = {"demo": _demo, "run": _run}
     try:
-        return asyncio.run(handlers[args.command](args))
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    handlers: dict[str, Callable[[argparse.Namespace], Any]] = {
+        "demo": _demo,
+        "run": _run,
+        "view": _view,
+    }
+    try:
+        code: int = asyncio.run(handlers[args.command](args))
+        return code
     except RLMError as exc:
-        print(f"rlm-async: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc)
+    except json.JSONDecodeError as exc:
+        return _error(f"the context is not valid JSON: {exc}")
+    except OSError as exc:
+        return _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
+    except UnicodeDecodeError as exc:
+        return _error(f"the context is not UTF-8 text: {exc}")
     except KeyboardInterrupt:
-        print("rlm-async: interrupted", file=sys.stderr)
+        print("\nrlm-async: interrupted", file=sys.stderr)
         return 130
 
 

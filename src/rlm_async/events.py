@@ -48,6 +48,7 @@ class _Event(BaseModel):
 class RunStarted(_Event):
     type: Literal["run_started"] = "run_started"
     parent_run_id: str | None = None
+    parent_subcall: str | None = None
     model: str
     sub_model: str
     query: str

@@ -28,8 +28,8 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -37,6 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlm_async import events as ev
 from rlm_async._exceptions import RLMError
+from rlm_async._trajectory_tree import (
+    CellNode,
+    RunNode,
+    SubCallNode,
+    Totals,
+    TurnNode,
+    build_tree,
+)
 
 __all__ = [
     "CellNode",
@@ -278,11 +286,15 @@ class TrajectoryWriter:
         self.events_written += 1
 
     def close(self) -> None:
-        """Finish the file (a header-only file if no event came); idempotent."""
+        """Finish the file; idempotent.
+
+        With no event written, a writer given a path leaves a header-only file (the run
+        never started), and one from :meth:`in_directory` leaves no file.
+        """
         if self._closed:
             return
         try:
-            if self._file is None:
+            if self._file is None and self.path is not None:
                 self._open(None)
         finally:
             self._closed = True
@@ -405,317 +417,3 @@ def _explain(exc: ValidationError, data: Any) -> str:
 
 def _line_error(source: Path, number: int, message: str) -> TrajectoryError:
     return TrajectoryError(f"{source}, line {number}: {message}")
-
-
-# ---- the run tree ---------------------------------------------------------------------
-
-
-@dataclass
-class Totals:
-    """Model calls, tokens and cost summed over a node and everything under it."""
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-
-    def add(self, other: Totals) -> None:
-        self.calls += other.calls
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        if other.cost_usd is not None:
-            self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
-
-    def add_call(self, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
-        self.add(Totals(1, input_tokens, output_tokens, cost_usd))
-
-
-@dataclass
-class SubCallNode:
-    """One ``llm_query`` / ``rlm_query`` call, under the cell that made it.
-
-    ``start``/``end`` are seconds since the completion started (``end`` is ``None`` if the
-    call never finished). ``run`` is the sub-RLM run of an ``rlm`` call at depth > 1.
-    """
-
-    subcall: str
-    kind: str
-    model: str
-    turn: int
-    cell: int
-    prompt: str
-    prompt_chars: int
-    start: float
-    end: float | None = None
-    ok: bool | None = None
-    answer: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-    latency: float | None = None
-    run: RunNode | None = None
-
-    def totals(self) -> Totals:
-        if self.run is not None:
-            return self.run.totals()
-        totals = Totals()
-        if self.end is not None and self.ok:
-            totals.add_call(self.input_tokens, self.output_tokens, self.cost_usd)
-        return totals
-
-
-@dataclass
-class CellNode:
-    """One code cell of a turn, with the sub-calls its code made."""
-
-    turn: int
-    cell: int
-    code: str
-    start: float
-    end: float | None = None
-    output: str = ""
-    error: bool = False
-    final: str | None = None
-    duration: float | None = None
-    timed_out: bool = False
-    restarted: bool = False
-    subcalls: list[SubCallNode] = field(default_factory=list)
-
-    def totals(self) -> Totals:
-        totals = Totals()
-        for sub in self.subcalls:
-            totals.add(sub.totals())
-        return totals
-
-
-@dataclass
-class TurnNode:
-    """One root-model turn of a run: the reply, and the cells run from it."""
-
-    turn: int
-    start: float
-    final_turn: bool = False
-    end: float | None = None
-    model: str = ""
-    text: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-    latency: float | None = None
-    cells: list[CellNode] = field(default_factory=list)
-
-    def totals(self) -> Totals:
-        totals = Totals()
-        if self.end is not None:
-            totals.add_call(self.input_tokens, self.output_tokens, self.cost_usd)
-        for cell in self.cells:
-            totals.add(cell.totals())
-        return totals
-
-
-@dataclass
-class RunNode:
-    """One RLM run (the root, or a sub-RLM) with its turns, in order."""
-
-    run_id: str
-    depth: int
-    start: float
-    parent_run_id: str | None = None
-    parent_subcall: str | None = None
-    model: str = ""
-    sub_model: str = ""
-    query: str = ""
-    context: str = ""
-    max_iterations: int = 0
-    max_depth: int = 0
-    end: float | None = None
-    status: Literal["running", "finished", "failed"] = "running"
-    answer: str | None = None
-    answer_source: str | None = None
-    iterations: int | None = None
-    elapsed: float | None = None
-    error_type: str | None = None
-    error: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    turns: list[TurnNode] = field(default_factory=list)
-    restarts: list[tuple[float, str]] = field(default_factory=list)
-    budget_warnings: list[dict[str, Any]] = field(default_factory=list)
-
-    def totals(self) -> Totals:
-        """Calls, tokens and cost of this run and every sub-run under it."""
-        totals = Totals()
-        for turn in self.turns:
-            totals.add(turn.totals())
-        return totals
-
-    def walk(self) -> Iterator[RunNode]:
-        """This run, then every sub-RLM run under it, depth first."""
-        yield self
-        for sub in self.subcalls():
-            if sub.run is not None:
-                yield from sub.run.walk()
-
-    def subcalls(self) -> Iterator[SubCallNode]:
-        """This run's own sub-calls (not those of its sub-runs), in start order."""
-        for turn in self.turns:
-            for cell in turn.cells:
-                yield from cell.subcalls
-
-
-def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
-    """Arrange events as runs → turns → cells → sub-calls, sub-RLM runs under their call.
-
-    Works on any prefix of a run (a crashed or still running one): what never finished has
-    ``end=None``. A sub-RLM run is hung under its parent's ``rlm`` sub-call: by the event's
-    ``parent_subcall`` when the writer recorded it, else by order (the engine emits a sub-RLM's
-    ``RunStarted`` right after its ``SubCallStarted``, so the newest unclaimed ``rlm`` call of
-    the parent run is the one).
-
-    Returns:
-        The root runs, in start order (normally one per completion).
-    """
-    runs: dict[str, RunNode] = {}
-    roots: list[RunNode] = []
-    turns: dict[tuple[str, int], TurnNode] = {}
-    cells: dict[tuple[str, int, int], CellNode] = {}
-    subcalls: dict[str, SubCallNode] = {}
-    unclaimed: dict[str, list[SubCallNode]] = {}  # rlm sub-calls waiting for their run
-
-    def turn_of(run_id: str, number: int, t: float) -> TurnNode:
-        found = turns.get((run_id, number))
-        if found is None:
-            found = turns[(run_id, number)] = TurnNode(turn=number, start=t)
-            run_of(run_id, t).turns.append(found)
-        return found
-
-    def run_of(run_id: str, t: float) -> RunNode:
-        found = runs.get(run_id)
-        if found is None:  # events of a run whose start is missing
-            found = runs[run_id] = RunNode(run_id=run_id, depth=0, start=t)
-            roots.append(found)
-        return found
-
-    def cell_of(run_id: str, turn: int, number: int, t: float) -> CellNode:
-        found = cells.get((run_id, turn, number))
-        if found is None:
-            found = cells[(run_id, turn, number)] = CellNode(turn=turn, cell=number, code="", start=t)
-            turn_of(run_id, turn, t).cells.append(found)
-        return found
-
-    for event in events:
-        if isinstance(event, ev.RunStarted):
-            run = RunNode(
-                run_id=event.run_id,
-                depth=event.depth,
-                start=event.t,
-                parent_run_id=event.parent_run_id,
-                model=event.model,
-                sub_model=event.sub_model,
-                query=event.query,
-                context=event.context,
-                max_iterations=event.max_iterations,
-                max_depth=event.max_depth,
-            )
-            runs[event.run_id] = run
-            parent = _claim(event, unclaimed, subcalls)
-            if parent is not None:
-                parent.run = run
-                run.parent_subcall = parent.subcall
-            else:
-                roots.append(run)
-        elif isinstance(event, ev.TurnStarted):
-            turn = turn_of(event.run_id, event.turn, event.t)
-            turn.start, turn.final_turn = event.t, event.final_turn
-        elif isinstance(event, ev.TurnFinished):
-            turn = turn_of(event.run_id, event.turn, event.t)
-            turn.end, turn.model, turn.text = event.t, event.model, event.text
-            turn.input_tokens, turn.output_tokens = event.input_tokens, event.output_tokens
-            turn.cost_usd, turn.latency = event.cost_usd, event.latency
-        elif isinstance(event, ev.CellStarted):
-            cell = cell_of(event.run_id, event.turn, event.cell, event.t)
-            cell.start, cell.code = event.t, event.code
-        elif isinstance(event, ev.CellFinished):
-            cell = cell_of(event.run_id, event.turn, event.cell, event.t)
-            cell.end, cell.output, cell.error = event.t, event.output, event.error
-            cell.final, cell.duration = event.final, event.duration
-            cell.timed_out, cell.restarted = event.timed_out, event.restarted
-        elif isinstance(event, ev.SubCallStarted):
-            sub = SubCallNode(
-                subcall=event.subcall,
-                kind=event.kind,
-                model=event.model,
-                turn=event.turn,
-                cell=event.cell,
-                prompt=event.prompt,
-                prompt_chars=event.prompt_chars,
-                start=event.t,
-            )
-            subcalls[event.subcall] = sub
-            cell_of(event.run_id, event.turn, event.cell, event.t).subcalls.append(sub)
-            if event.kind == "rlm":
-                unclaimed.setdefault(event.run_id, []).append(sub)
-        elif isinstance(event, ev.SubCallFinished):
-            sub = subcalls.get(event.subcall) or _late_subcall(event, cell_of, subcalls)
-            sub.end, sub.ok, sub.answer = event.t, event.ok, event.answer
-            sub.input_tokens, sub.output_tokens = event.input_tokens, event.output_tokens
-            sub.cost_usd, sub.latency = event.cost_usd, event.latency
-            pending = unclaimed.get(event.run_id, [])
-            if sub in pending:  # an rlm call that ended without a sub-run (depth 1, refusal)
-                pending.remove(sub)
-        elif isinstance(event, ev.FinalAnswer):
-            run = run_of(event.run_id, event.t)
-            run.answer, run.answer_source = event.answer, event.source
-        elif isinstance(event, ev.RunFinished):
-            run = run_of(event.run_id, event.t)
-            run.end, run.status, run.answer = event.t, "finished", event.answer
-            run.iterations, run.elapsed, run.usage = event.iterations, event.elapsed, event.usage
-        elif isinstance(event, ev.RunFailed):
-            run = run_of(event.run_id, event.t)
-            run.end, run.status = event.t, "failed"
-            run.error_type, run.error = event.error_type, event.message
-        elif isinstance(event, ev.ReplRestarted):
-            run_of(event.run_id, event.t).restarts.append((event.t, event.reason))
-        elif isinstance(event, ev.BudgetWarning):
-            run_of(event.run_id, event.t).budget_warnings.append(
-                {"t": event.t, "budget": event.budget, "used": event.used, "limit": event.limit}
-            )
-    return roots
-
-
-def _claim(
-    event: ev.RunStarted,
-    unclaimed: dict[str, list[SubCallNode]],
-    subcalls: dict[str, SubCallNode],
-) -> SubCallNode | None:
-    if event.parent_run_id is None:
-        return None
-    pending = unclaimed.get(event.parent_run_id, [])
-    named = getattr(event, "parent_subcall", None)
-    if isinstance(named, str) and named in subcalls:
-        found = subcalls[named]
-        if found in pending:
-            pending.remove(found)
-        return found
-    return pending.pop() if pending else None
-
-
-def _late_subcall(
-    event: ev.SubCallFinished,
-    cell_of: Any,
-    subcalls: dict[str, SubCallNode],
-) -> SubCallNode:
-    """A finished sub-call whose start is missing from the events (a partial trajectory)."""
-    start = event.t - event.latency
-    sub = SubCallNode(
-        subcall=event.subcall,
-        kind=event.kind,
-        model=event.model,
-        turn=event.turn,
-        cell=event.cell,
-        prompt="",
-        prompt_chars=0,
-        start=start,
-    )
-    subcalls[event.subcall] = sub
-    cell_of(event.run_id, event.turn, event.cell, start).subcalls.append(sub)
-    return sub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -291,3 +292,17 @@ async def test_a_failed_run_streams_run_failed_then_raises() -> None:
         with pytest.raises(Exception, match="ran out of replies"):
             await consume(rlm)
     assert events[-1].type == "run_failed"
+
+
+async def test_trajectory_dir_writes_one_readable_file_per_completion(tmp_path: Path) -> None:
+    from rlm_async import read_trajectory
+
+    root = ScriptedModel([repl("llm_query('x')"), "FINAL(done)"])
+    async with RLM(
+        model=root, sub_model=ScriptedModel(["sub"], name="sub"), trajectory_dir=tmp_path
+    ) as rlm:
+        result = await rlm.completion("abc", "q")
+    path = Path(result.metadata["trajectory_path"])
+    assert path.parent == tmp_path and path.suffix == ".jsonl"
+    written = read_trajectory(path)
+    assert [e.type for e in written.events] == [e.type for e in result.trajectory]

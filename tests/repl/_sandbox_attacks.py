@@ -8,6 +8,7 @@ Each attack returns normally when the sandbox let it through.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import importlib.util
@@ -59,10 +60,8 @@ def _scan_proc_environ() -> str:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
+            with contextlib.suppress(OSError):
                 found.append(_read(f"/proc/{entry}/environ"))
-            except OSError:
-                pass
     return "\n".join(found)
 
 
@@ -153,6 +152,39 @@ def _socketpair() -> str:
         return right.recv(2).decode()
 
 
+def _socketpair_dgram() -> str:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.close()
+    right.close()
+    return "opened"
+
+
+def _x32_socket() -> str:
+    if os.uname().machine != "x86_64":
+        raise OSError(errno.ENOSYS, "not x86_64")
+    return str(_raw(0x40000000 | 41, 2, 1, 0))  # socket() through the x32 ABI
+
+
+def _i386_socket() -> str:
+    """socket() through the 32-bit ABI (int 0x80), which a native-only filter would miss."""
+    if os.uname().machine != "x86_64":
+        raise OSError(errno.ENOSYS, "not x86_64")
+    import mmap
+
+    code = (
+        b"\xb8" + (359).to_bytes(4, "little")  # mov eax, 359 (i386 socket)
+        + b"\xbb\x02\x00\x00\x00\xb9\x01\x00\x00\x00\xba\x00\x00\x00\x00"  # ebx, ecx, edx
+        + b"\x53\xcd\x80\x5b\xc3"  # push rbx; int 0x80; pop rbx; ret
+    )  # fmt: skip
+    page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+    result = ctypes.CFUNCTYPE(ctypes.c_int)(address)()
+    if result < 0:
+        raise OSError(-result, os.strerror(-result))
+    return str(result)
+
+
 def _io_uring() -> str:
     params = ctypes.create_string_buffer(120)
     return str(_raw(425, 4, ctypes.addressof(params)))
@@ -193,6 +225,11 @@ def _signal_self() -> str:
     return f"handled {len(hits)}"
 
 
+def _signal(send: Callable[[int, int], None], target: int) -> str:
+    send(target, 0)  # signal 0: the permission check without the signal
+    return "allowed"
+
+
 def _fork() -> str:
     pid = os.fork()
     if pid == 0:
@@ -204,7 +241,7 @@ def _fork() -> str:
 def _subprocess() -> str:
     import subprocess
 
-    return subprocess.run(["/bin/true"], check=True, timeout=5).args[0]
+    return str(subprocess.run(["/bin/true"], check=True, timeout=5).returncode)
 
 
 def _system() -> str:
@@ -319,6 +356,9 @@ ATTACKS: dict[str, Callable[[], str]] = {
     "netlink": _netlink,
     "dns": _dns,
     "socketpair": _socketpair,
+    "socketpair_dgram": _socketpair_dgram,
+    "x32_socket": _x32_socket,
+    "i386_socket": _i386_socket,
     "io_uring": _io_uring,
     "ptrace": _ptrace,
     "unshare": _unshare,
@@ -326,9 +366,9 @@ ATTACKS: dict[str, Callable[[], str]] = {
     "bpf": _bpf,
     "keyctl": _keyctl,
     "setns": _setns,
-    "kill_parent": lambda: str(os.kill(ppid, 0)),
-    "killpg_parent": lambda: str(os.killpg(int(config.get("host_parent_pgid", ppid)), 0)),
-    "kill_all": lambda: str(os.kill(-1, 0)),
+    "kill_parent": lambda: _signal(os.kill, ppid),
+    "killpg_parent": lambda: _signal(os.killpg, int(config.get("host_parent_pgid", ppid))),
+    "kill_all": lambda: _signal(os.kill, -1),
     "signal_self": _signal_self,
     "fork": _fork,
     "subprocess": _subprocess,
@@ -374,7 +414,7 @@ def main() -> None:
     for name in config["attacks"]:
         try:
             output["results"][name] = {"ok": True, "value": ATTACKS[name]()}
-        except BaseException as exc:  # noqa: BLE001 - every outcome is data for the test
+        except BaseException as exc:  # every outcome, even SystemExit, is data for the test
             output["results"][name] = {
                 "ok": False,
                 "error": f"{type(exc).__name__}: {exc}",

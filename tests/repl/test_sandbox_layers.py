@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -30,9 +29,15 @@ import pytest
 
 from rlm_async._exceptions import SandboxError
 from rlm_async.repl import _sandbox
-from rlm_async.repl._sandbox_options import SandboxOptions, build_child_command, probe_sandbox
+from rlm_async.repl._sandbox_options import (
+    SandboxOptions,
+    build_child_command,
+    create_child_file,
+    give_to_child,
+    probe_sandbox,
+)
+from tests.repl._bait import SECRET, Host
 
-SECRET = "sk-test-" + uuid.uuid4().hex
 ATTACKS_SOURCE = (Path(__file__).parent / "_sandbox_attacks.py").read_text()
 SYSTEM_PYTHON = "/usr/bin/python3"
 IS_ROOT = os.geteuid() == 0
@@ -78,7 +83,8 @@ ALL_ATTACKS = [
     "proc_parent_mem", "proc_parent_fd", "proc_parent_cmdline", "read_dotenv", "read_ssh_key",
     "read_etc_passwd", "list_root", "symlink_out", "hardlink_out", "rename_in", "rename_out",
     "write_outside", "write_tmp", "write_work", "read_stdlib", "dev_null", "efbig", "tcp",
-    "udp", "unix_path", "abstract_unix", "netlink", "dns", "socketpair", "io_uring", "ptrace",
+    "udp", "unix_path", "abstract_unix", "netlink", "dns", "socketpair", "socketpair_dgram",
+    "x32_socket", "i386_socket", "io_uring", "ptrace",
     "unshare", "mount", "bpf", "keyctl", "setns", "kill_parent", "killpg_parent", "kill_all",
     "signal_self", "fork", "subprocess", "os_system", "exec", "threads", "memory", "cpu",
     "cpu_not_swallowed", "chmod_out", "prlimit_parent", "asyncio", "cpu_count", "status",
@@ -88,62 +94,15 @@ DENIED = {
     "proc_parent_cmdline", "read_dotenv", "read_ssh_key", "read_etc_passwd", "list_root",
     "symlink_out", "hardlink_out", "rename_in", "rename_out", "write_outside", "write_tmp",
     "efbig", "tcp", "udp", "unix_path", "abstract_unix", "netlink", "dns", "io_uring",
+    "socketpair_dgram", "x32_socket", "i386_socket",
     "ptrace", "unshare", "mount", "bpf", "keyctl", "setns", "kill_parent", "killpg_parent",
     "kill_all", "fork", "subprocess", "os_system", "exec", "chmod_out", "prlimit_parent",
     "proc_scan_environ",
 }  # fmt: skip
-EPERM_BY_SECCOMP = {"io_uring", "ptrace", "unshare", "bpf", "keyctl", "setns", "kill_all"}
-
-
-class Host:
-    """Bait the child must not reach: secret files, listening sockets, the launcher's env."""
-
-    def __init__(self) -> None:
-        self.secrets = tempfile.mkdtemp(prefix="rlm-sbx-secrets-")
-        os.chmod(self.secrets, 0o755)  # world-readable on purpose: only the sandbox stops it
-        Path(self.secrets, ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
-        Path(self.secrets, ".ssh").mkdir(mode=0o755)
-        Path(self.secrets, ".ssh", "id_ed25519").write_text(f"PRIVATE KEY {SECRET}\n")
-        for path in (Path(self.secrets, ".env"), Path(self.secrets, ".ssh", "id_ed25519")):
-            path.chmod(0o644)
-        self.tcp = socket.create_server(("127.0.0.1", 0))
-        self.tcp.setblocking(False)
-        self.unix_path = os.path.join(self.secrets, "agent.sock")
-        self.unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.unix.bind(self.unix_path)
-        os.chmod(self.unix_path, 0o777)
-        self.unix.listen()
-        self.unix.setblocking(False)
-        self.abstract_name = "rlm-sbx-" + uuid.uuid4().hex
-        self.abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.abstract.bind("\0" + self.abstract_name)
-        self.abstract.listen()
-        self.abstract.setblocking(False)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "sandbox_file": _sandbox.__file__,
-            "secrets_dir": self.secrets,
-            "tcp_port": self.tcp.getsockname()[1],
-            "unix_path": self.unix_path,
-            "abstract_name": self.abstract_name,
-        }
-
-    def connections(self) -> list[str]:
-        accepted = []
-        for name, server in (("tcp", self.tcp), ("unix", self.unix), ("abstract", self.abstract)):
-            try:
-                conn, _ = server.accept()
-            except BlockingIOError:
-                continue
-            conn.close()
-            accepted.append(name)
-        return accepted
-
-    def close(self) -> None:
-        for server in (self.tcp, self.unix, self.abstract):
-            server.close()
-        shutil.rmtree(self.secrets, ignore_errors=True)
+EPERM_BY_SECCOMP = {
+    "io_uring", "ptrace", "unshare", "bpf", "keyctl", "setns", "kill_all", "socketpair_dgram",
+}  # fmt: skip
+OTHER_ABI = {"x32_socket", "i386_socket"}  # EPERM on x86_64, ENOSYS (not tried) elsewhere
 
 
 @pytest.fixture
@@ -188,7 +147,7 @@ def launch(
         capture_output=True, timeout=TIMEOUT, env=dict(os.environ),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr.decode()[-3000:]
-    outer = json.loads(done.stdout)
+    outer: dict[str, Any] = json.loads(done.stdout)
     assert SECRET not in done.stdout.decode() + done.stderr.decode()
     if "sandbox_error" in outer:
         return outer
@@ -214,7 +173,7 @@ def system_python_reachable_by_nobody() -> bool:
 
 
 # (options, interpreter) per strategy; each runs every attack in one child.
-STRATEGIES = {
+STRATEGIES: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, sys.executable),
     "no_bwrap": ({"bwrap": "never"}, SYSTEM_PYTHON),
     "kernel_layers_only": ({"bwrap": "never", "run_as": None}, sys.executable),
@@ -229,6 +188,9 @@ def assert_contained(outcome: dict[str, Any], host: Host) -> None:
     assert allowed.isdisjoint(DENIED), {name: results[name] for name in allowed & DENIED}
     for name in EPERM_BY_SECCOMP:
         assert results[name]["errno"] == 1, (name, results[name])
+    for name in OTHER_ABI:
+        expected = 1 if os.uname().machine == "x86_64" else 38
+        assert results[name]["errno"] == expected, (name, results[name])
     assert results["efbig"]["errno"] == 27  # EFBIG
     assert results["write_work"]["ok"]
     assert results["read_stdlib"]["ok"]
@@ -280,6 +242,19 @@ def test_every_attack_is_contained(strategy: str, host: Host, work_dir: str) -> 
         assert "own pid namespace" in layers["parent_death"]["detail"]
 
 
+def test_opt_outs_open_only_what_they_name(host: Host, work_dir: str) -> None:
+    """allow_subprocess / allow_network work; files, /tmp and the parent stay protected."""
+    attacks = ["subprocess", "fork", "tcp", "read_dotenv", "write_tmp", "kill_parent", "status"]
+    options = {"allow_subprocess": True, "allow_network": True}
+    results = launch(host, work_dir, options, attacks)["results"]
+    assert results["subprocess"]["value"] == "0"
+    assert results["fork"]["value"] == "forked"
+    assert results["tcp"]["value"] == "connected"
+    assert host.connections() == ["tcp"]
+    for name in ("read_dotenv", "write_tmp", "kill_parent"):
+        assert not results[name]["ok"], results[name]
+
+
 def test_report_matches_the_machine(host: Host, work_dir: str) -> None:
     """The report names every layer with its real state and costs a few milliseconds."""
     outcome = launch(host, work_dir, {"bwrap": "never", "run_as": None}, ["status"])
@@ -301,9 +276,7 @@ def test_report_matches_the_machine(host: Host, work_dir: str) -> None:
     json.dumps(report)  # travels in the "ready" message
 
 
-def test_missing_landlock_is_a_warning_with_an_accurate_report(
-    host: Host, work_dir: str
-) -> None:
+def test_missing_landlock_is_a_warning_with_an_accurate_report(host: Host, work_dir: str) -> None:
     """Case 21: a kernel without Landlock (ENOSYS) is reported, seccomp still applies."""
     outcome = launch(host, work_dir, {}, ["tcp", "status"], before="deny_landlock")
     layers = outcome["report"]["layers"]
@@ -318,7 +291,9 @@ def test_missing_landlock_is_an_error_when_strict(host: Host, work_dir: str) -> 
     """Case 21, strict: the child refuses to run cells without a requested layer."""
     outcome = launch(
         host, work_dir, {}, ["status"],
-        before="deny_landlock", policy_overrides={"strict": True},
+        before="deny_landlock",
+        # A root child (no bwrap to drop it) must not fail on that first: Landlock is tested.
+        policy_overrides={"strict": True, "require_unprivileged": False},
     )  # fmt: skip
     assert outcome["results"] == {}
     assert "sandbox layer 'landlock' is unavailable" in outcome["unavailable"]
@@ -414,15 +389,11 @@ def test_run_as_without_bwrap_needs_a_reachable_interpreter(work_dir: str) -> No
         assert os.stat(work_dir).st_uid == 65534
 
 
-def test_bwrap_always_fails_loudly_when_unusable(work_dir: str) -> None:
+def test_bwrap_always_uses_bwrap_or_fails_loudly(work_dir: str) -> None:
     options = SandboxOptions(bwrap="always")
-    if PROBE["bwrap"]["usable"] or not IS_ROOT:
-        try:
-            command = build_child_command([sys.executable], work_dir=work_dir, options=options)
-        except SandboxError as exc:
-            assert not PROBE["bwrap"]["usable"], exc
-        else:
-            assert command.argv[0].endswith("bwrap")
+    if PROBE["bwrap"]["usable"]:
+        command = build_child_command([sys.executable], work_dir=work_dir, options=options)
+        assert command.argv[0].endswith("bwrap")
     else:
         with pytest.raises(SandboxError, match="bwrap='always'"):
             build_child_command([sys.executable], work_dir=work_dir, options=options)
@@ -499,11 +470,53 @@ def test_cpu_limit_disarmed_between_cells() -> None:
 
 
 def test_policy_is_json_and_paths_are_checked(work_dir: str) -> None:
-    policy = SandboxOptions(read_paths=("/opt/data",), memory_limit_mb=100).to_policy(
-        work_dir, 123
-    )
+    policy = SandboxOptions(read_paths=("/opt/data",), memory_limit_mb=100).to_policy(work_dir, 123)
     assert json.loads(json.dumps(policy)) == policy
     assert policy["memory_limit_bytes"] == 100 * 1024 * 1024
     assert policy["parent_pid"] == 123
     with pytest.raises(ValueError, match="absolute"):
         SandboxOptions(write_paths=("relative/dir",))
+
+
+def test_create_child_file_never_writes_through_a_planted_symlink(work_dir: str) -> None:
+    """Confused deputy: model code plants repl-config.json -> a file outside; we replace it."""
+    victim = Path(tempfile.mkdtemp(prefix="rlm-sbx-victim-"), "victim")
+    victim.write_text("original")
+    try:
+        planted = Path(work_dir, "repl-config.json")
+        planted.symlink_to(victim)
+        with create_child_file(str(planted)) as handle:
+            handle.write(b"{}")
+        assert victim.read_text() == "original"
+        assert not planted.is_symlink()
+        assert planted.read_bytes() == b"{}"
+    finally:
+        shutil.rmtree(victim.parent, ignore_errors=True)
+
+
+def test_giving_the_work_dir_to_run_as_touches_only_our_own_top_level_files(
+    work_dir: str,
+) -> None:
+    """The chown is not recursive and follows no symlink the child may have left."""
+    outside = Path(tempfile.mkdtemp(prefix="rlm-sbx-outside-"), "owned-by-root")
+    outside.write_text("x")
+    try:
+        Path(work_dir, "context.txt").write_text("ours")
+        Path(work_dir, "link").symlink_to(outside)
+        Path(work_dir, "sub").mkdir()
+        Path(work_dir, "sub", "deep.txt").write_text("not ours to chown")
+        options = SandboxOptions()
+        command = build_child_command([sys.executable], work_dir=work_dir, options=options)
+        if command.uid == os.geteuid():  # not root, or nothing could drop root
+            assert os.stat(work_dir).st_uid == os.geteuid()
+            return
+        assert os.stat(work_dir).st_uid == command.uid
+        assert os.stat(Path(work_dir, "context.txt")).st_uid == command.uid
+        assert os.stat(outside).st_uid == os.geteuid()
+        assert os.stat(Path(work_dir, "sub", "deep.txt")).st_uid == os.geteuid()
+        late = Path(work_dir, "late-context.json")
+        late.write_text("{}")
+        give_to_child(str(late), command)
+        assert os.stat(late).st_uid == command.uid
+    finally:
+        shutil.rmtree(outside.parent, ignore_errors=True)

@@ -186,9 +186,11 @@
     const failedCalls = all.subcalls.filter((s) => s.ok === false).length;
     tiles.append(
       tile("Answer", answer, answerSub, "answer" + (failed ? " failed" : "")),
-      tile("Status", root.status, root.status === "finished" ? "in " + plural(root.iterations || rootTurns, "turn") : ""),
+      tile("Status", root.status === "running" ? "unfinished" : root.status,
+        root.status === "finished" ? "in " + plural(root.iterations || rootTurns, "turn")
+          : root.status === "running" ? "still running, or stopped" : "see the error below"),
       tile("Wall time", fmtSeconds(root.elapsed !== null ? root.elapsed : data.end), "sequential: " + fmtSeconds(sequentialTime(all))),
-      tile("Root turns", fmtInt(rootTurns), subRuns ? "+ " + plural(subRuns, "sub-RLM") + " (" + fmtInt(all.turns.length - rootTurns) + " turns)" : plural(all.cells.length, "cell")),
+      tile("Root turns", fmtInt(rootTurns), subRuns ? plural(subRuns, "sub-RLM") + " · " + plural(all.turns.length - rootTurns, "turn") : plural(all.cells.length, "cell")),
       tile("Sub-calls", fmtInt(all.subcalls.length), "peak " + conc.peak + " in flight" + (failedCalls ? ", " + failedCalls + " failed" : "")),
       tile("Tokens", fmtTokens(totals.input_tokens + totals.output_tokens), fmtTokens(totals.input_tokens) + " in / " + fmtTokens(totals.output_tokens) + " out"),
       tile("Cost", totals.cost_usd === null ? "–" : fmtCost(totals.cost_usd), totals.cost_usd === null ? "not priced" : plural(totals.calls, "model call")),
@@ -307,15 +309,24 @@
     root.append(svg("text", { class: "tl-label", x: 0, y: axisH + 28, style: "font-weight:650;fill:var(--text)" },
       "peak " + conc.peak));
     if (conc.peak > 0) {
-      let d = "M" + x(0) + "," + cy;
+      // The most calls in flight within each pixel column: a dip shorter than a pixel
+      // (one call ending just before the next starts) would only draw a spike.
+      const columns = new Array(Math.ceil(plotW) + 1).fill(0);
+      const col = (t) => Math.min(columns.length - 1, Math.max(0, Math.floor(x(t) - labelW)));
+      conc.steps.forEach(([t, n], i) => {
+        const next = i + 1 < conc.steps.length ? conc.steps[i + 1][0] : t;
+        for (let c = col(t); c <= col(next); c++) columns[c] = Math.max(columns[c], n);
+      });
+      const yOf = (n) => cy - (n / conc.peak) * (concH - 6);
+      let d = "M" + labelW + "," + cy;
       let level = 0;
-      for (const [t, n] of conc.steps) {
-        const yy = cy - (level / conc.peak) * (concH - 6);
-        const ny = cy - (n / conc.peak) * (concH - 6);
-        d += " L" + x(t) + "," + yy + " L" + x(t) + "," + ny;
-        level = n;
-      }
-      d += " L" + x(end) + "," + cy + " Z";
+      columns.forEach((n, c) => {
+        if (n !== level) {
+          d += " L" + (labelW + c) + "," + yOf(level) + " L" + (labelW + c) + "," + yOf(n);
+          level = n;
+        }
+      });
+      d += " L" + (labelW + columns.length - 1) + "," + yOf(level) + " L" + x(end) + "," + cy + " Z";
       root.append(svg("path", { class: "tl-conc", d }));
     }
     root.append(svg("line", { class: "tl-grid", x1: labelW, x2: width - right, y1: cy + 0.5, y2: cy + 0.5 }));
@@ -432,7 +443,7 @@
   function statusPill(run) {
     if (run.status === "finished") return h("span", { class: "pill ok" }, "✓ finished");
     if (run.status === "failed") return h("span", { class: "pill fail" }, "✕ " + (run.error_type || "failed"));
-    return h("span", { class: "pill run" }, "… running");
+    return h("span", { class: "pill run" }, "… unfinished");
   }
 
   function costChips(totals, extra) {

@@ -33,6 +33,11 @@ The policy is a plain JSON dict written by the parent (``SandboxOptions.to_polic
     require_unprivileged   bool  report a root child as a missing layer (default True)
     strict                 bool  a missing layer raises ``SandboxUnavailable`` instead of warning
 
+Public: ``apply_sandbox(policy) -> report``, ``arm_cell_cpu_limit(seconds)`` /
+``disarm_cell_cpu_limit()`` around each cell, ``explain_denial(exc)`` for tracebacks,
+``probe()``; ``SandboxUnavailable`` and ``CellCpuLimitExceeded``. If the parent is already
+gone when the child starts (PDEATHSIG race), the child exits with status 70.
+
 Not covered, by design of the kernel features: Landlock (ABI <= 7) does not govern
 ``chmod``/``chown``/``utime`` on files the uid already owns, nor UDP or unix sockets (seccomp
 does); seccomp is a deny-list, so system calls newer than libseccomp are allowed. A separate
@@ -102,6 +107,7 @@ _SCOPE_SIGNAL = 1 << 1
 # libseccomp (seccomp.h)
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_ERRNO = 0x00050000
+_SCMP_FLTATR_ACT_BADARCH = 2
 _SCMP_FLTATR_CTL_TSYNC = 4
 _SCMP_CMP_NE = 1
 _SCMP_CMP_MASKED_EQ = 7
@@ -118,6 +124,8 @@ _CLONE_NAMESPACES = (
     0x40000000,  # CLONE_NEWNET
 )
 _AF_UNIX = 1
+_SOCK_DGRAM = 2
+_SOCK_SEQPACKET = 5
 
 # Calls no REPL cell has a reason to make; all fail with EPERM.
 _ALWAYS_DENIED = (
@@ -545,6 +553,9 @@ class _Filter:
             self.denied.append(name)
 
     def load(self) -> None:
+        # Calls through another ABI (x32, or i386 via int 0x80) would bypass a filter written
+        # for the native one: refuse them all, with EPERM like the rest (not SIGSYS).
+        self.lib.seccomp_attr_set(self.ctx, _SCMP_FLTATR_ACT_BADARCH, _SCMP_ACT_ERRNO | errno.EPERM)
         self.lib.seccomp_attr_set(self.ctx, _SCMP_FLTATR_CTL_TSYNC, 1)
         rc = self.lib.seccomp_load(self.ctx)
         if rc < 0:
@@ -566,7 +577,11 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
         f.deny(name)
     if not network:
         f.deny("socket")
-        f.deny("socketpair", (0, ne, _AF_UNIX, 0))  # asyncio's self-pipe needs AF_UNIX pairs
+        # asyncio's self-pipe needs AF_UNIX stream pairs. Datagram pairs could still sendto()
+        # a named socket such as /dev/log, so only SOCK_STREAM pairs are left.
+        f.deny("socketpair", (0, ne, _AF_UNIX, 0))
+        for sock_type in (_SOCK_DGRAM, _SOCK_SEQPACKET):
+            f.deny("socketpair", (1, _SCMP_CMP_MASKED_EQ, 0xF, sock_type))
     # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes glibc use clone.
     f.deny("clone3", err=errno.ENOSYS)
     for flag in _CLONE_NAMESPACES:

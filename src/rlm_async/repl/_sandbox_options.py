@@ -20,9 +20,12 @@ starts:
   - Neither: ``strict`` raises ``SandboxError``; otherwise the child runs as root without
     capabilities, with a loud warning.
 
-The work dir is chowned to ``run_as`` before each start. Call ``build_child_command`` from a
-long-lived thread (the event loop's): ``PR_SET_PDEATHSIG`` fires when the *thread* that
-forked the child exits, not the process.
+The work dir belongs to the child (its uid, or chowned to ``run_as`` before each start), so
+model code controls its entries: the parent must never write into it by name (a planted
+symlink turns ``open(path, "w")`` into a write anywhere the parent can write; use
+``create_child_file``) nor follow names there when reading. Call ``build_child_command``
+from a long-lived thread (the event loop's): ``PR_SET_PDEATHSIG`` fires when the *thread*
+that forked the child exits, not the process.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -50,6 +53,7 @@ __all__ = [
     "ChildCommand",
     "SandboxOptions",
     "build_child_command",
+    "create_child_file",
     "give_to_child",
     "probe_sandbox",
 ]
@@ -166,7 +170,11 @@ def give_to_child(path: str, command: ChildCommand) -> None:
     A no-op unless the child runs as another uid (``run_as``).
     """
     if command.uid != os.geteuid():
-        os.chown(path, command.uid, -1 if command.gid is None else command.gid)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            os.fchown(fd, command.uid, -1 if command.gid is None else command.gid)
+        finally:
+            os.close(fd)
 
 
 def build_child_command(
@@ -193,6 +201,8 @@ def build_child_command(
     """
     del pass_fds  # inherited by bwrap and its child as they are
     argv = list(python_argv)
+    if argv and os.sep not in argv[0]:
+        argv[0] = shutil.which(argv[0]) or argv[0]  # bwrap and the probes need a path
     if not options.enabled or not sys.platform.startswith("linux"):
         return ChildCommand(tuple(argv), strategy="plain", uid=os.geteuid())
     warnings: list[str] = []
@@ -211,7 +221,7 @@ def build_child_command(
     if use_bwrap:
         bwrap_argv = _bwrap_argv(argv[0], work_dir, options, env, drop=target)
         if target is not None:
-            _chown_tree(work_dir, *target)
+            _give_work_dir(work_dir, *target)
             setpriv = _setpriv_argv(*target)
             return ChildCommand(
                 (*bwrap_argv, *setpriv, *argv), warnings=tuple(warnings),
@@ -227,7 +237,7 @@ def build_child_command(
     if target is not None:
         problem = _run_as_problem(argv[0], work_dir, *target)
         if problem is None:
-            _chown_tree(work_dir, *target)
+            _give_work_dir(work_dir, *target)
             uid, gid = target
             return ChildCommand(
                 tuple(argv), {"user": uid, "group": gid, "extra_groups": []},
@@ -297,15 +307,65 @@ def _root_refusal(options: SandboxOptions, warnings: list[str], why: str) -> Non
     warnings.append(message)
 
 
-def _chown_tree(path: str, uid: int, gid: int) -> None:
-    os.chown(path, uid, gid, follow_symlinks=False)
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+def _give_work_dir(path: str, uid: int, gid: int) -> None:
+    """Chown the work dir and the regular files *we* put at its top level to the child.
+
+    Never recursive and never by path: the directory belongs to the child, whose code may
+    have left symlinks or swapped entries there; we only touch what we opened ourselves.
+    """
+    parent = os.geteuid()
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    dir_fd = os.open(path, flags | os.O_DIRECTORY)
+    try:
+        if os.fstat(dir_fd).st_uid != uid:
+            os.fchown(dir_fd, uid, gid)
+        for entry in os.scandir(dir_fd):
+            try:
+                fd = os.open(entry.name, flags | os.O_NONBLOCK, dir_fd=dir_fd)
+            except OSError:
+                continue  # a symlink (ELOOP), gone, or not ours to open
+            try:
+                info = os.fstat(fd)
+                if stat.S_ISREG(info.st_mode) and info.st_uid == parent and info.st_nlink == 1:
+                    os.fchown(fd, uid, gid)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dir_fd)
+
+
+def create_child_file(path: str) -> BinaryIO:
+    """Open a new file in the child's work dir for writing, never through a symlink.
+
+    The work dir is writable by model code, which can plant ``repl-config.json`` -> any path
+    before a restart; ``open(path, "w")`` in the parent would then write through it (as
+    root, when the parent is root). This removes what is there and creates the file with
+    ``O_EXCL | O_NOFOLLOW``, so a racing symlink makes it fail instead.
+
+    Raises:
+        OSError: the name is taken by a directory, or was re-created during the call.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o644), "wb")
 
 
 def _bwrap_path() -> str | None:
     return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap_version() -> tuple[int, ...]:
+    path = _bwrap_path()
+    if path is None:
+        return ()
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, timeout=_PROBE_TIMEOUT)
+        text = done.stdout.decode(errors="replace").split()[-1]  # "bubblewrap 0.8.0"
+        return tuple(int(part) for part in text.split("."))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return ()
 
 
 def _setpriv_argv(uid: int, gid: int) -> tuple[str, ...]:
@@ -358,7 +418,9 @@ def _bwrap_argv(
     if options is None or not options.allow_network:
         args.append("--unshare-net")
     if not root:
-        args += ["--unshare-user", "--disable-userns"]
+        args.append("--unshare-user")
+        if _bwrap_version() >= (0, 8):
+            args.append("--disable-userns")  # seccomp denies it too; this holds without it
     elif drop is not None:
         # bwrap keeps every capability for root: keep only what setpriv needs to drop them.
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]

@@ -1,0 +1,108 @@
+"""5. Many completions at once on one RLM: 100 concurrent ``completion()`` calls vs one.
+
+The scripted NIAH trajectory of the demo (``demo_responder``: peek, fan out over 20 chunks,
+answer) on a small haystack, root turns and sub-calls at 100 ms each, over loopback HTTP to
+the mock server in its own process. Each completion gets its own REPL process. Memory: the
+parent's RSS high-water growth, and the summed RSS of the live REPL children (sampled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from _common import MIB, ChildRssSampler, PeakRss, Result, ServerProcess, median, settings_for
+
+from rlm_async import RLM
+from rlm_async.demo import make_haystack
+
+LATENCY = 0.1
+LINES = 20_000
+TARGET = 3.0
+QUERY = "What is the magic number hidden in the text? Answer with the number only."
+
+
+async def _runs(rlm: RLM, text: str, number: int, count: int) -> dict[str, Any]:
+    with ChildRssSampler() as children, PeakRss() as parent:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(rlm.completion(text, QUERY) for _ in range(count)))
+        wall = time.perf_counter() - started
+    wrong = [r.answer for r in results if str(number) not in r.answer]
+    if wrong:
+        raise RuntimeError(f"{len(wrong)} of {count} runs answered wrongly, e.g. {wrong[0]!r}")
+    return {
+        "wall": wall,
+        "parent_growth": parent.growth,
+        "children_peak": children.peak_sum,
+        "child_peak_one": children.peak_one,
+        "children_max": children.max_count,
+        "subcalls": sum(int(r.metadata.get("subcalls", 0)) for r in results),
+        "elapsed_each": median([r.elapsed for r in results]),
+    }
+
+
+async def run(quick: bool) -> Result:
+    res = Result()
+    count = 100
+    text, number = make_haystack(LINES, seed=11)
+    with ServerProcess("demo", root_latency=LATENCY, sub_latency=LATENCY) as server:
+        async with RLM(
+            model="openai-compatible:rlm-demo-root",
+            sub_model="openai-compatible:rlm-demo-sub",
+            settings=settings_for(server.base_url),
+            max_iterations=10,
+        ) as rlm:
+            await _runs(rlm, text, number, 1)  # warm-up: imports, first connections
+            ones = [await _runs(rlm, text, number, 1) for _ in range(3 if quick else 5)]
+            many = await _runs(rlm, text, number, count)
+            stats = server.stats()
+            pool = rlm._pool._max_connections  # what the HTTP pool was sized to
+    one = median([o["wall"] for o in ones])
+    per_run = many["subcalls"] // count
+    ideal = 3 * LATENCY + LATENCY
+    res.notes.append(
+        f"many: {LINES:,}-line haystack, demo_responder (3 root turns + {per_run} sub-calls a run), "
+        f"{LATENCY * 1000:.0f} ms a call, RLM defaults (max_concurrency=16, so an HTTP pool of "
+        f"{pool} connections shared by every completion); one run's floor is 3 root turns + one "
+        f"wave of sub-calls = {ideal:.1f} s; {count} runs made {many['subcalls']:,} sub-calls, "
+        f"server max in flight {stats['max_in_flight']}."
+    )
+    res.add(
+        "many",
+        "one completion, wall time",
+        one,
+        "s",
+        reference=ideal,
+        reference_label="latency floor",
+        extra={"runs": ones},
+    )
+    res.add(
+        "many",
+        f"{count} concurrent completions, wall time",
+        many["wall"],
+        "s",
+        reference=one,
+        reference_label="one run",
+        target=f"< {TARGET:g}x one run",
+        ok=many["wall"] < TARGET * one,
+        extra=many | {"server": stats},
+    )
+    res.add(
+        "many",
+        f"{count} concurrent: parent peak RSS growth",
+        many["parent_growth"] / MIB,
+        "MiB",
+        reference=median([o["parent_growth"] for o in ones]) / MIB,
+        reference_label="one run",
+    )
+    res.add(
+        "many",
+        f"{count} concurrent: REPL children, peak summed RSS",
+        many["children_peak"] / MIB,
+        "MiB",
+        reference=median([o["children_peak"] for o in ones]) / MIB,
+        reference_label="one run",
+        extra={"max_alive": many["children_max"]},
+    )
+    return res

@@ -1,0 +1,47 @@
+"""The official ``rlms`` library on the NIAH workload; run by ``bench_peers.py`` in its own venv.
+
+``benchmarks/.venv-peers/bin/python benchmarks/peer_rlms.py BASE_URL CONTEXT_FILE QUERY N``
+
+Its OpenAI backend points at the loopback mock server (the same one rlm-async uses), whose
+scripted root answers in rlms's dialect (``answer["ready"] = True``). Runs one warm-up
+completion, then N timed ones; prints one JSON line: the wall times and the answers.
+Imports only rlms and the standard library (this venv has no rlm_async).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main() -> None:
+    base_url, context_file, query, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    from importlib.metadata import version
+
+    from rlm import RLM
+
+    with open(context_file, encoding="utf-8") as handle:
+        context = handle.read()
+    backend = {"base_url": base_url, "api_key": "bench-no-key", "max_retries": 0}
+    rlm = RLM(
+        backend="openai",
+        backend_kwargs={"model_name": "rlms-root", **backend},
+        other_backends=["openai"],
+        other_backend_kwargs=[{"model_name": "rlms-sub", **backend}],
+        environment="local",
+        max_iterations=10,
+    )
+    walls: list[float] = []
+    answers: list[str] = []
+    for index in range(int(repeats) + 1):
+        started = time.perf_counter()
+        result = rlm.completion(context, root_prompt=query)
+        if index:  # the first run warms up connections and imports
+            walls.append(time.perf_counter() - started)
+            answers.append(str(result.response))
+    print(json.dumps({"version": version("rlms"), "walls": walls, "answers": answers}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Run the benchmarks: ``python benchmarks/run.py [--quick] [--only NAME ...] [--out DIR]``.
+
+Each benchmark runs in its own worker process (this script with ``--worker NAME``), so memory
+high-water marks and event loops never leak from one into the next. The figures are printed
+as a Markdown table, each next to its ideal or peer figure, and written to
+``DIR/latest.md`` and ``DIR/latest.json`` (default ``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _common import Result, Row, emit_worker_result  # noqa: E402  (path set-up above)
+
+BENCHMARKS: dict[str, str] = {
+    "fanout": "Fan-out efficiency at 100 ms latency",
+    "overhead": "Sub-call overhead at zero latency",
+    "context": "Loading a large context into the REPL",
+    "repl": "REPL start, cell round trip, warm pool",
+    "many": "Many completions at once on one RLM",
+    "peers": "Same NIAH workload: rlm-async vs rlms vs sequential",
+    "server": "The HTTP server (benchmarks/bench_server.py)",
+}
+WORKER_TIMEOUT = {"quick": 300, "full": 900}
+
+
+# ---- worker side ------------------------------------------------------------------------
+
+
+def _rows_from_foreign(name: str, value: Any) -> Result:
+    """A ``Result`` from whatever ``bench_server.bench_server()`` returns."""
+    if isinstance(value, Result):
+        return value
+    result = Result()
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, Row):
+            result.rows.append(item)
+        elif isinstance(item, dict) and "value" in item:
+            known = set(Row.__dataclass_fields__)
+            fields = {k: v for k, v in item.items() if k in known}
+            fields.setdefault("benchmark", name)
+            fields.setdefault("case", str(item.get("name", "")))
+            fields.setdefault("unit", "")
+            result.rows.append(Row(**fields))
+        elif isinstance(item, dict):
+            for key, number in item.items():
+                if isinstance(number, int | float):
+                    result.add(name, key, float(number), "")
+        else:
+            result.notes.append(f"{name}: {item!r}")
+    return result
+
+
+async def _call_server_bench(quick: bool) -> Result:
+    module = importlib.import_module("bench_server")
+    function = getattr(module, "run", None) or module.bench_server
+    kwargs = {"quick": quick} if "quick" in inspect.signature(function).parameters else {}
+    value = function(**kwargs)
+    if inspect.isawaitable(value):
+        value = await value
+    return _rows_from_foreign("server", value)
+
+
+def worker(name: str, quick: bool) -> None:
+    if name == "server":
+        result = asyncio.run(_call_server_bench(quick))
+    else:
+        module = importlib.import_module(f"bench_{name}")
+        result = asyncio.run(module.run(quick))
+    emit_worker_result(result)
+
+
+# ---- runner side ------------------------------------------------------------------------
+
+
+def _available() -> list[str]:
+    names = [n for n in BENCHMARKS if n != "server"]
+    if (HERE / "bench_server.py").exists():
+        names.append("server")
+    return names
+
+
+def run_worker(name: str, quick: bool) -> dict[str, Any]:
+    argv = [sys.executable, str(HERE / "run.py"), "--worker", name]
+    if quick:
+        argv.append("--quick")
+    started = time.perf_counter()
+    timeout = WORKER_TIMEOUT["quick" if quick else "full"]
+    try:
+        proc = subprocess.run(
+            argv, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=HERE.parent
+        )
+    except subprocess.TimeoutExpired:
+        return {"rows": [], "notes": [f"{name}: timed out after {timeout} s"], "error": "timeout"}
+    elapsed = time.perf_counter() - started
+    marker = "@@RESULT@@ "
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(marker):
+            data: dict[str, Any] = json.loads(line[len(marker) :])
+            data["seconds"] = round(elapsed, 2)
+            return data
+    tail = proc.stdout.strip().splitlines()[-5:]
+    return {
+        "rows": [],
+        "notes": [f"{name}: the worker failed (exit {proc.returncode}): {' | '.join(tail)}"],
+        "error": f"exit {proc.returncode}",
+        "seconds": round(elapsed, 2),
+    }
+
+
+def _number(value: float, unit: str) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if unit == "s":
+        return f"{value * 1000:,.1f} ms" if value < 1 else f"{value:,.2f} s"
+    if unit == "ms":
+        return f"{value:,.2f} ms"
+    if unit == "µs":
+        return f"{value:,.0f} µs"
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit == "MiB":
+        return f"{value:,.1f} MiB"
+    if unit == "x":
+        return f"{value:,.2f}x"
+    return f"{value:,.3g} {unit}".strip()
+
+
+def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# rlm-async benchmarks",
+        "",
+        f"{meta['when']} · {meta['mode']} run · Python {meta['python']} · {meta['cpus']} cores · "
+        f"load average {meta['load_before']} before, {meta['load_after']} after · "
+        f"commit {meta['commit']} · {meta['seconds']:.0f} s",
+        "",
+        "| Benchmark | Case | Measured | Ideal / peer | Ratio | Target | Met |",
+        "|---|---|---:|---:|---:|---|:-:|",
+    ]
+    for name, data in results.items():
+        for row in data.get("rows", []):
+            reference = (
+                f"{_number(row['reference'], row['unit'])} ({row['reference_label']})"
+                if row.get("reference") is not None
+                else row.get("reference_label", "")
+            )
+            ratio = f"{row['ratio']:.2f}x" if row.get("ratio") is not None else ""
+            met = {True: "yes", False: "**no**", None: ""}[row.get("ok")]
+            lines.append(
+                f"| {row['benchmark']} | {row['case']} | {_number(row['value'], row['unit'])} | "
+                f"{reference} | {ratio} | {row.get('target', '')} | {met} |"
+            )
+        if not data.get("rows"):
+            lines.append(f"| {name} | (no figures) | | | | | |")
+    notes = [n for data in results.values() for n in data.get("notes", [])]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=HERE.parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        timeout=10,
+    ).stdout.strip()
+    return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)"
+    )
+    parser.add_argument("--out", default=str(HERE / "results"), help="where latest.* go")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.quick)
+        return 0
+    names = [n for n in _available() if not args.only or n in args.only]
+    meta: dict[str, Any] = {
+        "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "mode": "quick" if args.quick else "full",
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_before": _load(),
+        "commit": _commit(),
+    }
+    started = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        print(f"== {name}: {BENCHMARKS[name]}", file=sys.stderr, flush=True)
+        results[name] = run_worker(name, args.quick)
+        for note in results[name].get("notes", []):
+            if results[name].get("error"):
+                print(f"   {note}", file=sys.stderr)
+        print(f"   {results[name].get('seconds', 0):.1f} s", file=sys.stderr, flush=True)
+    meta["seconds"] = time.perf_counter() - started
+    meta["load_after"] = _load()
+    table = render(results, meta)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(table, encoding="utf-8")
+    (out / "latest.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2) + "\n", encoding="utf-8"
+    )
+    print(table)
+    failed = [n for n, data in results.items() if data.get("error")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""The ASGI application: ``create_app(rlm)`` serves an RLM over HTTP.
+
+Routes (see ``docs/serving.md``)::
+
+    POST /v1/chat/completions   OpenAI-compatible; the "model" is the RLM (see _openai.py)
+    POST /v1/rlm                {"context", "query", "options"} -> the result as JSON
+    POST /v1/rlm/stream         the run's events as server-sent events (also ?stream=true)
+    GET  /v1/models             the one model this server serves
+    GET  /health, /healthz      status, runs in flight, warm REPLs
+
+Every run holds one slot of :class:`RunSlots` (429 at once when they are all taken) and
+is cancelled when its client disconnects, which kills its REPL processes and in-flight
+sub-calls: a non-streaming request watches for ``http.disconnect`` next to the run, a
+streaming one does the same in :class:`SSEResponse`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rlm_async import events as ev
+from rlm_async._engine import RLM
+from rlm_async._exceptions import BudgetExceeded, ConfigurationError
+from rlm_async._logging import get_logger
+from rlm_async._types import RLMResult
+from rlm_async.server._auth import BearerAuth
+from rlm_async.server._errors import ApiError, error_response, from_run_error
+from rlm_async.server._limits import RunSlots, read_body
+from rlm_async.server._native import RLMRequest, result_body, run_id_of
+from rlm_async.server._openai import (
+    ChatCompletionRequest,
+    chat_chunk,
+    chat_completion,
+    context_and_query,
+    openai_usage,
+)
+from rlm_async.server._options import apply_options
+from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
+from rlm_async.trajectory import scrub_secrets
+
+__all__ = ["create_app"]
+
+_log = get_logger("rlm_async.server")
+
+MIB = 1024 * 1024
+_THREAD_PARSE_BYTES = MIB  # parse bodies larger than this off the event loop
+
+_M = TypeVar("_M", bound=BaseModel)
+_T = TypeVar("_T")
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its answer was ready (the run was cancelled)."""
+
+
+def create_app(
+    rlm: RLM | Callable[[], RLM],
+    *,
+    api_key: str | None = None,
+    max_concurrent_runs: int = 8,
+    max_request_bytes: int = 64 * MIB,
+    max_queue: int = 0,
+    queue_timeout: float = 30.0,
+    heartbeat: float | None = 15.0,
+    model_name: str = "rlm",
+) -> Starlette:
+    """An ASGI app (Starlette) serving ``rlm`` over HTTP.
+
+    Args:
+        rlm: The RLM to serve, or a function that makes one. Given a function, the app's
+            lifespan opens the RLM (``async with``, starting its warm REPL pool) and closes
+            it at shutdown; given an instance, its owner opens and closes it.
+        api_key: When set, every route but the health checks needs
+            ``Authorization: Bearer <api_key>`` (compared in constant time, never logged).
+        max_concurrent_runs: Runs in flight at once; more are refused with 429.
+        max_request_bytes: The largest request body accepted (413 beyond).
+        max_queue: Requests that may wait for a run slot instead of a 429 (default 0).
+        queue_timeout: Seconds a queued request waits before a 503.
+        heartbeat: Seconds between keep-alive comments in event streams (``None``: none).
+        model_name: The model id ``/v1/models`` lists and chat responses default to.
+
+    Returns:
+        A Starlette application; run it with any ASGI server (``uvicorn``), mount it in
+        another app, or test it with ``httpx.ASGITransport``.
+
+    Raises:
+        ConfigurationError: an argument is out of range.
+
+    Example:
+        app = create_app(lambda: RLM(model="gpt-5", sub_model="gpt-5-mini", warm_repls=4),
+                         api_key=os.environ["RLM_SERVER_TOKEN"])
+        # uvicorn module:app, or: await uvicorn.Server(uvicorn.Config(app)).serve()
+    """
+    for name, value, minimum in (
+        ("max_concurrent_runs", max_concurrent_runs, 1),
+        ("max_request_bytes", max_request_bytes, 1),
+        ("max_queue", max_queue, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+    if not isinstance(queue_timeout, int | float) or queue_timeout <= 0:
+        raise ConfigurationError(f"queue_timeout must be a positive number, got {queue_timeout!r}")
+    if heartbeat is not None and (not isinstance(heartbeat, int | float) or heartbeat <= 0):
+        raise ConfigurationError(f"heartbeat must be a positive number or None, got {heartbeat!r}")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key):
+        raise ConfigurationError("api_key must be a non-empty str or None")
+    if not isinstance(rlm, RLM) and not callable(rlm):
+        raise ConfigurationError(
+            f"rlm must be an RLM or a function returning one, got {type(rlm).__name__}"
+        )
+    service = _Service(
+        rlm,
+        slots=RunSlots(max_concurrent_runs, max_queue=max_queue, queue_timeout=queue_timeout),
+        max_request_bytes=max_request_bytes,
+        heartbeat=heartbeat,
+        model_name=model_name,
+    )
+    routes = [
+        Route("/v1/chat/completions", _endpoint(service.chat_completions), methods=["POST"]),
+        Route("/v1/rlm", _endpoint(service.rlm_run), methods=["POST"]),
+        Route("/v1/rlm/stream", _endpoint(service.rlm_stream), methods=["POST"]),
+        Route("/v1/models", _endpoint(service.models), methods=["GET"]),
+        Route("/health", service.health, methods=["GET"]),
+        Route("/healthz", service.health, methods=["GET"]),
+    ]
+    middleware = [] if api_key is None else [Middleware(BearerAuth, token=api_key)]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=service.lifespan,
+        exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+    )
+    app.state.rlm_service = service
+    return app
+
+
+def _endpoint(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc)
+        except _ClientGone:
+            # Nobody will read it; 499 ("client closed request") for access logs.
+            return Response(status_code=499)
+
+    return endpoint
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "error"
+    code = {404: "not_found", 405: "method_not_allowed"}.get(status)
+    message = f"{detail}: {request.method} {request.url.path}"
+    return error_response(ApiError(status, message, code=code))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(from_run_error(exc))
+
+
+class _Service:
+    """The state behind the routes: the RLM, the run slots and the limits."""
+
+    def __init__(
+        self,
+        rlm: RLM | Callable[[], RLM],
+        *,
+        slots: RunSlots,
+        max_request_bytes: int,
+        heartbeat: float | None,
+        model_name: str,
+    ) -> None:
+        self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
+        self._factory = None if isinstance(rlm, RLM) else rlm
+        self.slots = slots
+        self.max_request_bytes = max_request_bytes
+        self.heartbeat = heartbeat
+        self.model_name = model_name
+        self.state = "open" if self.rlm is not None else "starting"
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self._factory is None:
+            yield
+            return
+        rlm = self._factory()
+        if not isinstance(rlm, RLM):
+            raise ConfigurationError(
+                f"the RLM factory must return an RLM, got {type(rlm).__name__}"
+            )
+        async with rlm:
+            self.rlm, self.state = rlm, "open"
+            try:
+                yield
+            finally:
+                self.rlm, self.state = None, "closed"
+
+    def current_rlm(self) -> RLM:
+        if self.rlm is None:
+            message = (
+                "the service is shutting down"
+                if self.state == "closed"
+                else "the service is not open yet (its lifespan has not started the RLM)"
+            )
+            raise ApiError(503, message, type="server_error", code="unavailable")
+        return self.rlm
+
+    # ---- runs --------------------------------------------------------------------------
+
+    async def _run(self, rlm: RLM, context: Any, query: str) -> tuple[RLMResult, str | None]:
+        """The run's result and, when a budget stopped it, which one."""
+        try:
+            return await rlm.completion(context, query), None
+        except BudgetExceeded as exc:
+            if exc.partial is None:
+                raise
+            return exc.partial, exc.budget
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> ApiError:
+        error = from_run_error(exc)
+        fields: dict[str, Any] = {"error_type": type(exc).__name__, "status": error.status}
+        if error.status >= 500 and error.code == "internal_error":
+            fields["message"] = scrub_secrets(str(exc))[:500]
+            _log.error("rlm_async.server.run_failed", **fields)
+        else:
+            _log.warning("rlm_async.server.run_failed", **fields)
+        return error
+
+    async def _slotted_run(
+        self, rlm: RLM, context: Any, query: str
+    ) -> tuple[RLMResult, str | None]:
+        slot = await self.slots.acquire()
+        try:
+            return await self._run(rlm, context, query)
+        finally:
+            slot.release()
+
+    # ---- routes ------------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response:
+        chat = await _parse(ChatCompletionRequest, await read_body(request, self.max_request_bytes))
+        context, query = context_and_query(chat)
+        rlm = apply_options(self.current_rlm(), chat.rlm_options, param="rlm_options")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        model = chat.model or self.model_name
+        created = int(time.time())
+        if not chat.stream:
+            result, _ = await _until_disconnect(
+                request, lambda: self._slotted_run(rlm, context, query)
+            )
+            body = chat_completion(
+                result,
+                completion_id=completion_id,
+                model=model,
+                created=created,
+                run_id=run_id_of(result),
+            )
+            return JSONResponse(body)
+
+        include_usage = chat.include_usage
+
+        async def produce(send: SSESend) -> None:
+            def chunk(**fields: Any) -> bytes:
+                return sse_data(
+                    chat_chunk(
+                        completion_id=completion_id,
+                        model=model,
+                        created=created,
+                        include_usage=include_usage,
+                        **fields,
+                    )
+                )
+
+            await send(chunk(delta={"role": "assistant", "content": ""}))
+            try:
+                result, _ = await self._run(rlm, context, query)
+            except ApiError as exc:
+                await send(sse_data(exc.body()))
+                await send(sse_data("[DONE]"))
+                return
+            await send(chunk(delta={"content": result.answer}))
+            await send(chunk(delta={}, finish_reason="stop" if result.finished else "length"))
+            if include_usage:
+                await send(chunk(delta=None, usage=openai_usage(result.usage)))
+            await send(sse_data("[DONE]"))
+
+        slot = await self.slots.acquire()
+        return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
+
+    async def rlm_run(self, request: Request) -> Response:
+        body = await _parse(RLMRequest, await read_body(request, self.max_request_bytes))
+        if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
+            return await self._stream(body)
+        rlm = apply_options(self.current_rlm(), body.options)
+        result, budget = await _until_disconnect(
+            request, lambda: self._slotted_run(rlm, body.context, body.query)
+        )
+        return JSONResponse(result_body(result, budget=budget))
+
+    async def rlm_stream(self, request: Request) -> Response:
+        body = await _parse(RLMRequest, await read_body(request, self.max_request_bytes))
+        return await self._stream(body)
+
+    async def _stream(self, body: RLMRequest) -> Response:
+        rlm = apply_options(self.current_rlm(), body.options)
+
+        async def produce(send: SSESend) -> None:
+            # aclosing: leaving early (a disconnect) closes the stream, which cancels the run.
+            stream = cast(AsyncGenerator[ev.Event, None], rlm.stream(body.context, body.query))
+            try:
+                async with aclosing(stream) as events:
+                    async for event in events:
+                        await send(sse_event(event.type, event.model_dump_json()))
+            except Exception as exc:
+                error = self._failed(exc)
+                await send(sse_event("error", json.dumps(error.body())))
+
+        slot = await self.slots.acquire()
+        return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
+
+    async def models(self, request: Request) -> Response:
+        rlm = self.current_rlm()
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model_name,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "rlm-async",
+                        "root_model": rlm.model,
+                        "sub_model": rlm.sub_model,
+                    }
+                ],
+            }
+        )
+
+    async def health(self, request: Request) -> Response:
+        rlm = self.rlm
+        pool = rlm.repl_pool if rlm is not None else None
+        warm = (
+            None
+            if pool is None
+            else {
+                "size": pool.size,
+                "ready": pool.ready,
+                "started": pool.started,
+                "taken": pool.taken,
+                "missed": pool.missed,
+            }
+        )
+        body = {
+            "status": "ok" if rlm is not None else self.state,
+            "runs_in_flight": self.slots.in_flight,
+            "queued": self.slots.queued,
+            "max_concurrent_runs": self.slots.limit,
+            "max_queue": self.slots.max_queue,
+            "warm_repls": warm,
+            "model": rlm.model if rlm is not None else None,
+            "sub_model": rlm.sub_model if rlm is not None else None,
+        }
+        return JSONResponse(body, status_code=200 if rlm is not None else 503)
+
+
+async def _until_disconnect(request: Request, run: Callable[[], Awaitable[_T]]) -> _T:
+    """``await run()``, cancelled if the client disconnects first.
+
+    Raises:
+        _ClientGone: the client disconnected; the run was cancelled (its REPLs killed).
+    """
+    result: list[_T] = []
+    error: Exception | None = None
+    gone = False
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            nonlocal gone
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    gone = True
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(watch)
+        try:
+            result.append(await run())
+        except Exception as exc:
+            # Kept out of the task group, which would wrap it in an ExceptionGroup.
+            error = exc
+        tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    if gone or not result:
+        raise _ClientGone
+    return result[0]
+
+
+async def _parse(model: type[_M], body: bytes) -> _M:
+    """Validate a JSON body; large ones are parsed in a worker thread."""
+    if not body.strip():
+        raise ApiError(400, "the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        if len(body) > _THREAD_PARSE_BYTES:
+            return await anyio.to_thread.run_sync(model.model_validate_json, body)
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> ApiError:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return ApiError(400, f"the body is not valid JSON: {first['msg']}", code="invalid_json")
+    loc = ".".join(str(part) for part in first["loc"])
+    if not loc:
+        return ApiError(400, f"the body must be a JSON object: {first['msg']}", code="invalid_body")
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return ApiError(400, f"{loc}: {first['msg']}{more}", param=loc, code="invalid_value")

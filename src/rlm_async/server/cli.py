@@ -1,0 +1,193 @@
+"""``rlm-async serve``: the command's arguments and what it does.
+
+Wired into ``rlm_async.cli`` with :func:`add_serve_arguments` (parser) and :func:`serve`
+(``async``, returns the exit status). This module imports neither Starlette nor uvicorn
+until the command runs, so the rest of the CLI works without the ``server`` extra.
+
+The bearer token is read from the environment variable named by ``--api-key-env``, never
+from the command line (argv is visible to every user of the machine in ``ps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlm_async._engine import RLM
+    from rlm_async._settings import Settings
+
+__all__ = ["add_serve_arguments", "run_serve", "serve"]
+
+DEMO_ROOT = "openai-compatible:rlm-demo-root"
+DEMO_SUB = "openai-compatible:rlm-demo-sub"
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``serve`` command's options to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    parser.add_argument("--model", default=None, help="root model (default gpt-5)")
+    parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
+    parser.add_argument("--max-iterations", type=int, default=20)
+    parser.add_argument("--max-depth", type=int, default=1)
+    parser.add_argument(
+        "--max-concurrency", type=int, default=16, help="sub-calls in flight per run"
+    )
+    parser.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        default=8,
+        help="runs at once; more are refused with 429 (default 8)",
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=0, help="requests that may wait for a run (default 0)"
+    )
+    parser.add_argument(
+        "--max-request-mb", type=float, default=64.0, help="largest request body (default 64)"
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        default=None,
+        help="require 'Authorization: Bearer <token>', the token read from this env variable",
+    )
+    parser.add_argument(
+        "--warm-repls", type=int, default=0, metavar="N", help="keep N REPL processes pre-started"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="serve the offline demo model (loopback mock server; no keys needed)",
+    )
+    parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _make_rlm(args: argparse.Namespace, settings: Settings, model: str, sub: str | None) -> RLM:
+    from rlm_async._engine import RLM
+
+    return RLM(
+        model=model,
+        sub_model=sub,
+        max_iterations=args.max_iterations,
+        max_depth=args.max_depth,
+        max_concurrency=args.max_concurrency,
+        warm_repls=args.warm_repls,
+        settings=settings,
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the exit status.
+
+    Raises:
+        ConfigurationError: a bad model name, a missing key, or the server extra missing.
+    """
+    token: str | None = None
+    if args.api_key_env:
+        token = os.environ.get(args.api_key_env)
+        if not token:
+            print(
+                f"rlm-async serve: error: --api-key-env {args.api_key_env}: "
+                "that environment variable is not set or empty",
+                file=sys.stderr,
+            )
+            return 2
+    elif not _is_loopback(args.host):
+        print(
+            f"rlm-async serve: warning: serving on {args.host} without authentication; "
+            "anyone who can reach it can spend your model budget (use --api-key-env VAR)",
+            file=sys.stderr,
+        )
+    if args.demo:
+        return await _serve_demo(args, token)
+    from rlm_async._settings import Settings
+
+    settings = Settings.from_env(load_dotenv=not args.no_dotenv)
+    rlm = _make_rlm(args, settings, args.model or "gpt-5", args.sub_model)
+    return await _serve(args, rlm, token, label=f"root {rlm.model}, sub-calls {rlm.sub_model}")
+
+
+async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
+    from rlm_async._settings import Settings
+    from rlm_async.demo import ROOT_LATENCY, SUB_LATENCY, demo_responder
+    from rlm_async.testing import MockLLMServer
+
+    async with MockLLMServer(
+        demo_responder,
+        latency=lambda r: ROOT_LATENCY if r.system is not None else SUB_LATENCY,
+    ) as mock:
+        settings = Settings(openai_compatible_base_url=mock.base_url)
+        rlm = _make_rlm(args, settings, DEMO_ROOT, DEMO_SUB)
+        label = (
+            "OFFLINE DEMO MODEL (scripted, served over loopback HTTP; it answers "
+            "needle-in-a-haystack questions: try a context from rlm_async.demo.make_haystack)"
+        )
+        return await _serve(args, rlm, token, label=label)
+
+
+async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label: str) -> int:
+    import uvicorn
+
+    from rlm_async.server._app import create_app
+    from rlm_async.server._uvicorn import base_url_of, bind_socket
+
+    app = create_app(
+        lambda: rlm,
+        api_key=token,
+        max_concurrent_runs=args.max_concurrent_runs,
+        max_queue=args.max_queue,
+        max_request_bytes=max(1, int(args.max_request_mb * 1024 * 1024)),
+    )
+    sock = bind_socket(args.host, args.port)
+    try:
+        url = base_url_of(sock)
+        auth = f"bearer token from ${args.api_key_env}" if token else "no authentication"
+        print(
+            f"rlm-async serve: {url}  ({auth})\n"
+            f"  model: {label}\n"
+            f"  POST {url}/v1/chat/completions   POST {url}/v1/rlm   "
+            f"POST {url}/v1/rlm/stream   GET {url}/health",
+            file=sys.stderr,
+            flush=True,
+        )
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level=args.log_level,
+            timeout_graceful_shutdown=10,
+            # The command is an application: uvicorn's own log set-up is fine here.
+        )
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """``serve`` in a fresh event loop (for callers without one)."""
+    from rlm_async._exceptions import RLMError
+
+    try:
+        return asyncio.run(serve(args))
+    except RLMError as exc:
+        print(f"rlm-async serve: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
