@@ -240,19 +240,29 @@ class ChildRssSampler:
 
 
 class ServerProcess:
-    """``benchmarks/mock_server.py`` in a separate process (its own interpreter and core).
+    """A loopback LLM server in a separate process (its own interpreter and core).
 
     Args:
-        responder: A name from ``_responders.RESPONDERS``.
+        responder: A name from ``_responders.RESPONDERS`` (``mock_server.py``: the library's
+            ``MockLLMServer``), or ``"lean"`` for ``fast_server.py`` (one canned reply, a few
+            µs a request, so the server is never what is measured).
         root_latency: Seconds per root turn (requests with a system prompt).
-        sub_latency: Seconds per sub-call (requests without one).
+        sub_latency: Seconds per sub-call (requests without one); ``"lean"``: every request.
     """
 
     def __init__(self, responder: str, *, root_latency: float = 0.0, sub_latency: float = 0.0):
-        self.argv = [
-            sys.executable, str(HERE / "mock_server.py"), "--responder", responder,
-            "--root-latency", str(root_latency), "--sub-latency", str(sub_latency),
-        ]  # fmt: skip
+        if responder == "lean":
+            self.argv = [
+                sys.executable,
+                str(HERE / "fast_server.py"),
+                "--latency",
+                str(sub_latency),
+            ]
+        else:
+            self.argv = [
+                sys.executable, str(HERE / "mock_server.py"), "--responder", responder,
+                "--root-latency", str(root_latency), "--sub-latency", str(sub_latency),
+            ]  # fmt: skip
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
 

@@ -62,7 +62,8 @@ async def run(quick: bool) -> Result:
     per_run = many["subcalls"] // count
     ideal = 3 * LATENCY + LATENCY
     res.notes.append(
-        f"many: {LINES:,}-line haystack, demo_responder (3 root turns + {per_run} sub-calls a run), "
+        f"many: {LINES:,}-line haystack, demo_responder (3 root turns + {per_run} sub-calls "
+        "a run), "
         f"{LATENCY * 1000:.0f} ms a call, RLM defaults (max_concurrency=16, so an HTTP pool of "
         f"{pool} connections shared by every completion); one run's floor is 3 root turns + one "
         f"wave of sub-calls = {ideal:.1f} s; {count} runs made {many['subcalls']:,} sub-calls, "

@@ -153,9 +153,7 @@ async def run(quick: bool) -> Result:
                     reference_label="ideal at its 16-wide batch",
                     extra={"walls": walls},
                 )
-        walls = await _rlm_async(
-            server.base_url, text, number, 1, concurrency=16, sequential=True
-        )
+        walls = await _rlm_async(server.base_url, text, number, 1, concurrency=16, sequential=True)
         res.add(
             "peers",
             "minimal version's strategy: llm_query one after another",

@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import latency_by_role  # noqa: E402  (after the path set-up above)
-from _responders import RESPONDERS  # noqa: E402
+from _common import latency_by_role
+from _responders import RESPONDERS
 
-from rlm_async.testing import MockLLMServer  # noqa: E402
+from rlm_async.testing import MockLLMServer
 
 
 async def serve(responder: str, root_latency: float, sub_latency: float) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import Result, Row, emit_worker_result  # noqa: E402  (path set-up above)
+from _common import Result, Row, emit_worker_result  # noqa: E402  (needs the path above)
 
 BENCHMARKS: dict[str, str] = {
     "fanout": "Fan-out efficiency at 100 ms latency",
@@ -78,11 +78,16 @@ async def _call_server_bench(quick: bool) -> Result:
 
 
 def worker(name: str, quick: bool) -> None:
+    import proposals
+
+    applied = proposals.apply_if_asked()
     if name == "server":
         result = asyncio.run(_call_server_bench(quick))
     else:
         module = importlib.import_module(f"bench_{name}")
         result = asyncio.run(module.run(quick))
+    if applied:
+        result.notes.append(f"{name}: PROPOSED FIXES APPLIED: {', '.join(applied)}")
     emit_worker_result(result)
 
 
@@ -96,15 +101,16 @@ def _available() -> list[str]:
     return names
 
 
-def run_worker(name: str, quick: bool) -> dict[str, Any]:
+def run_worker(name: str, quick: bool, proposals: bool = False) -> dict[str, Any]:
     argv = [sys.executable, str(HERE / "run.py"), "--worker", name]
     if quick:
         argv.append("--quick")
     started = time.perf_counter()
     timeout = WORKER_TIMEOUT["quick" if quick else "full"]
     try:
+        env = dict(os.environ, RLM_BENCH_PROPOSALS="1" if proposals else "0")
         proc = subprocess.run(
-            argv, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=HERE.parent
+            argv, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=HERE.parent, env=env
         )
     except subprocess.TimeoutExpired:
         return {"rows": [], "notes": [f"{name}: timed out after {timeout} s"], "error": "timeout"}
@@ -206,6 +212,12 @@ def main() -> int:
         "--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)"
     )
     parser.add_argument("--out", default=str(HERE / "results"), help="where latest.* go")
+    parser.add_argument(
+        "--proposals",
+        action="store_true",
+        help="apply the proposed library fixes (benchmarks/proposals.py) to compare; "
+        "writes proposals.md/.json instead of latest.*",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -214,7 +226,8 @@ def main() -> int:
     names = [n for n in _available() if not args.only or n in args.only]
     meta: dict[str, Any] = {
         "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "mode": "quick" if args.quick else "full",
+        "mode": ("quick" if args.quick else "full")
+        + (" with PROPOSED FIXES (benchmarks/proposals.py)" if args.proposals else ""),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_before": _load(),
@@ -224,7 +237,7 @@ def main() -> int:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         print(f"== {name}: {BENCHMARKS[name]}", file=sys.stderr, flush=True)
-        results[name] = run_worker(name, args.quick)
+        results[name] = run_worker(name, args.quick, args.proposals)
         for note in results[name].get("notes", []):
             if results[name].get("error"):
                 print(f"   {note}", file=sys.stderr)
@@ -234,8 +247,9 @@ def main() -> int:
     table = render(results, meta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.md").write_text(table, encoding="utf-8")
-    (out / "latest.json").write_text(
+    stem = "proposals" if args.proposals else "latest"
+    (out / f"{stem}.md").write_text(table, encoding="utf-8")
+    (out / f"{stem}.json").write_text(
         json.dumps({"meta": meta, "results": results}, indent=2) + "\n", encoding="utf-8"
     )
     print(table)

@@ -247,3 +247,14 @@ def test_progress_line_counts_turns_cells_sub_calls_tokens_and_cost() -> None:
     ), line
     progress.finish()
     assert stream.getvalue().endswith("\n") and "✗" in stream.getvalue()  # never finished
+
+
+async def test_doctor_starts_a_sandboxed_repl_and_reports_every_layer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await cli("doctor", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    layers = report["child"]["layers"]
+    assert {"rlimits", "landlock", "seccomp", "no_new_privs"} <= set(layers)
+    assert layers["rlimits"]["active"] is True
+    assert "bwrap" in report["machine"]

@@ -36,6 +36,7 @@ from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, 
 from rlm_async.providers._base import CompletionRequest, Provider
 from rlm_async.providers._retry import RetryPolicy
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
+from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory
 
 __version__ = "0.1.0"
@@ -74,6 +75,7 @@ __all__ = [
     "ReplTimeout",
     "RetryPolicy",
     "SandboxError",
+    "SandboxOptions",
     "Settings",
     "Trajectory",
     "TrajectoryError",

@@ -8,10 +8,9 @@ before it says it is ready.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from rlm_async._exceptions import ContextTypeError
 from rlm_async._types import Message
@@ -69,15 +68,12 @@ class PreparedContext:
     info: ContextInfo
     _value: Any
 
-    def write(self, path: str) -> None:
-        """Write the context file (blocking; run it in a worker thread for large contexts)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        fd = os.open(path, flags, 0o600)
-        with open(fd, "wb") as handle:
-            if self.format == "text":
-                handle.write(self._value.encode("utf-8", "surrogatepass"))
-            else:
-                handle.write(json.dumps(self._value, ensure_ascii=False).encode("utf-8"))
+    def write(self, handle: BinaryIO) -> None:
+        """Write the context to an open binary file (blocking; use a worker thread)."""
+        if self.format == "text":
+            handle.write(self._value.encode("utf-8", "surrogatepass"))
+        else:
+            handle.write(json.dumps(self._value, ensure_ascii=False).encode("utf-8"))
 
 
 def prepare_context(context: Any) -> PreparedContext:

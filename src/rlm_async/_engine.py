@@ -22,6 +22,7 @@ from rlm_async.providers import ProviderPool, ResolvedModel
 from rlm_async.providers._base import Provider
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._pool import ReplPool
+from rlm_async.repl._sandbox_options import SandboxOptions
 
 if TYPE_CHECKING:
     from rlm_async._settings import Settings
@@ -61,8 +62,9 @@ class RLM:
         sub_max_tokens: Output token limit for sub-calls.
         temperature: Sampling temperature for root turns (omitted when ``None``).
         repl: REPL process options (timeouts, limits, interpreter, extra environment).
-        sandbox: Sandbox options for the REPL child (``SandboxOptions``), or ``False`` to
-            run it with only the always-on protections.
+        sandbox: Sandbox options for the REPL child (default ``SandboxOptions()``: rlimits,
+            Landlock, seccomp, never root, bwrap when it works), or ``False`` to run it with
+            only the always-on protections (not a security boundary).
         settings: Keys and endpoints (default: from the environment).
         load_dotenv: Also read a ``.env`` file for keys and endpoints.
         enable_logging: Print a readable, coloured view of the run to stderr.
@@ -104,7 +106,7 @@ class RLM:
         sub_max_tokens: int | None = None,
         temperature: float | None = None,
         repl: ReplOptions | None = None,
-        sandbox: Any = None,
+        sandbox: SandboxOptions | bool | None = None,
         settings: Settings | None = None,
         load_dotenv: bool = False,
         enable_logging: bool = False,
@@ -221,8 +223,12 @@ class RLM:
             updates["cell_timeout"] = float(cell_timeout)
         if sandbox is False:
             updates["sandbox"] = None
-        elif sandbox is not None and sandbox is not True:
+        elif isinstance(sandbox, SandboxOptions):
             updates["sandbox"] = sandbox
+        elif sandbox is not None and sandbox is not True:
+            raise ConfigurationError(
+                f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
+            )
         return options.model_copy(update=updates) if updates else options
 
     def _model_for_depth(self, depth: int) -> ResolvedModel:

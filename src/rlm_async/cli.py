@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", default=None, help="the HTML file (default: TRAJECTORY with .html)"
     )
     view.add_argument("--open", action="store_true", help="open the page in a web browser")
+
+    doctor = commands.add_parser(
+        "doctor", help="start a sandboxed REPL and report which sandbox layers are active here"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the full report as JSON")
+    doctor.add_argument(
+        "--strict", action="store_true", help="exit 1 unless every default layer is active"
+    )
     return parser
 
 
@@ -254,6 +262,32 @@ def _error(message: object) -> int:
     return 2
 
 
+async def _doctor(args: argparse.Namespace) -> int:
+    import time
+
+    from rlm_async.repl import ReplSession
+    from rlm_async.repl._sandbox_options import probe_sandbox
+
+    started = time.perf_counter()
+    async with ReplSession("") as repl:
+        seconds = time.perf_counter() - started
+        report = dict(repl.sandbox_report)
+    machine = probe_sandbox()
+    if args.json:
+        print(json.dumps({"child": report, "machine": machine, "start_seconds": seconds}, indent=2))
+    else:
+        print(f"REPL child started in {seconds * 1000:.1f} ms with the default sandbox:")
+        for name, layer in report.get("layers", {}).items():
+            mark = "on " if layer.get("active") else "OFF"
+            print(f"  [{mark}] {name:<14} {layer.get('detail', '')}")
+        bwrap = machine.get("bwrap", {})
+        print(f"  bubblewrap: {'usable' if bwrap.get('usable') else bwrap.get('problem')}")
+        for warning in report.get("warnings", []):
+            print(f"  warning: {warning}")
+    inactive = [n for n, layer in report.get("layers", {}).items() if not layer.get("active")]
+    return 1 if args.strict and inactive else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlm-async`` console script.
 
@@ -273,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "run": _run,
         "view": _view,
+        "doctor": _doctor,
     }
     try:
         code: int = asyncio.run(handlers[args.command](args))

@@ -11,7 +11,8 @@ from rlm_async._context import prepare_context
 
 def test_str_context_is_written_as_plain_text(tmp_path: Path) -> None:
     prepared = prepare_context("line one\nline two é")
-    prepared.write(str(tmp_path / "c"))
+    with (tmp_path / "c").open("wb") as handle:
+        prepared.write(handle)
     assert prepared.format == "text"
     assert (tmp_path / "c").read_text(encoding="utf-8") == "line one\nline two é"
     assert "2 lines" in prepared.info.describe()
@@ -26,7 +27,8 @@ def test_list_context_describes_item_count_and_lengths() -> None:
 
 def test_dict_context_is_json_and_lists_its_keys(tmp_path: Path) -> None:
     prepared = prepare_context({"doc1": "text", "meta": {"n": 1}})
-    prepared.write(str(tmp_path / "c.json"))
+    with (tmp_path / "c.json").open("wb") as handle:
+        prepared.write(handle)
     assert json.loads((tmp_path / "c.json").read_text()) == {"doc1": "text", "meta": {"n": 1}}
     assert "'doc1'" in prepared.info.describe()
 

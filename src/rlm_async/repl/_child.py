@@ -156,6 +156,7 @@ class _Repl:
         self.pending_lock = threading.Lock()
         self.next_id = 0
         self.current_cell = 0
+        self.executing = False
         self.final: str | None = None
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_ready = threading.Condition()
@@ -333,6 +334,7 @@ class _Repl:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = stdout, stderr
         sandbox = self.sandbox
+        self.executing = True
         try:
             if sandbox is not None:
                 sandbox.arm_cell_cpu_limit(self.config.get("cpu_seconds_per_cell"))
@@ -348,7 +350,11 @@ class _Repl:
             )
         except BaseException as exc:
             error = _format_user_traceback(exc)
+            note = sandbox.explain_denial(exc) if sandbox is not None else None
+            if note:
+                error += f"{note}\n"
         finally:
+            self.executing = False
             if sandbox is not None:
                 with contextlib.suppress(BaseException):
                     sandbox.disarm_cell_cpu_limit()
@@ -396,6 +402,13 @@ class _Repl:
 
     def deliver(self, message: dict[str, Any]) -> None:
         """Called by the reader thread for every message from the parent."""
+        if message.get("type") == "interrupt":
+            # A real SIGINT to ourselves (not _thread.interrupt_main) so that blocking
+            # calls such as time.sleep are interrupted too. Sent by the parent over the
+            # protocol because, under bwrap, the parent's child pid is the wrapper's.
+            if self.executing and message.get("cell") == self.current_cell:
+                os.kill(os.getpid(), signal.SIGINT)
+            return
         if message.get("type") == "llm_response":
             with self.pending_lock:
                 pending = self.pending.get(message.get("id", -1))

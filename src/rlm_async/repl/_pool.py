@@ -95,8 +95,12 @@ class ReplPool:
                 work_dir = make_work_dir()
                 try:
                     started = await start_child(self.options, work_dir)
-                except ReplError as exc:
-                    await remove_work_dir(work_dir)
+                except BaseException as exc:
+                    # Cancelled (the pool is closing) or failed: never leave the dir behind.
+                    with anyio.CancelScope(shield=True):
+                        await remove_work_dir(work_dir)
+                    if not isinstance(exc, ReplError):
+                        raise
                     failures += 1
                     _log.warning("rlm_async.repl.pool_start_failed", error=str(exc))
                     # Back off instead of spinning when children cannot start at all.

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from rlm_async._exceptions import ReplProtocolError
-from rlm_async.repl._protocol import ChildMessage, decode_child_message
+from rlm_async.repl._protocol import ChildMessage, decode_child_message, encode_message
 
 __all__ = ["ChildProcess", "HeadTailBuffer", "spawn_child"]
 
@@ -165,10 +165,14 @@ class ChildProcess:
 
     # ---- life and death -------------------------------------------------------------
 
-    def interrupt(self) -> None:
-        """SIGINT: raises KeyboardInterrupt in the cell, keeping the REPL's state."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGINT)
+    async def interrupt(self, cell: int) -> None:
+        """Ask the child to SIGINT itself: KeyboardInterrupt in the cell, state kept.
+
+        Over the protocol rather than ``kill(pid)``: under bwrap our child's pid is the
+        wrapper's, and inside a pid namespace the child's own pid differs from ours.
+        """
+        with contextlib.suppress(OSError):
+            await self.send(encode_message({"type": "interrupt", "cell": cell}))
 
     def exit_description(self) -> str:
         code = self.popen.poll()

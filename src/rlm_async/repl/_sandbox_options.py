@@ -348,7 +348,9 @@ def create_child_file(path: str) -> BinaryIO:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o644), "wb")
+    fd = os.open(path, flags, 0o644)
+    os.fchmod(fd, 0o644)  # readable by a run_as child whatever the parent's umask
+    return os.fdopen(fd, "wb")
 
 
 def _bwrap_path() -> str | None:

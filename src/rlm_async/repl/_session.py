@@ -34,6 +34,7 @@ from rlm_async.repl._protocol import (
     ResultMessage,
     encode_message,
 )
+from rlm_async.repl._sandbox_options import SandboxOptions, create_child_file
 from rlm_async.repl._start import (
     StartedChild,
     load_context,
@@ -69,8 +70,10 @@ class ReplOptions(BaseModel):
         python: The interpreter for the child (default: the parent's).
         env: Extra environment variables for the child. Nothing else of the parent's
             environment reaches it (no API keys).
-        sandbox: Sandbox settings (``SandboxOptions``); ``None`` runs the child with the
-            always-on protections only (allow-listed environment, private work dir, own session).
+        sandbox: Sandbox settings (``SandboxOptions()`` by default: rlimits, Landlock,
+            seccomp, no root, bwrap when it works); ``None`` runs the child with the
+            always-on protections only (allow-listed environment, private work dir, own
+            session), which is not a security boundary.
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -83,7 +86,7 @@ class ReplOptions(BaseModel):
     max_restarts: int = Field(default=5, ge=0)
     python: str = sys.executable
     env: dict[str, str] = Field(default_factory=dict)
-    sandbox: Any = None
+    sandbox: SandboxOptions | None = Field(default_factory=SandboxOptions)
 
 
 class CellResult(BaseModel):
@@ -208,7 +211,7 @@ class ReplSession:
                 self._work_dir = make_work_dir()
             name = "context.txt" if self._prepared.format == "text" else "context.json"
             self._context_path = os.path.join(self._work_dir, name)
-            await anyio.to_thread.run_sync(self._prepared.write, self._context_path)
+            await anyio.to_thread.run_sync(self._write_context)
             if self._child is None:
                 self._adopt(await start_child(self.options, self._work_dir))
             await self._load()
@@ -231,6 +234,10 @@ class ReplSession:
             if self._work_dir is not None:
                 work_dir, self._work_dir = self._work_dir, None
                 await remove_work_dir(work_dir)
+
+    def _write_context(self) -> None:
+        with create_child_file(self._context_path) as handle:
+            self._prepared.write(handle)
 
     def _adopt(self, started: StartedChild) -> None:
         self._child = started.child
@@ -304,7 +311,7 @@ class ReplSession:
                         outcome = await self._pump(child, cell, tg)
                     if outcome is None and self._handler_error is None:
                         timed_out = True
-                        child.interrupt()
+                        await child.interrupt(cell)
                         with anyio.move_on_after(self.options.interrupt_grace):
                             outcome = await self._pump(child, cell, tg)
                     tg.cancel_scope.cancel()

@@ -28,6 +28,12 @@ from rlm_async.repl._protocol import (
     ReadyMessage,
     encode_message,
 )
+from rlm_async.repl._sandbox_options import (
+    ChildCommand,
+    SandboxOptions,
+    build_child_command,
+    create_child_file,
+)
 
 if TYPE_CHECKING:
     from rlm_async.repl._session import ReplOptions
@@ -46,6 +52,7 @@ class StartedChild:
     work_dir: str
     ready: ReadyMessage
     seconds: float
+    command: ChildCommand | None = None  # how it was sandboxed (who owns files it reads)
 
 
 def make_work_dir() -> str:
@@ -74,18 +81,22 @@ def _child_env(work_dir: str, options: ReplOptions) -> dict[str, str]:
     return env
 
 
-def _sandbox_enabled(options: ReplOptions) -> bool:
-    return options.sandbox is not None and bool(getattr(options.sandbox, "enabled", True))
+def _sandbox(options: ReplOptions) -> SandboxOptions | None:
+    """The sandbox options in force, or ``None`` when the sandbox is off."""
+    sandbox = options.sandbox
+    return sandbox if sandbox is not None and sandbox.enabled else None
 
 
 def _write_config(work_dir: str, options: ReplOptions) -> str:
     config: dict[str, Any] = {"output_limit": options.output_limit}
-    if _sandbox_enabled(options):
-        config["sandbox"] = options.sandbox.to_policy(work_dir, os.getpid())
-        config["cpu_seconds_per_cell"] = getattr(options.sandbox, "cpu_seconds_per_cell", None)
+    sandbox = _sandbox(options)
+    if sandbox is not None:
+        config["sandbox"] = sandbox.to_policy(work_dir, os.getpid())
+        config["cpu_seconds_per_cell"] = sandbox.cpu_seconds_per_cell
     path = os.path.join(work_dir, "repl-config.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(config, handle)
+    # Never open(path, "w"): after a crash, model code may have left a symlink here.
+    with create_child_file(path) as handle:
+        handle.write(json.dumps(config).encode("utf-8"))
     return path
 
 
@@ -104,10 +115,13 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         "--in-fd", "{in_fd}", "--out-fd", "{out_fd}", "--config", config_path,
     ]  # fmt: skip
     popen_extra: dict[str, Any] = {}
-    if _sandbox_enabled(options):
-        from rlm_async.repl._sandbox_options import build_child_command
-
-        command = build_child_command(argv, work_dir=work_dir, options=options.sandbox, pass_fds=())
+    env = _child_env(work_dir, options)
+    command: ChildCommand | None = None
+    sandbox = _sandbox(options)
+    if sandbox is not None:
+        command = build_child_command(
+            argv, work_dir=work_dir, options=sandbox, pass_fds=(), env=env
+        )
         argv = list(command.argv)
         popen_extra = dict(command.popen_kwargs)
         for warning in command.warnings:
@@ -115,7 +129,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     child = spawn_child(
         argv,
         cwd=work_dir,
-        env=_child_env(work_dir, options),
+        env=env,
         max_message_bytes=options.max_message_bytes,
         output_limit=options.output_limit,
         popen_extra=popen_extra,
@@ -135,7 +149,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     if isinstance(message, ReadyMessage):
         seconds = time.perf_counter() - started
         _log.debug("rlm_async.repl.started", pid=child.pid, seconds=round(seconds, 4))
-        return StartedChild(child, work_dir, message, seconds)
+        return StartedChild(child, work_dir, message, seconds, command)
     await child.terminate(grace=0)
     child.drain_now()
     detail = child.output.take().strip()

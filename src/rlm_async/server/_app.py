@@ -17,15 +17,19 @@ streaming one does the same in :class:`SSEResponse`.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import aclosing, asynccontextmanager
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import Secret
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -137,7 +141,7 @@ def create_app(
         Route("/health", service.health, methods=["GET"]),
         Route("/healthz", service.health, methods=["GET"]),
     ]
-    middleware = [] if api_key is None else [Middleware(BearerAuth, token=api_key)]
+    middleware = [] if api_key is None else [Middleware(BearerAuth, token=Secret(api_key))]
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -324,15 +328,18 @@ class _Service:
         rlm = apply_options(self.current_rlm(), body.options)
 
         async def produce(send: SSESend) -> None:
-            # aclosing: leaving early (a disconnect) closes the stream, which cancels the run.
-            stream = cast(AsyncGenerator[ev.Event, None], rlm.stream(body.context, body.query))
-            try:
-                async with aclosing(stream) as events:
-                    async for event in events:
-                        await send(sse_event(event.type, event.model_dump_json()))
-            except Exception as exc:
-                error = self._failed(exc)
-                await send(sse_event("error", json.dumps(error.body())))
+            error: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                receiver = _run_events(tg, rlm, body.context, body.query)
+                with receiver:
+                    async for item in receiver:
+                        if isinstance(item, Exception):
+                            error = item
+                        else:
+                            await send(sse_event(item.type, item.model_dump_json()))
+            if error is not None:
+                failure = self._failed(error)
+                await send(sse_event("error", json.dumps(failure.body())))
 
         slot = await self.slots.acquire()
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
@@ -380,6 +387,36 @@ class _Service:
             "sub_model": rlm.sub_model if rlm is not None else None,
         }
         return JSONResponse(body, status_code=200 if rlm is not None else 503)
+
+
+def _run_events(
+    tg: TaskGroup, rlm: RLM, context: Any, query: str
+) -> MemoryObjectReceiveStream[ev.Event | Exception]:
+    """Start a run in ``tg``; its events, then its error if it fails, arrive on the stream.
+
+    Why not ``RLM.stream``: it runs the completion in a bare asyncio task that it cancels
+    with ``Task.cancel()`` when its consumer is cancelled, and a native cancel can cut
+    through the shielded clean-up of the run's REPL (the child was seen to outlive the
+    client). Here the run is a child of the caller's task group, so a disconnect cancels
+    it with a cancel scope, the way ``completion()`` is cancelled.
+    """
+    sender, receiver = anyio.create_memory_object_stream[ev.Event | Exception](math.inf)
+    on_event = rlm._on_event  # the application's own listener still sees every event
+
+    def emit(event: ev.Event) -> None:
+        if on_event is not None:
+            on_event(event)
+        sender.send_nowait(event)
+
+    async def run() -> None:
+        with sender:
+            try:
+                await rlm._run(context, query, emit, stream_text=True)
+            except Exception as exc:  # BudgetExceeded too: the stream ends with `error`
+                sender.send_nowait(exc)
+
+    tg.start_soon(run)
+    return receiver
 
 
 async def _until_disconnect(request: Request, run: Callable[[], Awaitable[_T]]) -> _T:

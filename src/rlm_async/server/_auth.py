@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 
+from starlette.datastructures import Secret
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rlm_async.server._errors import ApiError, error_response
@@ -23,17 +24,19 @@ class BearerAuth:
 
     Args:
         app: The application to protect.
-        token: The expected token.
+        token: The expected token; pass it as a ``starlette.datastructures.Secret`` so
+            that reprs of the middleware stack do not show it.
         open_paths: Paths served without a token.
     """
 
     def __init__(
-        self, app: ASGIApp, *, token: str, open_paths: frozenset[str] = OPEN_PATHS
+        self, app: ASGIApp, *, token: str | Secret, open_paths: frozenset[str] = OPEN_PATHS
     ) -> None:
-        if not token:
+        value = str(token)
+        if not value:
             raise ValueError("the bearer token must not be empty")
         self.app = app
-        self._expected = b"Bearer " + token.encode("utf-8")
+        self._expected = b"Bearer " + value.encode("utf-8")
         self._open_paths = open_paths
 
     def __repr__(self) -> str:  # never show the token

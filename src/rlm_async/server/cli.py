@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rlm_async._engine import RLM
@@ -28,7 +32,12 @@ DEMO_SUB = "openai-compatible:rlm-demo-sub"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``serve`` command's options to ``parser``."""
+    """Add the ``serve`` command's options to ``parser``.
+
+    Also turns off abbreviated options on this parser, so ``--api-key`` cannot silently
+    mean ``--api-key-env``.
+    """
+    parser.allow_abbrev = False
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     parser.add_argument("--model", default=None, help="root model (default gpt-5)")
@@ -174,10 +183,36 @@ async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label
             timeout_graceful_shutdown=10,
             # The command is an application: uvicorn's own log set-up is fine here.
         )
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await _make_server(config).serve(sockets=[sock])
     finally:
         sock.close()
     return 0
+
+
+def _make_server(config: Any) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus raising SIGINT/SIGTERM again after its graceful shutdown.
+
+        uvicorn re-raises the signal so that a host loop stops too; for this command the
+        shutdown is the normal end, so it returns 0 (as ``uvicorn``'s own CLI does).
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 def run_serve(args: argparse.Namespace) -> int:
