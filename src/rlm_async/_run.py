@@ -88,13 +88,18 @@ class RunTree:
             usage=self.usage,
             elapsed=time.perf_counter() - self.started,
             trajectory=self.trajectory,
-            metadata={
-                "subcalls": self.subcalls,
-                "repl_restarts": self.restarts,
-                "sandbox": self.sandbox_report,
-            },
+            metadata=self.metadata(),
             finished=False,
         )
+
+    def metadata(self) -> dict[str, Any]:
+        """Facts about the run for ``RLMResult.metadata``."""
+        return {
+            "subcalls": self.subcalls,
+            "repl_restarts": self.restarts,
+            "repl_warm": self.repl_warm,
+            "sandbox": self.sandbox_report,
+        }
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         self.seq += 1
@@ -219,13 +224,7 @@ class _Run:
             usage=self.tree.usage,
             elapsed=elapsed,
             trajectory=self.tree.trajectory if self.depth == 0 else [],
-            metadata={
-                "run_id": self.run_id,
-                "subcalls": self.tree.subcalls,
-                "repl_restarts": self.tree.restarts,
-                "repl_warm": self.tree.repl_warm,
-                "sandbox": self.tree.sandbox_report,
-            },
+            metadata={"run_id": self.run_id, **self.tree.metadata()},
         )
 
     # ---- the loop -------------------------------------------------------------------
