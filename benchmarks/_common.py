@@ -179,15 +179,30 @@ def _children_of(root: int) -> set[int]:
 
 
 def _is_repl_child(pid: int, cache: dict[int, bool]) -> bool:
+    """Whether ``pid`` is a REPL child interpreter (not the bwrap or setpriv around it)."""
     known = cache.get(pid)
     if known is None:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                known = b"_child.py" in handle.read()
+                argv = handle.read().split(b"\0")
         except OSError:
-            known = False
+            argv = []
+        known = bool(argv) and b"python" in os.path.basename(argv[0]) and any(
+            a.endswith(b"_child.py") for a in argv[1:4]
+        )
         cache[pid] = known
     return known
+
+
+def repl_child_pid(pid: int | None) -> int | None:
+    """The REPL interpreter's host pid: ``pid`` itself, or its descendant under bwrap."""
+    if pid is None:
+        return None
+    cache: dict[int, bool] = {}
+    for candidate in (pid, *sorted(_children_of(pid))):
+        if _is_repl_child(candidate, cache):
+            return candidate
+    return None
 
 
 def _rss(pid: int) -> int:

@@ -74,7 +74,7 @@ async def run(quick: bool) -> Result:
     repeats = 5 if quick else 20
     cells = 200 if quick else 2_000
     floor = _interpreter_floor(repeats)
-    samples, _ = await _cold(ReplOptions(), repeats)
+    samples, _ = await _cold(ReplOptions(sandbox=None), repeats)
     cold = median(samples)
     res.add(
         "repl",
@@ -107,7 +107,7 @@ async def run(quick: bool) -> Result:
         )
         res.notes.append(f"repl: {label}: active layers: {_layers(report)}")
 
-    async with ReplSession("") as session:
+    async with ReplSession("", options=ReplOptions(sandbox=None)) as session:
         for _ in range(20):
             await session.execute("1")
         trips = []
@@ -134,7 +134,7 @@ async def run(quick: bool) -> Result:
     )
 
     size = 4 if quick else 8
-    async with ReplPool(ReplOptions(), size) as pool:
+    async with ReplPool(ReplOptions(sandbox=None), size) as pool:
         await pool.wait_ready()
         takes = []
         for _ in range(size):

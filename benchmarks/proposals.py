@@ -27,6 +27,7 @@ import types
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 
@@ -39,76 +40,115 @@ class LinearConnectionPool(httpcore.AsyncConnectionPool):
     def _assign_requests_to_connections(self) -> list[Any]:
         closing: list[Any] = []
         kept = [c for c in self._connections if not c.is_closed()]
-        idle = [c for c in kept if c.is_idle()]
-        # Keep at most max_keepalive idle connections (what the original meant to do).
-        while len(idle) > self._max_keepalive_connections:
-            connection = idle.pop(0)
+        queued: list[Any] = []
+        reserved: set[int] = set()
+        for request in self._requests:
+            if request.connection is None:
+                queued.append(request)
+            else:
+                reserved.add(id(request.connection))
+        # An idle connection handed to a request stays "idle" until the request starts on
+        # it: it is neither free for another request nor closable (encode/httpcore#1110).
+        free = [c for c in kept if c.is_idle() and id(c) not in reserved]
+        while len(free) > self._max_keepalive_connections:  # what the original meant to do
+            connection = free.pop(0)
             kept.remove(connection)
             closing.append(connection)
-        queued = [r for r in self._requests if r.is_queued()]
-        if queued:
-            # An idle HTTP/1.1 connection handed to a request stays "idle" until the request
-            # starts on it: never hand it to a second one in the meantime.
-            reserved = {id(r.connection) for r in self._requests if r.connection is not None}
-            available = [
-                c for c in kept if c.is_available() and not (c.is_idle() and id(c) in reserved)
-            ]
-            for request in queued:
-                origin = request.request.url.origin
-                connection = None
-                for candidate in list(available):
-                    if candidate.is_idle() and candidate.has_expired():
-                        # Closed by the server or past keep-alive: probe only now.
-                        available.remove(candidate)
-                        kept.remove(candidate)
-                        if candidate in idle:
-                            idle.remove(candidate)
-                        closing.append(candidate)
-                        continue
-                    if candidate.can_handle_request(origin):
-                        connection = candidate
-                        break
-                if connection is not None:
-                    request.assign_to_connection(connection)
-                    if connection.is_idle():  # HTTP/1.1, or HTTP/2 not yet multiplexing
-                        available.remove(connection)
-                        if connection in idle:
-                            idle.remove(connection)
-                elif len(kept) < self._max_connections:
-                    connection = self.create_connection(origin)
-                    kept.append(connection)
-                    request.assign_to_connection(connection)
-                elif idle:
-                    old = idle.pop(0)
-                    kept.remove(old)
-                    if old in available:
-                        available.remove(old)
-                    closing.append(old)
-                    connection = self.create_connection(origin)
-                    kept.append(connection)
-                    request.assign_to_connection(connection)
-                else:
-                    break  # nothing can be assigned: the rest stay queued
+        for request in queued:
+            origin = request.request.url.origin
+            connection = None
+            for candidate in list(free):
+                if candidate.has_expired():  # probe an idle socket only when reusing it
+                    free.remove(candidate)
+                    kept.remove(candidate)
+                    closing.append(candidate)
+                elif candidate.can_handle_request(origin):
+                    connection = candidate
+                    free.remove(candidate)
+                    break
+            if connection is None:  # an established HTTP/2 connection with room
+                connection = next(
+                    (
+                        c
+                        for c in kept
+                        if not c.is_idle() and c.is_available() and c.can_handle_request(origin)
+                    ),
+                    None,
+                )
+            if connection is None and len(kept) >= self._max_connections and free:
+                old = free.pop(0)
+                kept.remove(old)
+                closing.append(old)
+            if connection is None and len(kept) < self._max_connections:
+                connection = self.create_connection(origin)
+                kept.append(connection)
+            if connection is None:
+                break  # nothing more can be assigned: the rest stay queued
+            request.assign_to_connection(connection)
         self._connections = kept
         return closing
+
+
+class _ReleaseOnClose(httpx.AsyncByteStream):
+    """A response body that gives its transport slot back when it is closed."""
+
+    def __init__(self, stream: Any, release: Any) -> None:
+        self._stream = stream
+        self._release = release
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class QueueOutsidePool(httpx.AsyncBaseTransport):
+    """At most ``limit`` requests reach httpcore; the others wait in a FIFO semaphore.
+
+    httpcore's pool re-scans its whole request list on every change, so thousands of queued
+    requests (100 completions x 16 sub-calls on one client) make every response cost
+    O(queue). Waiting here instead keeps httpcore's queue empty.
+    """
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self._inner = inner
+        self._slots = anyio.Semaphore(limit, fast_acquire=True)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self._slots.acquire()
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            self._slots.release()
+            raise
+        response.stream = _ReleaseOnClose(response.stream, self._slots.release)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def linear_pool_client(
     *, max_connections: int = 64, connect_timeout: float = 10.0, read_timeout: float = 600.0
 ) -> httpx.AsyncClient:
-    """``providers._http.build_client`` with the linear pool (the proposed change)."""
-    from rlm_async.providers import _http
-
+    """``providers._http.build_client`` with the linear pool, requests queued outside it."""
     client = _ORIGINAL_BUILD_CLIENT(
         max_connections=max_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
-    for transport in [client._transport, *client._mounts.values()]:
-        pool = getattr(transport, "_pool", None)
-        if type(pool) is httpcore.AsyncConnectionPool:
-            pool.__class__ = LinearConnectionPool
-    del _http
+    transport = client._transport
+    pool = getattr(transport, "_pool", None)
+    if type(pool) is httpcore.AsyncConnectionPool:
+        pool.__class__ = LinearConnectionPool
+        client._transport = QueueOutsidePool(transport, max_connections)
     return client
 
 
@@ -163,7 +203,7 @@ def apply() -> list[str]:
 
     _ORIGINAL_BUILD_CLIENT = _http.build_client
     _http.build_client = linear_pool_client
-    APPLIED.append("linear httpcore pool")
+    APPLIED.append("linear httpcore pool, requests queued outside it")
 
     class ProcessSizedPool(_engine.ProviderPool):
         def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:

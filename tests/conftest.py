@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,34 +20,39 @@ def _open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
-def _work_dirs() -> set[str]:
-    import glob
-    import tempfile
-
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "rlm-repl-*")))
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _host_back_at_baseline() -> object:
-    """After the whole suite: no REPL process, no work dir and no fd left behind."""
+def _host_back_at_baseline() -> Iterator[None]:
+    """After the whole suite: no REPL process, no work dir and no fd left behind.
+
+    REPL work dirs go to a temp root of this suite's own (world-traversable, so a child
+    running as ``nobody`` can reach its dir), so other processes' dirs never count.
+    """
     import gc
+    import shutil
+    import tempfile
 
     from tests.helpers import child_pids
 
-    fds, dirs = _open_fds(), _work_dirs()
-    yield
-    gc.collect()
-    leaked_children = child_pids()
-    leaked_dirs = _work_dirs() - dirs
-    leaked_fds = {
-        fd
-        for fd in _open_fds() - fds
-        if not os.path.islink(f"/proc/self/fd/{fd}")
-        or not os.readlink(f"/proc/self/fd/{fd}").startswith(("/dev/", "anon_inode:"))
-    }
-    assert not leaked_children, f"child processes left after the suite: {leaked_children}"
-    assert not leaked_dirs, f"REPL work dirs left after the suite: {sorted(leaked_dirs)[:5]}"
-    assert not leaked_fds, f"file descriptors left open after the suite: {leaked_fds}"
+    root = tempfile.mkdtemp(prefix="rlm-tests-")
+    os.chmod(root, 0o755)
+    saved, tempfile.tempdir = tempfile.tempdir, root
+    fds = _open_fds()
+    try:
+        yield
+        gc.collect()
+        leaked_children = child_pids()
+        leaked_dirs = [d for d in os.listdir(root) if d.startswith("rlm-repl-")]
+        leaked_fds = {
+            fd
+            for fd in _open_fds() - fds
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith(("/dev/", "anon_inode:"))
+        }
+        assert not leaked_children, f"child processes left after the suite: {leaked_children}"
+        assert not leaked_dirs, f"REPL work dirs left after the suite: {leaked_dirs[:5]}"
+        assert not leaked_fds, f"file descriptors left open after the suite: {leaked_fds}"
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

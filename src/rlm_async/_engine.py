@@ -259,6 +259,11 @@ class RLM:
         return names if len(names) > 1 else []
 
     @property
+    def closed(self) -> bool:
+        """``True`` once ``aclose()`` ran: no new completions are accepted."""
+        return self._closed
+
+    @property
     def model(self) -> str:
         return self._root.label
 
@@ -305,7 +310,13 @@ class RLM:
 
     # ---- running --------------------------------------------------------------------------
 
-    async def completion(self, context: Any, query: str) -> RLMResult:
+    async def completion(
+        self,
+        context: Any,
+        query: str,
+        *,
+        on_event: Callable[[ev.Event], None] | None = None,
+    ) -> RLMResult:
         """Answer ``query`` about ``context``.
 
         Args:
@@ -313,6 +324,7 @@ class RLM:
                 messages. It is loaded into the REPL as ``context``; the root model never
                 reads it whole.
             query: The question.
+            on_event: A callback for this run's events (after the ``RLM``'s own ``on_event``).
 
         Returns:
             The answer with usage per model, iterations, elapsed time and the trajectory.
@@ -322,7 +334,15 @@ class RLM:
             ProviderError: the root model failed after retries (or a sub-model's key is bad).
             ReplCrashed: the REPL kept crashing.
         """
-        return await self._run(context, query, self._on_event)
+        if on_event is None:
+            return await self._run(context, query, self._on_event)
+        callbacks = [c for c in (self._on_event, on_event) if c is not None]
+
+        def both(event: ev.Event) -> None:
+            for callback in callbacks:
+                callback(event)
+
+        return await self._run(context, query, both)
 
     async def stream(self, context: Any, query: str) -> AsyncIterator[ev.Event]:
         """Run a completion and yield its events as they happen.
@@ -336,15 +356,19 @@ class RLM:
                     print(event.model, event.latency)
         """
         queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+        scopes: list[anyio.CancelScope] = []
 
         def emit(event: ev.Event) -> None:
             if self._on_event is not None:
                 self._on_event(event)
             queue.put_nowait(event)
 
-        async def produce() -> RLMResult:
+        async def produce() -> RLMResult | None:
             try:
-                return await self._run(context, query, emit, stream_text=True)
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    return await self._run(context, query, emit, stream_text=True)
+                return None  # cancelled through the scope: the consumer went away
             finally:
                 queue.put_nowait(None)
 
@@ -358,8 +382,13 @@ class RLM:
             await task  # raises the run's error, after its RunFailed event
         finally:
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                # Cancel through anyio, not Task.cancel(): the run's clean-up (killing its
+                # REPL processes) is shielded, and a native cancel would cut through it.
+                if scopes:
+                    scopes[0].cancel()
+                else:
+                    task.cancel()
+                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                     await task
 
     async def _run(

@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--open", action="store_true", help="open the page in a web browser")
 
+    from rlm_async.server.cli import add_serve_arguments
+
+    serve = commands.add_parser(
+        "serve", help="serve an RLM over HTTP (OpenAI-compatible, SSE events)"
+    )
+    add_serve_arguments(serve)
+
     doctor = commands.add_parser(
         "doctor", help="start a sandboxed REPL and report which sandbox layers are active here"
     )
@@ -262,6 +269,12 @@ def _error(message: object) -> int:
     return 2
 
 
+async def _serve(args: argparse.Namespace) -> int:
+    from rlm_async.server.cli import serve
+
+    return await serve(args)
+
+
 async def _doctor(args: argparse.Namespace) -> int:
     import time
 
@@ -308,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "view": _view,
         "doctor": _doctor,
+        "serve": _serve,
     }
     try:
         code: int = asyncio.run(handlers[args.command](args))

@@ -306,3 +306,39 @@ async def test_trajectory_dir_writes_one_readable_file_per_completion(tmp_path: 
     assert path.parent == tmp_path and path.suffix == ".jsonl"
     written = read_trajectory(path)
     assert [e.type for e in written.events] == [e.type for e in result.trajectory]
+
+
+async def test_closing_an_rlm_with_a_warm_pool_leaves_the_task_usable() -> None:
+    async with RLM(model=ScriptedModel(["FINAL(1)"]), warm_repls=1):
+        pass
+    await anyio.sleep(0.01)  # raised CancelledError when the pool leaked its cancel scope
+
+
+async def test_cancelling_a_stream_consumer_from_outside_kills_the_repl_at_once() -> None:
+    def script(request: CompletionRequest) -> str:
+        return repl("import time\ntime.sleep(60)")
+
+    before = child_pids()
+    async with RLM(model=ScriptedModel(script)) as rlm:
+
+        async def consume(started: anyio.Event) -> None:
+            async for event in rlm.stream("abc", "q"):
+                if event.type == "cell_started":
+                    started.set()
+
+        started = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume, started)
+            await started.wait()
+            spawned = child_pids() - before
+            tg.cancel_scope.cancel()  # the consumer is waiting for the next event
+        # Before the RLM closes: the run's own clean-up must have killed its REPL.
+        assert spawned
+        assert not any(alive(pid) for pid in spawned)
+
+
+async def test_completion_takes_a_per_call_event_callback() -> None:
+    seen: list[str] = []
+    async with RLM(model=ScriptedModel(["FINAL(x)"])) as rlm:
+        await rlm.completion("abc", "q", on_event=lambda e: seen.append(e.type))
+    assert seen[0] == "run_started" and seen[-1] == "run_finished"

@@ -51,7 +51,6 @@ async def test_a_queued_request_waits_for_a_slot_and_one_more_is_refused() -> No
         RLM(model=ScriptedModel(gate)) as rlm,
         asgi_client(create_app(rlm, max_concurrent_runs=1, max_queue=1)) as client,
     ):
-        app_state = client._transport.app.state  # type: ignore[attr-defined]
 
         async def post() -> None:
             statuses.append((await client.post("/v1/chat/completions", json=CHAT)).status_code)
@@ -60,7 +59,7 @@ async def test_a_queued_request_waits_for_a_slot_and_one_more_is_refused() -> No
             tg.start_soon(post)
             await gate.entered.wait()
             tg.start_soon(post)
-            while app_state.rlm_service.slots.queued == 0:
+            while (await client.get("/health")).json()["queued"] == 0:
                 await anyio.sleep(0.001)
             refused = await client.post("/v1/chat/completions", json=CHAT)
             gate.release()
@@ -134,6 +133,6 @@ def test_limits_are_checked_when_the_app_is_made() -> None:
     rlm = RLM(model=ScriptedModel(["FINAL(x)"]))
     for kwargs in ({"max_concurrent_runs": 0}, {"max_queue": -1}, {"api_key": ""}):
         with pytest.raises(ConfigurationError):
-            create_app(rlm, **kwargs)  # type: ignore[arg-type]
+            create_app(rlm, **kwargs)
     with pytest.raises(ConfigurationError):
         create_app("gpt-5")  # type: ignore[arg-type]

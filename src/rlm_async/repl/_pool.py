@@ -9,11 +9,11 @@ process no other code has run in. A background task refills the pool after each 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 
 import anyio
-from anyio.abc import TaskGroup
 
 from rlm_async._exceptions import ReplError
 from rlm_async._logging import get_logger
@@ -46,7 +46,7 @@ class ReplPool:
         self.size = size
         self._ready: deque[StartedChild] = deque()
         self._wanted = anyio.Event()
-        self._tg: TaskGroup | None = None
+        self._task: asyncio.Future[None] | None = None
         self._closed = False
         self.taken = 0
         self.missed = 0
@@ -58,9 +58,10 @@ class ReplPool:
         return len(self._ready)
 
     async def __aenter__(self) -> ReplPool:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._tg.start_soon(self._refill)
+        # The refill loop is a task the pool owns and always reaps in aclose(), not a task
+        # group entered here: a task group's cancel scope would have to be exited by the
+        # same task, in order, which an RLM closed from elsewhere cannot promise.
+        self._task = asyncio.ensure_future(self._refill())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -122,11 +123,11 @@ class ReplPool:
         self._closed = True
         self._wanted.set()
         with anyio.CancelScope(shield=True):
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                with contextlib.suppress(Exception):
-                    await self._tg.__aexit__(None, None, None)
-                self._tg = None
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+                self._task = None
             while self._ready:
                 await _discard(self._ready.popleft())
 

@@ -38,7 +38,7 @@ def __getattr__(name: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as exc:
-        if exc.name in ("starlette", "uvicorn"):
+        if (exc.name or "").split(".")[0] in ("starlette", "uvicorn"):
             from rlm_async._exceptions import ConfigurationError
 
             raise ConfigurationError(

@@ -17,17 +17,13 @@ streaming one does the same in :class:`SSEResponse`.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
-from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.exceptions import HTTPException
@@ -36,12 +32,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rlm_async import events as ev
 from rlm_async._engine import RLM
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._types import RLMResult
 from rlm_async.server._auth import BearerAuth
+from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error
 from rlm_async.server._limits import RunSlots, read_body
 from rlm_async.server._native import RLMRequest, result_body, run_id_of
@@ -53,6 +49,7 @@ from rlm_async.server._openai import (
     openai_usage,
 )
 from rlm_async.server._options import apply_options
+from rlm_async.server._runs import ClientGone, run_events, until_disconnect
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
 from rlm_async.trajectory import scrub_secrets
 
@@ -61,14 +58,6 @@ __all__ = ["create_app"]
 _log = get_logger("rlm_async.server")
 
 MIB = 1024 * 1024
-_THREAD_PARSE_BYTES = MIB  # parse bodies larger than this off the event loop
-
-_M = TypeVar("_M", bound=BaseModel)
-_T = TypeVar("_T")
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its answer was ready (the run was cancelled)."""
 
 
 def create_app(
@@ -160,7 +149,7 @@ def _endpoint(
             return await handler(request)
         except ApiError as exc:
             return error_response(exc)
-        except _ClientGone:
+        except ClientGone:
             # Nobody will read it; 499 ("client closed request") for access logs.
             return Response(status_code=499)
 
@@ -234,7 +223,7 @@ class _Service:
             return await rlm.completion(context, query), None
         except BudgetExceeded as exc:
             if exc.partial is None:
-                raise
+                raise self._failed(exc) from exc
             return exc.partial, exc.budget
         except Exception as exc:
             raise self._failed(exc) from exc
@@ -261,14 +250,16 @@ class _Service:
     # ---- routes ------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        chat = await _parse(ChatCompletionRequest, await read_body(request, self.max_request_bytes))
+        chat = await parse_body(
+            ChatCompletionRequest, await read_body(request, self.max_request_bytes)
+        )
         context, query = context_and_query(chat)
         rlm = apply_options(self.current_rlm(), chat.rlm_options, param="rlm_options")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         model = chat.model or self.model_name
         created = int(time.time())
         if not chat.stream:
-            result, _ = await _until_disconnect(
+            result, _ = await until_disconnect(
                 request, lambda: self._slotted_run(rlm, context, query)
             )
             body = chat_completion(
@@ -311,17 +302,17 @@ class _Service:
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
 
     async def rlm_run(self, request: Request) -> Response:
-        body = await _parse(RLMRequest, await read_body(request, self.max_request_bytes))
+        body = await parse_body(RLMRequest, await read_body(request, self.max_request_bytes))
         if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
             return await self._stream(body)
         rlm = apply_options(self.current_rlm(), body.options)
-        result, budget = await _until_disconnect(
+        result, budget = await until_disconnect(
             request, lambda: self._slotted_run(rlm, body.context, body.query)
         )
         return JSONResponse(result_body(result, budget=budget))
 
     async def rlm_stream(self, request: Request) -> Response:
-        body = await _parse(RLMRequest, await read_body(request, self.max_request_bytes))
+        body = await parse_body(RLMRequest, await read_body(request, self.max_request_bytes))
         return await self._stream(body)
 
     async def _stream(self, body: RLMRequest) -> Response:
@@ -330,7 +321,7 @@ class _Service:
         async def produce(send: SSESend) -> None:
             error: Exception | None = None
             async with anyio.create_task_group() as tg:
-                receiver = _run_events(tg, rlm, body.context, body.query)
+                receiver = run_events(tg, rlm, body.context, body.query)
                 with receiver:
                     async for item in receiver:
                         if isinstance(item, Exception):
@@ -387,91 +378,3 @@ class _Service:
             "sub_model": rlm.sub_model if rlm is not None else None,
         }
         return JSONResponse(body, status_code=200 if rlm is not None else 503)
-
-
-def _run_events(
-    tg: TaskGroup, rlm: RLM, context: Any, query: str
-) -> MemoryObjectReceiveStream[ev.Event | Exception]:
-    """Start a run in ``tg``; its events, then its error if it fails, arrive on the stream.
-
-    Why not ``RLM.stream``: it runs the completion in a bare asyncio task that it cancels
-    with ``Task.cancel()`` when its consumer is cancelled, and a native cancel can cut
-    through the shielded clean-up of the run's REPL (the child was seen to outlive the
-    client). Here the run is a child of the caller's task group, so a disconnect cancels
-    it with a cancel scope, the way ``completion()`` is cancelled.
-    """
-    sender, receiver = anyio.create_memory_object_stream[ev.Event | Exception](math.inf)
-    on_event = rlm._on_event  # the application's own listener still sees every event
-
-    def emit(event: ev.Event) -> None:
-        if on_event is not None:
-            on_event(event)
-        sender.send_nowait(event)
-
-    async def run() -> None:
-        with sender:
-            try:
-                await rlm._run(context, query, emit, stream_text=True)
-            except Exception as exc:  # BudgetExceeded too: the stream ends with `error`
-                sender.send_nowait(exc)
-
-    tg.start_soon(run)
-    return receiver
-
-
-async def _until_disconnect(request: Request, run: Callable[[], Awaitable[_T]]) -> _T:
-    """``await run()``, cancelled if the client disconnects first.
-
-    Raises:
-        _ClientGone: the client disconnected; the run was cancelled (its REPLs killed).
-    """
-    result: list[_T] = []
-    error: Exception | None = None
-    gone = False
-    async with anyio.create_task_group() as tg:
-
-        async def watch() -> None:
-            nonlocal gone
-            while True:
-                message = await request.receive()
-                if message["type"] == "http.disconnect":
-                    gone = True
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(watch)
-        try:
-            result.append(await run())
-        except Exception as exc:
-            # Kept out of the task group, which would wrap it in an ExceptionGroup.
-            error = exc
-        tg.cancel_scope.cancel()
-    if error is not None:
-        raise error
-    if gone or not result:
-        raise _ClientGone
-    return result[0]
-
-
-async def _parse(model: type[_M], body: bytes) -> _M:
-    """Validate a JSON body; large ones are parsed in a worker thread."""
-    if not body.strip():
-        raise ApiError(400, "the request body is empty; send a JSON object", code="invalid_json")
-    try:
-        if len(body) > _THREAD_PARSE_BYTES:
-            return await anyio.to_thread.run_sync(model.model_validate_json, body)
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
-
-
-def _invalid(exc: ValidationError) -> ApiError:
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return ApiError(400, f"the body is not valid JSON: {first['msg']}", code="invalid_json")
-    loc = ".".join(str(part) for part in first["loc"])
-    if not loc:
-        return ApiError(400, f"the body must be a JSON object: {first['msg']}", code="invalid_body")
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return ApiError(400, f"{loc}: {first['msg']}{more}", param=loc, code="invalid_value")
