@@ -187,8 +187,10 @@ def _is_repl_child(pid: int, cache: dict[int, bool]) -> bool:
                 argv = handle.read().split(b"\0")
         except OSError:
             argv = []
-        known = bool(argv) and b"python" in os.path.basename(argv[0]) and any(
-            a.endswith(b"_child.py") for a in argv[1:4]
+        known = (
+            bool(argv)
+            and b"python" in os.path.basename(argv[0])
+            and any(a.endswith(b"_child.py") for a in argv[1:4])
         )
         cache[pid] = known
     return known

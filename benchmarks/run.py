@@ -154,7 +154,8 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"{meta['when']} · {meta['mode']} run · Python {meta['python']} · {meta['cpus']} cores · "
         f"load average {meta['load_before']} before, {meta['load_after']} after · "
-        f"commit {meta['commit']} · {meta['seconds']:.0f} s",
+        f"commit {meta['commit']} · {meta['seconds']:.0f} s"
+        + (" · **PROPOSED FIXES applied** (benchmarks/proposals.py)" if meta["proposals"] else ""),
         "",
         "| Benchmark | Case | Measured | Ideal / peer | Ratio | Target | Met |",
         "|---|---|---:|---:|---:|---|:-:|",
@@ -226,8 +227,8 @@ def main() -> int:
     names = [n for n in _available() if not args.only or n in args.only]
     meta: dict[str, Any] = {
         "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "mode": ("quick" if args.quick else "full")
-        + (" with PROPOSED FIXES (benchmarks/proposals.py)" if args.proposals else ""),
+        "mode": "quick" if args.quick else "full",
+        "proposals": bool(args.proposals),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_before": _load(),

@@ -17,6 +17,7 @@ from rlm_async._types import Message
 
 __all__ = ["ContextInfo", "PreparedContext", "prepare_context"]
 
+_SLICE = 8 * 1024 * 1024  # characters encoded at a time when writing a text context
 _ACCEPTED = (
     "a str, a list of str (or of JSON values), a dict of JSON values, "
     "or a list of chat messages ({'role': ..., 'content': ...} or rlm_async.Message)"
@@ -69,9 +70,15 @@ class PreparedContext:
     _value: Any
 
     def write(self, handle: BinaryIO) -> None:
-        """Write the context to an open binary file (blocking; use a worker thread)."""
+        """Write the context to an open binary file (blocking; use a worker thread).
+
+        A text context is encoded in slices: the same bytes, without a second full copy of
+        a multi-gigabyte string in the parent's memory.
+        """
         if self.format == "text":
-            handle.write(self._value.encode("utf-8", "surrogatepass"))
+            text: str = self._value
+            for start in range(0, len(text), _SLICE):
+                handle.write(text[start : start + _SLICE].encode("utf-8", "surrogatepass"))
         else:
             handle.write(json.dumps(self._value, ensure_ascii=False).encode("utf-8"))
 

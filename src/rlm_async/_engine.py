@@ -83,6 +83,9 @@ class RLM:
         trajectory_dir: Write each completion's trajectory (JSON Lines, see
             ``rlm_async.trajectory``) to ``<dir>/<UTC time>-<run_id>.jsonl``; its path is
             in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``.
+        max_connections: HTTP connections per provider, shared by every completion of this
+            ``RLM`` (default: ``max(4 * max_concurrency, 64)``); requests beyond it wait in
+            one FIFO queue.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -117,6 +120,7 @@ class RLM:
         warm_repls: int = 0,
         rate_limits: Mapping[str, RateLimit] | None = None,
         trajectory_dir: str | os.PathLike[str] | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
@@ -162,7 +166,11 @@ class RLM:
             from rlm_async._settings import Settings
 
             settings = Settings.from_env(load_dotenv=load_dotenv)
-        self._pool = ProviderPool(settings, max_connections=max(max_concurrency, 8) + 4)
+        if max_connections is not None:
+            _check_int("max_connections", max_connections, 1)
+        # Sized for the process, not one completion: every completion of this RLM shares it.
+        connections = max_connections or max(4 * max_concurrency, 64)
+        self._pool = ProviderPool(settings, max_connections=connections)
         # Resolve every model now: an unknown name or a missing key fails here, with a
         # message that says how to fix it, not in the middle of a run.
         self._root = self._pool.resolve(_check_model("model", model))

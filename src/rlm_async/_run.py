@@ -17,7 +17,7 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._budget import BudgetTracker, estimate_tokens
-from rlm_async._context import prepare_context
+from rlm_async._context import PreparedContext, prepare_context
 from rlm_async._exceptions import (
     AuthenticationError,
     BudgetExceeded,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["RunTree", "run_rlm"]
 
 _log = get_logger("rlm_async.engine")
+_LARGE_CONTEXT = 1_000_000  # characters: prepare larger str contexts in a worker thread
 
 # Errors that will fail every sub-call the same way: end the run instead of feeding the
 # model hundreds of identical error strings.
@@ -124,7 +125,12 @@ async def run_rlm(
     parent_subcall: str | None = None,
 ) -> RLMResult:
     """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
-    run = _Run(tree, context, query, depth=depth, parent_run_id=parent_run_id)
+    if isinstance(context, str) and len(context) > _LARGE_CONTEXT:
+        # Counting the lines of a 10M-line string takes ~0.2 s: not on the event loop.
+        prepared = await anyio.to_thread.run_sync(prepare_context, context)
+    else:
+        prepared = prepare_context(context)
+    run = _Run(tree, prepared, query, depth=depth, parent_run_id=parent_run_id)
     run.parent_subcall = parent_subcall
     return await run.run()
 
@@ -133,7 +139,7 @@ class _Run:
     def __init__(
         self,
         tree: RunTree,
-        context: Any,
+        prepared: PreparedContext,
         query: str,
         *,
         depth: int,
@@ -146,7 +152,7 @@ class _Run:
         self.parent_run_id = parent_run_id
         self.parent_subcall: str | None = None
         self.run_id = uuid.uuid4().hex[:12]
-        self.prepared = prepare_context(context)
+        self.prepared = prepared
         self.root: ResolvedModel = self.rlm._model_for_depth(depth)
         self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
         self.turn = _Turn()

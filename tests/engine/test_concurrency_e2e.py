@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 
@@ -99,12 +98,13 @@ async def test_requests_per_minute_paces_the_fan_out_as_seen_by_the_server() -> 
     ):
         await rlm.completion("abc", "q")
     arrivals = [t for t, r in server.requests]
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # 1,200 per minute is one every 50 ms; the server sees them no closer than that
-    # (a little slack for the clock read on each side of the loopback hop).
     assert len(arrivals) == 31  # one root turn (code then FINAL), 30 sub-calls
-    assert min(gaps) >= 0.045
-    assert arrivals[-1] - arrivals[0] >= 30 * 0.05 * 0.95
+    # 1,200 per minute is one every 50 ms. Single gaps jitter with the machine's load, so
+    # check the rate over windows: any 0.5 s holds at most 11 paced arrivals (+1 for
+    # jitter). Unpaced, all 30 sub-calls arrive within a few milliseconds.
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 0.5) for start in arrivals)
+    assert busiest <= 12
+    assert arrivals[-1] - arrivals[0] >= 30 * 0.05 * 0.9
 
 
 def test_rate_limits_must_be_rate_limit_objects() -> None:

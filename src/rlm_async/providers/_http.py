@@ -9,6 +9,7 @@ its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -30,6 +31,7 @@ from rlm_async._pricing import PriceTable
 from rlm_async._settings import Settings
 from rlm_async._types import Completion
 from rlm_async.providers._base import CompletionRequest, TextDelta
+from rlm_async.providers._clients import ClientShards
 from rlm_async.providers._errors import (
     ErrorInfo,
     describe_error_body,
@@ -215,11 +217,18 @@ class HTTPProvider:
         self._prices = prices if prices is not None else PriceTable(settings.prices)
         #: A shared rate limiter (set by ``RLM(rate_limits=...)``) that retries report 429s to.
         self.rate_gate: RateGate | None = None
-        self._owns_client = client is None
-        self._client = client or build_client(
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigurationError(
+                f"max_connections must be an int >= 1, got {max_connections!r}"
+            )
+        self._clients = ClientShards(
+            functools.partial(
+                build_client,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+            ),
             max_connections=max_connections,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
+            client=client,
         )
         self._closed = False
 
@@ -269,8 +278,12 @@ class HTTPProvider:
     async def aclose(self) -> None:
         """Close the client if this adapter created it; the adapter is unusable afterwards."""
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        await self._clients.aclose()
+
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """One of the provider's clients (they share timeouts and limits per pool)."""
+        return self._clients.first
 
     async def __aenter__(self) -> Self:
         return self
@@ -302,8 +315,9 @@ class HTTPProvider:
         headers = self._headers()
 
         async def attempt() -> tuple[dict[str, Any], httpx.Response]:
-            with self._retryable_transport():
-                response = await self._client.post(url, json=payload, headers=headers)
+            async with self._clients.client() as client:
+                with self._retryable_transport():
+                    response = await client.post(url, json=payload, headers=headers)
             text = scrub(response.text, self._secrets())
             if not response.is_success:
                 raise failure_from_response(self.name, response, text)
@@ -320,25 +334,28 @@ class HTTPProvider:
         self._check_open()
         headers = self._headers()
 
-        async def attempt() -> httpx.Response:
-            with self._retryable_transport():
-                request = self._client.build_request("POST", url, json=payload, headers=headers)
-                response = await self._client.send(request, stream=True)
-            if response.is_success:
-                return response
-            try:
+        async with self._clients.client() as client:
+
+            async def attempt() -> httpx.Response:
                 with self._retryable_transport():
-                    await response.aread()
+                    request = client.build_request("POST", url, json=payload, headers=headers)
+                    response = await client.send(request, stream=True)
+                if response.is_success:
+                    return response
+                try:
+                    with self._retryable_transport():
+                        await response.aread()
+                finally:
+                    await response.aclose()
+                text = scrub(response.text, self._secrets())
+                raise failure_from_response(self.name, response, text)
+
+            response = await run_with_retries(self._retry, self.name, attempt, gate=self.rate_gate)
+            try:
+                with map_transport_errors(self.name, hint=self.connect_hint):
+                    yield response
             finally:
                 await response.aclose()
-            raise failure_from_response(self.name, response, scrub(response.text, self._secrets()))
-
-        response = await run_with_retries(self._retry, self.name, attempt, gate=self.rate_gate)
-        try:
-            with map_transport_errors(self.name, hint=self.connect_hint):
-                yield response
-        finally:
-            await response.aclose()
 
     def _ok_body(self, text: str, response: httpx.Response) -> dict[str, Any]:
         request_id = request_id_from(response.headers)

@@ -21,7 +21,7 @@ import anyio
 
 from rlm_async._exceptions import ReplCrashed, ReplProtocolError, ReplTimeout, SandboxError
 from rlm_async._logging import get_logger
-from rlm_async.repl._process import ChildProcess, spawn_child
+from rlm_async.repl._process import ChildProcess, spawn_child_async
 from rlm_async.repl._protocol import (
     ContextLoadedMessage,
     FatalMessage,
@@ -126,7 +126,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         popen_extra = dict(command.popen_kwargs)
         for warning in command.warnings:
             _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
-    child = spawn_child(
+    child = await spawn_child_async(
         argv,
         cwd=work_dir,
         env=env,
