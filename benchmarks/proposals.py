@@ -136,13 +136,18 @@ class QueueOutsidePool(httpx.AsyncBaseTransport):
 
 
 def linear_pool_client(
-    *, max_connections: int = 64, connect_timeout: float = 10.0, read_timeout: float = 600.0
+    *,
+    max_connections: int = 64,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 600.0,
+    **kwargs: Any,
 ) -> httpx.AsyncClient:
     """``providers._http.build_client`` with the linear pool, requests queued outside it."""
     client = _ORIGINAL_BUILD_CLIENT(
         max_connections=max_connections,
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        **kwargs,
     )
     transport = client._transport
     pool = getattr(transport, "_pool", None)

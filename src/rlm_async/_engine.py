@@ -169,7 +169,7 @@ class RLM:
         if max_connections is not None:
             _check_int("max_connections", max_connections, 1)
         # Sized for the process, not one completion: every completion of this RLM shares it.
-        connections = max_connections or max(4 * max_concurrency, 64)
+        connections = max_connections or max(4 * max_concurrency, 256)
         self._pool = ProviderPool(settings, max_connections=connections)
         # Resolve every model now: an unknown name or a missing key fails here, with a
         # message that says how to fix it, not in the middle of a run.
