@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -405,16 +405,14 @@ class _Run:
         fatal: list[BaseException] = []
 
         async def one(index: int, prompt: str) -> None:
-            subcall = f"{self.run_id}.{request.id}.{index}"
             context = request.contexts[index] if request.contexts else None
             reserved = estimate_tokens(len(prompt)) + output_reserve
+            call = _SubCall(f"{self.run_id}.{request.id}.{index}", turn, cell, request.kind)
             try:
                 if recursive and context is not None:
-                    results[index] = await self._sub_rlm(subcall, turn, cell, prompt, context)
+                    results[index] = await self._sub_rlm(call, prompt, context)
                 else:
-                    results[index] = await self._sub_llm(
-                        subcall, turn, cell, request.kind, target, prompt
-                    )
+                    results[index] = await self._sub_llm(call, target, prompt)
             except _FATAL_SUBCALL_ERRORS as exc:
                 fatal.append(exc)
                 tg.cancel_scope.cancel()
@@ -428,28 +426,9 @@ class _Run:
             raise fatal[0]
         return results
 
-    async def _sub_llm(
-        self,
-        subcall: str,
-        turn: int,
-        cell: int,
-        kind: str,
-        target: ResolvedModel,
-        prompt: str,
-    ) -> dict[str, Any]:
+    async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> dict[str, Any]:
         async with self.tree.limiter:
-            self.tree.subcalls += 1
-            self._event(
-                ev.SubCallStarted,
-                subcall=subcall,
-                turn=turn,
-                cell=cell,
-                kind=kind,
-                model=target.label,
-                prompt=prompt[: self.preview],
-                prompt_chars=len(prompt),
-            )
-            started = time.perf_counter()
+            started = self._subcall_started(call, target.label, prompt)
             request = CompletionRequest(
                 model=target.model,
                 messages=[Message(role="user", content=prompt)],
@@ -458,23 +437,56 @@ class _Run:
             try:
                 completion = await self._call(target, request)
             except ProviderError as exc:
-                self._subcall_finished(subcall, turn, cell, kind, target.label, started, error=exc)
+                self._subcall_finished(call, target.label, started, error=exc)
                 if isinstance(exc, _FATAL_SUBCALL_ERRORS):
                     raise
                 return {"ok": False, "error": str(exc)}
             self.tree.usage.record(target.label, completion.usage, depth=self.depth + 1)
-            self._subcall_finished(
-                subcall, turn, cell, kind, target.label, started, completion=completion
-            )
+            self._subcall_finished(call, target.label, started, completion=completion)
             self._after_usage()
             return {"ok": True, "text": completion.text}
 
+    async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> dict[str, Any]:
+        """A full RLM one level deeper, with its own REPL holding ``context``."""
+        refusal = self.tree.budget.acquire_repl()
+        if refusal is not None:
+            return {"ok": False, "error": refusal}
+        label = self.rlm._model_for_depth(self.depth + 1).label
+        started = self._subcall_started(call, label, prompt)
+        try:
+            result = await run_rlm(
+                self.tree,
+                context,
+                prompt,
+                depth=self.depth + 1,
+                parent_run_id=self.run_id,
+                parent_subcall=call.id,
+            )
+        except RLMError as exc:
+            self._subcall_finished(call, label, started, error=exc)
+            if isinstance(exc, _FATAL_SUBCALL_ERRORS):
+                raise
+            return {"ok": False, "error": str(exc)}
+        self._subcall_finished(call, label, started, answer=result.answer)
+        return {"ok": True, "text": result.answer}
+
+    def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
+        self.tree.subcalls += 1
+        self._event(
+            ev.SubCallStarted,
+            subcall=call.id,
+            turn=call.turn,
+            cell=call.cell,
+            kind=call.kind,
+            model=model,
+            prompt=prompt[: self.preview],
+            prompt_chars=len(prompt),
+        )
+        return time.perf_counter()
+
     def _subcall_finished(
         self,
-        subcall: str,
-        turn: int,
-        cell: int,
-        kind: str,
+        call: _SubCall,
         model: str,
         started: float,
         *,
@@ -486,10 +498,10 @@ class _Run:
         text = answer if answer is not None else (completion.text if completion else str(error))
         self._event(
             ev.SubCallFinished,
-            subcall=subcall,
-            turn=turn,
-            cell=cell,
-            kind=kind,
+            subcall=call.id,
+            turn=call.turn,
+            cell=call.cell,
+            kind=call.kind,
             model=model,
             ok=error is None,
             answer=text[: self.preview],
@@ -499,42 +511,15 @@ class _Run:
             latency=round(time.perf_counter() - started, 6),
         )
 
-    async def _sub_rlm(
-        self, subcall: str, turn: int, cell: int, prompt: str, context: Any
-    ) -> dict[str, Any]:
-        """A full RLM one level deeper, with its own REPL holding ``context``."""
-        refusal = self.tree.budget.acquire_repl()
-        if refusal is not None:
-            return {"ok": False, "error": refusal}
-        self.tree.subcalls += 1
-        label = self.rlm._model_for_depth(self.depth + 1).label
-        self._event(
-            ev.SubCallStarted,
-            subcall=subcall,
-            turn=turn,
-            cell=cell,
-            kind="rlm",
-            model=label,
-            prompt=prompt[: self.preview],
-            prompt_chars=len(prompt),
-        )
-        started = time.perf_counter()
-        try:
-            result = await run_rlm(
-                self.tree,
-                context,
-                prompt,
-                depth=self.depth + 1,
-                parent_run_id=self.run_id,
-                parent_subcall=subcall,
-            )
-        except RLMError as exc:
-            self._subcall_finished(subcall, turn, cell, "rlm", label, started, error=exc)
-            if isinstance(exc, _FATAL_SUBCALL_ERRORS):
-                raise
-            return {"ok": False, "error": str(exc)}
-        self._subcall_finished(subcall, turn, cell, "rlm", label, started, answer=result.answer)
-        return {"ok": True, "text": result.answer}
+
+@dataclass(frozen=True)
+class _SubCall:
+    """Who a sub-call is, for its events: its id, and the turn and cell that made it."""
+
+    id: str
+    turn: int
+    cell: int
+    kind: Literal["llm", "rlm"]
 
 
 def _cap(text: str, limit: int) -> str:

@@ -245,16 +245,8 @@ class ChildProcess:
 _spawner: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-async def spawn_child_async(
-    argv: Sequence[str],
-    *,
-    cwd: str,
-    env: dict[str, str],
-    max_message_bytes: int,
-    output_limit: int,
-    popen_extra: dict[str, Any] | None = None,
-) -> ChildProcess:
-    """``spawn_child`` off the event loop, in one long-lived spawner thread.
+async def spawn_child_async(argv: Sequence[str], **options: Any) -> ChildProcess:
+    """``spawn_child(argv, **options)`` off the event loop, in one long-lived spawner thread.
 
     ``Popen`` of a large parent holds the loop for milliseconds (12-14 ms each under a
     burst of 100 starts, measured). Not anyio's worker threads: an idle one exits, and the
@@ -264,15 +256,7 @@ async def spawn_child_async(
     global _spawner
     if _spawner is None:
         _spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-spawner")
-    call = functools.partial(
-        spawn_child,
-        argv,
-        cwd=cwd,
-        env=env,
-        max_message_bytes=max_message_bytes,
-        output_limit=output_limit,
-        popen_extra=popen_extra,
-    )
+    call = functools.partial(spawn_child, argv, **options)
     with anyio.CancelScope(shield=True):
         child = await asyncio.get_running_loop().run_in_executor(_spawner, call)
     return child
