@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -19,14 +19,9 @@ from rlm_async import events as ev
 from rlm_async._budget import BudgetTracker, estimate_tokens
 from rlm_async._context import PreparedContext, prepare_context
 from rlm_async._exceptions import (
-    AuthenticationError,
     BudgetExceeded,
-    ConfigurationError,
-    NotFoundError,
-    ProviderError,
     ProviderResponseError,
     RateLimitError,
-    RLMError,
 )
 from rlm_async._logging import get_logger
 from rlm_async._parsing import find_code_blocks, find_final
@@ -37,10 +32,10 @@ from rlm_async._prompts import (
     no_code_prompt,
     turn_feedback_prompt,
 )
+from rlm_async._subcalls import SubCallServer
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl import ReplSession
-from rlm_async.repl._protocol import LLMRequest
 
 if TYPE_CHECKING:
     from rlm_async._engine import RLM
@@ -50,11 +45,6 @@ __all__ = ["RunTree", "run_rlm"]
 
 _log = get_logger("rlm_async.engine")
 _LARGE_CONTEXT = 1_000_000  # characters: prepare larger str contexts in a worker thread
-
-# Errors that will fail every sub-call the same way: end the run instead of feeding the
-# model hundreds of identical error strings.
-# A spent budget ends the run too.
-_FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError, BudgetExceeded)
 
 
 @dataclass
@@ -158,7 +148,7 @@ class _Run:
         self.turn = _Turn()
         self.preview = self.rlm.trajectory_preview_chars
 
-    async def _call(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
+    async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
         """One provider call, paced by the target's rate limiter when there is one."""
         limiter = self.rlm._rate_limiter(target.label)
         if limiter is None:
@@ -173,13 +163,13 @@ class _Run:
         limiter.succeeded()
         return completion
 
-    def _event(self, cls: type[Any], **fields: Any) -> None:
+    def event(self, cls: type[Any], **fields: Any) -> None:
         self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
 
     async def run(self) -> RLMResult:
         rlm = self.rlm
         started = time.perf_counter()
-        self._event(
+        self.event(
             ev.RunStarted,
             parent_run_id=self.parent_run_id,
             parent_subcall=self.parent_subcall,
@@ -198,7 +188,7 @@ class _Run:
             async with ReplSession(
                 self.prepared,
                 options=rlm.repl_options,
-                subcall_handler=self._serve_subcalls,
+                subcall_handler=SubCallServer(self).serve,
                 on_restart=self._on_restart,
                 pool=rlm.repl_pool,
             ) as repl:
@@ -212,12 +202,12 @@ class _Run:
                     rlm._untrack(repl)
         except BaseException as exc:
             if isinstance(exc, Exception):
-                self._event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
+                self.event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
             raise
         finally:
             self.tree.budget.release_repl()
         elapsed = time.perf_counter() - started
-        self._event(
+        self.event(
             ev.RunFinished,
             answer=answer,
             iterations=iterations,
@@ -256,16 +246,16 @@ class _Run:
                 result = await self._run_cell(repl, code)
                 outputs.append(result[0])
                 if result[1] is not None:
-                    self._event(ev.FinalAnswer, answer=result[1], source="code")
+                    self.event(ev.FinalAnswer, answer=result[1], source="code")
                     return result[1], number
             directive = find_final(reply.text)
             if directive is not None:
                 if directive.kind == "answer":
-                    self._event(ev.FinalAnswer, answer=directive.value, source="text")
+                    self.event(ev.FinalAnswer, answer=directive.value, source="text")
                     return directive.value, number
                 output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
                 if value is not None:
-                    self._event(ev.FinalAnswer, answer=value, source="variable")
+                    self.event(ev.FinalAnswer, answer=value, source="variable")
                     return value, number
                 outputs.append(output)
             if not blocks and directive is None:
@@ -300,13 +290,13 @@ class _Run:
         if directive is not None and directive.kind == "variable":
             _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
             if value is not None:
-                self._event(ev.FinalAnswer, answer=value, source="variable")
+                self.event(ev.FinalAnswer, answer=value, source="variable")
                 return value, number
         if directive is not None and directive.kind == "answer":
-            self._event(ev.FinalAnswer, answer=directive.value, source="forced")
+            self.event(ev.FinalAnswer, answer=directive.value, source="forced")
             return directive.value, number
         answer = reply.text.strip()
-        self._event(ev.FinalAnswer, answer=answer, source="last_reply")
+        self.event(ev.FinalAnswer, answer=answer, source="last_reply")
         return answer, number
 
     async def _root_turn(
@@ -314,7 +304,7 @@ class _Run:
     ) -> Completion:
         chars = len(system) + sum(len(m.content) for m in messages)
         self.tree.budget.check_root_turn(chars)
-        self._event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
+        self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
         started = time.perf_counter()
         request = CompletionRequest(
             model=self.root.model,
@@ -326,12 +316,12 @@ class _Run:
         if self.tree.stream_text:
             completion = await self._stream_turn(request)
         else:
-            completion = await self._call(self.root, request)
+            completion = await self.call_model(self.root, request)
         self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
         if self.depth == 0:
             self.tree.root_turns = self.turn.number
             self.tree.last_root_reply = completion.text
-        self._event(
+        self.event(
             ev.TurnFinished,
             turn=self.turn.number,
             model=self.root.label,
@@ -341,7 +331,7 @@ class _Run:
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),
         )
-        self._after_usage()
+        self.after_usage()
         return completion
 
     async def _stream_turn(self, request: CompletionRequest) -> Completion:
@@ -350,26 +340,26 @@ class _Run:
             if isinstance(item, Completion):
                 completion = item
             elif item.text:
-                self._event(ev.ModelDelta, turn=self.turn.number, text=item.text)
+                self.event(ev.ModelDelta, turn=self.turn.number, text=item.text)
         if completion is None:
             raise ProviderResponseError(
                 "the stream ended without a final completion", provider=self.root.provider.name
             )
         return completion
 
-    def _after_usage(self) -> None:
+    def after_usage(self) -> None:
         """Warn near a budget, and end the run when one is spent."""
         for name, used, limit in self.tree.budget.warnings():
-            self._event(ev.BudgetWarning, budget=name, used=used, limit=limit)
+            self.event(ev.BudgetWarning, budget=name, used=used, limit=limit)
         self.tree.budget.check_spent()
 
     async def _run_cell(self, repl: ReplSession, code: str) -> tuple[str, str | None]:
         self.turn.cell += 1
         cell = self.turn.cell
-        self._event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
+        self.event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
         result = await repl.execute(code)
         output = _cap(result.render(), self.rlm.max_output_chars)
-        self._event(
+        self.event(
             ev.CellFinished,
             turn=self.turn.number,
             cell=cell,
@@ -384,142 +374,9 @@ class _Run:
 
     def _on_restart(self, reason: str) -> None:
         self.tree.restarts += 1
-        self._event(ev.ReplRestarted, reason=reason)
+        self.event(ev.ReplRestarted, reason=reason)
 
     # ---- sub-calls ------------------------------------------------------------------
-
-    async def _serve_subcalls(self, request: LLMRequest) -> list[dict[str, Any]]:
-        """Answer one request from the REPL: every prompt concurrently, order kept."""
-        turn, cell = self.turn.number, self.turn.cell
-        count = len(request.prompts)
-        recursive = request.kind == "rlm" and self.depth + 1 < self.rlm.max_depth
-        try:
-            target = self.sub if request.model is None else self.rlm._allowed_model(request.model)
-        except ConfigurationError as exc:
-            return [{"ok": False, "error": str(exc)}] * count
-        output_reserve = self.rlm.sub_max_tokens or 0
-        refusal = self.tree.budget.refuse_batch([len(p) for p in request.prompts], output_reserve)
-        if refusal is not None:
-            return [{"ok": False, "error": refusal}] * count
-        results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count
-        fatal: list[BaseException] = []
-
-        async def one(index: int, prompt: str) -> None:
-            context = request.contexts[index] if request.contexts else None
-            reserved = estimate_tokens(len(prompt)) + output_reserve
-            call = _SubCall(f"{self.run_id}.{request.id}.{index}", turn, cell, request.kind)
-            try:
-                if recursive and context is not None:
-                    results[index] = await self._sub_rlm(call, prompt, context)
-                else:
-                    results[index] = await self._sub_llm(call, target, prompt)
-            except _FATAL_SUBCALL_ERRORS as exc:
-                fatal.append(exc)
-                tg.cancel_scope.cancel()
-            finally:
-                self.tree.budget.settle(reserved)
-
-        async with anyio.create_task_group() as tg:
-            for index, prompt in enumerate(request.prompts):
-                tg.start_soon(one, index, prompt)
-        if fatal:
-            raise fatal[0]
-        return results
-
-    async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> dict[str, Any]:
-        async with self.tree.limiter:
-            started = self._subcall_started(call, target.label, prompt)
-            request = CompletionRequest(
-                model=target.model,
-                messages=[Message(role="user", content=prompt)],
-                max_tokens=self.rlm.sub_max_tokens,
-            )
-            try:
-                completion = await self._call(target, request)
-            except ProviderError as exc:
-                self._subcall_finished(call, target.label, started, error=exc)
-                if isinstance(exc, _FATAL_SUBCALL_ERRORS):
-                    raise
-                return {"ok": False, "error": str(exc)}
-            self.tree.usage.record(target.label, completion.usage, depth=self.depth + 1)
-            self._subcall_finished(call, target.label, started, completion=completion)
-            self._after_usage()
-            return {"ok": True, "text": completion.text}
-
-    async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> dict[str, Any]:
-        """A full RLM one level deeper, with its own REPL holding ``context``."""
-        refusal = self.tree.budget.acquire_repl()
-        if refusal is not None:
-            return {"ok": False, "error": refusal}
-        label = self.rlm._model_for_depth(self.depth + 1).label
-        started = self._subcall_started(call, label, prompt)
-        try:
-            result = await run_rlm(
-                self.tree,
-                context,
-                prompt,
-                depth=self.depth + 1,
-                parent_run_id=self.run_id,
-                parent_subcall=call.id,
-            )
-        except RLMError as exc:
-            self._subcall_finished(call, label, started, error=exc)
-            if isinstance(exc, _FATAL_SUBCALL_ERRORS):
-                raise
-            return {"ok": False, "error": str(exc)}
-        self._subcall_finished(call, label, started, answer=result.answer)
-        return {"ok": True, "text": result.answer}
-
-    def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
-        self.tree.subcalls += 1
-        self._event(
-            ev.SubCallStarted,
-            subcall=call.id,
-            turn=call.turn,
-            cell=call.cell,
-            kind=call.kind,
-            model=model,
-            prompt=prompt[: self.preview],
-            prompt_chars=len(prompt),
-        )
-        return time.perf_counter()
-
-    def _subcall_finished(
-        self,
-        call: _SubCall,
-        model: str,
-        started: float,
-        *,
-        completion: Completion | None = None,
-        error: BaseException | None = None,
-        answer: str | None = None,
-    ) -> None:
-        usage = completion.usage if completion is not None else None
-        text = answer if answer is not None else (completion.text if completion else str(error))
-        self._event(
-            ev.SubCallFinished,
-            subcall=call.id,
-            turn=call.turn,
-            cell=call.cell,
-            kind=call.kind,
-            model=model,
-            ok=error is None,
-            answer=text[: self.preview],
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            cost_usd=usage.cost_usd if usage else None,
-            latency=round(time.perf_counter() - started, 6),
-        )
-
-
-@dataclass(frozen=True)
-class _SubCall:
-    """Who a sub-call is, for its events: its id, and the turn and cell that made it."""
-
-    id: str
-    turn: int
-    cell: int
-    kind: Literal["llm", "rlm"]
 
 
 def _cap(text: str, limit: int) -> str:
