@@ -33,7 +33,7 @@ async def test_usage_totals_equal_the_servers_reported_usage_under_100_way_concu
         return MockReply(text=text, usage=usage)
 
     async with (
-        MockLLMServer(responder, latency=0.2) as server,
+        MockLLMServer(responder, latency=0.5) as server,
         RLM(
             model="openai-compatible:m",
             settings=Settings(openai_compatible_base_url=server.base_url),

@@ -41,7 +41,7 @@ async def test_the_demo_strategy_finds_the_needle_in_a_million_lines_over_http()
 
 async def test_sub_calls_are_in_flight_together_over_http() -> None:
     async with (
-        MockLLMServer(demo_responder, latency=0.05) as server,
+        MockLLMServer(demo_responder, latency=0.3) as server,
         RLM(
             model="openai-compatible:root",
             settings=settings_for(server),
