@@ -421,7 +421,7 @@ def test_child_dies_with_its_parent(host: Host, work_dir: str) -> None:
         assert _processes_with(marker), "the child should be running"
         launcher.kill()
         launcher.wait(timeout=5)
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 5.0  # a loaded machine may schedule the exit late
         while _processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert _processes_with(marker) == [], head
