@@ -52,7 +52,8 @@ class RLM:
             starts sub-RLMs with their own REPLs (default 1).
         depth_models: Optional root model per depth (index 0 = root); deeper levels and
             plain sub-calls fall back to ``sub_model``.
-        max_concurrency: Sub-calls in flight at once, for the whole completion (default 16).
+        max_concurrency: Sub-calls in flight at once, for the whole completion (default 16);
+            also the most sub-RLMs one ``rlm_query_batched`` runs at once.
         allowed_models: Extra model names code may pass as ``llm_query(..., model=...)``;
             ``model`` and ``sub_model`` are always allowed.
         cell_timeout: Seconds a REPL cell may run before it is interrupted (default 120).

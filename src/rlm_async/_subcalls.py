@@ -1,7 +1,7 @@
 """Serving a run's sub-calls: every prompt of an ``llm_query_batched`` concurrently.
 
-The REPL sends one request per batch; this fans its prompts out as tasks under the
-completion's shared limiter, checks the budget before anything is sent, records each call's
+The REPL sends one request per batch; this fans its prompts out to at most
+``max_concurrency`` workers, each call under the completion's shared limiter, checks the budget before anything is sent, records each call's
 usage from its own response, and answers in order. ``rlm_query`` with a context below the
 last depth starts a sub-RLM (a run one level deeper, with its own REPL) instead.
 """
@@ -76,25 +76,35 @@ class SubCallServer:
             return [{"ok": False, "error": refusal}] * count
         results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count
         fatal: list[BaseException] = []
+        # One shared queue of prompts and only as many workers as can be in flight: a task
+        # per prompt would cost ~20 µs each to spawn before the first request could leave
+        # (200 ms for a batch of 10,000), and a queue of tasks parked on the limiter.
+        todo = iter(enumerate(request.prompts))
+        unsettled = [estimate_tokens(len(p)) + output_reserve for p in request.prompts]
 
-        async def one(index: int, prompt: str) -> None:
-            context = request.contexts[index] if request.contexts else None
-            reserved = estimate_tokens(len(prompt)) + output_reserve
-            call = _SubCall(f"{self.run.run_id}.{request.id}.{index}", turn, cell, request.kind)
-            try:
-                if recursive and context is not None:
-                    results[index] = await self._sub_rlm(call, prompt, context)
-                else:
-                    results[index] = await self._sub_llm(call, target, prompt)
-            except FATAL_SUBCALL_ERRORS as exc:
-                fatal.append(exc)
-                tg.cancel_scope.cancel()
-            finally:
-                self.run.tree.budget.settle(reserved)
+        async def worker() -> None:
+            for index, prompt in todo:
+                context = request.contexts[index] if request.contexts else None
+                call = _SubCall(f"{self.run.run_id}.{request.id}.{index}", turn, cell, request.kind)
+                try:
+                    if recursive and context is not None:
+                        results[index] = await self._sub_rlm(call, prompt, context)
+                    else:
+                        results[index] = await self._sub_llm(call, target, prompt)
+                except FATAL_SUBCALL_ERRORS as exc:
+                    fatal.append(exc)
+                    tg.cancel_scope.cancel()
+                finally:
+                    self.run.tree.budget.settle(unsettled[index])
+                    unsettled[index] = 0
 
-        async with anyio.create_task_group() as tg:
-            for index, prompt in enumerate(request.prompts):
-                tg.start_soon(one, index, prompt)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(count, self.run.rlm.max_concurrency)):
+                    tg.start_soon(worker)
+        finally:
+            # Prompts never started (the batch was cancelled) give their reservation back.
+            self.run.tree.budget.settle(sum(unsettled))
         if fatal:
             raise fatal[0]
         return results

@@ -70,7 +70,8 @@ class ScriptedModel:
     """A fake model for tests: replies from a list (in order) or from a function.
 
     Args:
-        replies: The replies, in order, or a function of the request returning the reply.
+        replies: The replies (text, or :class:`MockReply` for set usage or an error status),
+            in order, or a function of the request returning the reply.
         name: The provider name (used as the usage key).
         latency: Seconds to wait before each reply (0 for none).
 
@@ -80,7 +81,7 @@ class ScriptedModel:
 
     def __init__(
         self,
-        replies: Sequence[str] | Responder,
+        replies: Sequence[str | MockReply] | Responder,
         *,
         name: str = "scripted",
         latency: float = 0.0,
@@ -95,7 +96,7 @@ class ScriptedModel:
             queue = list(replies)
             counter = itertools.count()
 
-            def from_list(request: CompletionRequest) -> str:
+            def from_list(request: CompletionRequest) -> str | MockReply:
                 index = next(counter)
                 if index >= len(queue):
                     raise ProviderResponseError(

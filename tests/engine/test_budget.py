@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from rlm_async import RLM, Budget, BudgetExceeded, ConfigurationError, Usage
@@ -126,6 +127,47 @@ async def test_a_budget_warning_event_is_emitted_once_near_the_limit() -> None:
         await rlm.completion("abc", "q")
     warnings = [e for e in seen if isinstance(e, ev.BudgetWarning)]
     assert [(w.budget, w.used, w.limit) for w in warnings] == [("max_tokens", 8500.0, 10000.0)]
+
+
+async def test_an_interrupted_batch_gives_back_what_it_reserved() -> None:
+    """A batch cut short by the cell timeout frees its unsent prompts' token reservation.
+
+    Each batch reserves 5 x 4,000 = 20,000 of 30,000 tokens. The first is interrupted with
+    one prompt in flight and four never sent; were their 16,000 kept, the same batch in the
+    next cell would be refused.
+    """
+    hold = anyio.Event()
+    calls = 0
+
+    async def sub(request: object) -> MockReply:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await hold.wait()  # the first sub-call hangs until the cell is interrupted
+        return MockReply(text="ok", usage=Usage(input_tokens=1, output_tokens=1))
+
+    batch = "r = llm_query_batched(['w' * 16_000] * 5)\nprint(r)"
+    small = Usage(input_tokens=100, output_tokens=10)
+    root = ScriptedModel(
+        [
+            MockReply(text=repl(batch), usage=small),
+            MockReply(text=repl(batch), usage=small),
+            MockReply(text="FINAL(done)", usage=small),
+        ]
+    )
+    async with RLM(
+        model=root,
+        sub_model=ScriptedModel(sub),
+        budget=Budget(max_tokens=30_000),
+        max_concurrency=1,
+        cell_timeout=0.5,
+    ) as rlm:
+        result = await rlm.completion("abc", "q")
+    hold.set()
+    assert result.answer == "done"
+    second_cell = root.requests[2].messages[-1].content
+    assert "['ok', 'ok', 'ok', 'ok', 'ok']" in second_cell, second_cell
+    assert calls == 6
 
 
 def test_budget_must_be_a_budget_object() -> None:
