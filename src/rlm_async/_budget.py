@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from rlm_async._exceptions import BudgetExceeded
+from rlm_async._options import OptionsModel
 from rlm_async._types import UsageSummary
 
 __all__ = ["Budget", "BudgetTracker", "estimate_tokens"]
@@ -26,7 +27,7 @@ def estimate_tokens(chars: int) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN)
 
 
-class Budget(BaseModel):
+class Budget(OptionsModel):
     """Limits for one completion, sub-RLMs included. ``None`` means no limit.
 
     Attributes:
@@ -38,8 +39,6 @@ class Budget(BaseModel):
         max_prompt_chars: The longest prompt code may send in one sub-call.
         warn_at: Fraction of a budget at which a ``BudgetWarning`` event is emitted.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     max_tokens: int | None = Field(default=None, gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)

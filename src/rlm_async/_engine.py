@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -17,15 +17,13 @@ from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._ratelimit import RateLimit, RateLimiter
 from rlm_async._run import RunTree, run_rlm
+from rlm_async._settings import Settings
 from rlm_async._types import RLMResult
 from rlm_async.providers import ProviderPool, ResolvedModel
 from rlm_async.providers._base import Provider
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
-
-if TYPE_CHECKING:
-    from rlm_async._settings import Settings
 
 __all__ = ["RLM"]
 
@@ -145,6 +143,24 @@ class RLM:
             raise ConfigurationError(
                 f"budget must be a rlm_async.Budget, got {type(budget).__name__}"
             )
+        if on_event is not None and not callable(on_event):
+            raise ConfigurationError(
+                f"on_event must be a function taking one event, got {type(on_event).__name__}"
+            )
+        if settings is not None and not isinstance(settings, Settings):
+            raise ConfigurationError(
+                f"settings must be a rlm_async.Settings, got {type(settings).__name__}; "
+                "build one with Settings(...) or Settings.from_env()"
+            )
+        if rate_limits is not None and not isinstance(rate_limits, Mapping):
+            raise ConfigurationError(
+                "rate_limits must be a mapping of provider name to rlm_async.RateLimit, "
+                f"e.g. {{'openai': RateLimit(requests_per_minute=500)}}; got "
+                f"{type(rate_limits).__name__}"
+            )
+        depth_models = _check_names("depth_models", depth_models, models=True)
+        allowed_models = _check_names("allowed_models", allowed_models, models=False)
+        trajectory_dir = _check_trajectory_dir(trajectory_dir)
         if on_budget_exceeded not in ("raise", "return"):
             raise ConfigurationError(
                 f"on_budget_exceeded must be 'raise' or 'return', got {on_budget_exceeded!r}"
@@ -164,8 +180,6 @@ class RLM:
         self.repl_options = self._repl_options(repl, cell_timeout, sandbox)
 
         if settings is None:
-            from rlm_async._settings import Settings
-
             settings = Settings.from_env(load_dotenv=load_dotenv)
         if max_connections is not None:
             _check_int("max_connections", max_connections, 1)
@@ -225,7 +239,12 @@ class RLM:
         options = repl or ReplOptions()
         updates: dict[str, Any] = {}
         if cell_timeout is not None:
-            if not isinstance(cell_timeout, int | float) or cell_timeout <= 0:
+            if (
+                not isinstance(cell_timeout, int | float)
+                or isinstance(cell_timeout, bool)
+                or not math.isfinite(cell_timeout)
+                or cell_timeout <= 0
+            ):
                 raise ConfigurationError(
                     f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
                 )
@@ -484,6 +503,34 @@ class RLM:
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+
+
+def _check_names(name: str, value: object, *, models: bool) -> Sequence[Any]:
+    """A list of model names (or, for ``depth_models``, Provider instances too)."""
+    kind = "model names or Provider instances" if models else "model names"
+    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
+        raise ConfigurationError(
+            f"{name} must be a list of {kind}, e.g. {name}=['gpt-5-mini'], got {value!r}"
+        )
+    return list(value)
+
+
+def _check_trajectory_dir(value: object) -> str | os.PathLike[str] | None:
+    """A directory for trajectory files: made now, so a bad path fails here, not mid-run."""
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigurationError(
+            f"trajectory_dir must be a path (str or pathlib.Path), got {type(value).__name__}"
+        )
+    try:
+        os.makedirs(value, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"trajectory_dir {os.fspath(value)!r} cannot be used as a directory: "
+            f"{exc.strerror or exc}; pass a writable directory"
+        ) from exc
+    return value
 
 
 def _check_model(name: str, value: object) -> ModelSpec:

@@ -18,14 +18,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from rlm_async._options import OptionsModel
 
 __all__ = ["RateLimit", "RateLimiter"]
 
 _MAX_SLOWDOWN = 8.0
 
 
-class RateLimit(BaseModel):
+class RateLimit(OptionsModel):
     """Limits for one provider, shared by all completions of an ``RLM``.
 
     Attributes:
@@ -33,8 +35,6 @@ class RateLimit(BaseModel):
         tokens_per_minute: Prompt tokens (estimated from characters) per minute.
         burst_seconds: How many seconds' worth of the limit may go out at once.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)

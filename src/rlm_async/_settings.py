@@ -19,6 +19,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from rlm_async._exceptions import ConfigurationError
+from rlm_async._options import describe_validation_error
 
 __all__ = ["PROVIDER_NAMES", "ModelSpec", "Settings", "parse_model_name"]
 
@@ -108,7 +109,9 @@ class Settings(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise ConfigurationError(_describe_validation_error(exc)) from None
+            raise ConfigurationError(
+                describe_validation_error("settings", exc, type(self).model_fields)
+            ) from None
         if self.prices:
             from rlm_async._pricing import PriceTable
 
@@ -200,13 +203,6 @@ def _read_dotenv(path: str | None) -> dict[str, str]:
     elif not os.path.isfile(path):
         raise ConfigurationError(f"dotenv_path {path!r} is not a file")
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def _describe_validation_error(exc: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-    )
-    return f"invalid settings: {problems}"
 
 
 def _ollama_url(host: str) -> str:

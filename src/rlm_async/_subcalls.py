@@ -1,9 +1,10 @@
 """Serving a run's sub-calls: every prompt of an ``llm_query_batched`` concurrently.
 
 The REPL sends one request per batch; this fans its prompts out to at most
-``max_concurrency`` workers, each call under the completion's shared limiter, checks the budget before anything is sent, records each call's
-usage from its own response, and answers in order. ``rlm_query`` with a context below the
-last depth starts a sub-RLM (a run one level deeper, with its own REPL) instead.
+``max_concurrency`` workers, each call under the completion's shared limiter, checks the
+budget before anything is sent, records each call's usage from its own response, and answers
+in order. ``rlm_query`` with a context below the last depth starts a sub-RLM (a run one level
+deeper, with its own REPL) instead.
 """
 
 from __future__ import annotations
@@ -91,7 +92,9 @@ class SubCallServer:
                         results[index] = await self._sub_rlm(call, prompt, context)
                     else:
                         results[index] = await self._sub_llm(call, target, prompt)
-                except FATAL_SUBCALL_ERRORS as exc:
+                except Exception as exc:
+                    # A bad key, a spent budget, or a bug in a user's Provider: end the run
+                    # with that error itself, not an ExceptionGroup around it.
                     fatal.append(exc)
                     tg.cancel_scope.cancel()
                 finally:

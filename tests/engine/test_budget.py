@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import anyio
 import pytest
 
@@ -173,3 +175,19 @@ async def test_an_interrupted_batch_gives_back_what_it_reserved() -> None:
 def test_budget_must_be_a_budget_object() -> None:
     with pytest.raises(ConfigurationError, match="Budget"):
         RLM(model=ScriptedModel(["x"]), budget={"max_tokens": 5})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Budget(max_cost=0.5), "max_cost: no such field .*max_cost_usd"),
+        (lambda: Budget(max_tokens=-1), "max_tokens: Input should be greater than 0"),
+    ],
+    ids=["misspelt-field", "negative"],
+)
+def test_a_misspelt_or_bad_budget_field_is_a_configuration_error(
+    build: Callable[[], Budget], message: str
+) -> None:
+    """A typo must not run the completion with no limit at all."""
+    with pytest.raises(ConfigurationError, match=message):
+        build()

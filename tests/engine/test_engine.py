@@ -205,6 +205,25 @@ async def test_cancelling_a_completion_kills_its_repl() -> None:
     assert not any(alive(pid) for pid in spawned)
 
 
+async def test_a_bug_in_a_sub_model_is_raised_as_itself_and_the_rlm_keeps_working() -> None:
+    """Not an ExceptionGroup around it: the caller catches what their provider raised."""
+
+    def broken(request: CompletionRequest) -> str:
+        raise ZeroDivisionError("a bug in the user's provider")
+
+    def root_reply(request: CompletionRequest) -> str:
+        if any("plain" in m.content for m in request.messages):
+            return "FINAL(fine)"
+        return repl("llm_query('x')")
+
+    before = child_pids()
+    async with RLM(model=ScriptedModel(root_reply), sub_model=ScriptedModel(broken)) as rlm:
+        with pytest.raises(ZeroDivisionError, match="user's provider"):
+            await rlm.completion("abc", "q")
+        assert child_pids() <= before
+        assert (await rlm.completion("abc", "plain")).answer == "fine"
+
+
 async def test_a_bad_context_type_fails_before_any_model_call() -> None:
     root = ScriptedModel(["FINAL(x)"])
     async with RLM(model=root) as rlm:
@@ -222,6 +241,14 @@ async def test_a_bad_context_type_fails_before_any_model_call() -> None:
         ({"model": ""}, "must not be empty"),
         ({"temperature": "hot"}, "temperature"),
         ({"cell_timeout": -1}, "cell_timeout"),
+        ({"cell_timeout": float("nan")}, "cell_timeout"),
+        ({"settings": {"openai_api_key": "k"}}, "Settings"),
+        ({"rate_limits": ["openai"]}, "mapping of provider name"),
+        ({"on_event": 5}, "on_event must be a function"),
+        ({"allowed_models": "gpt-5"}, "list of model names"),
+        ({"depth_models": None}, "depth_models must be a list"),
+        ({"trajectory_dir": 123}, "trajectory_dir must be a path"),
+        ({"trajectory_dir": "/proc/no-such-place"}, "cannot be used as a directory"),
     ],
 )
 def test_bad_options_raise_configuration_errors_that_say_what_to_do(

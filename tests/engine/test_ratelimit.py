@@ -6,8 +6,8 @@ import itertools
 
 import anyio
 import pytest
-from pydantic import ValidationError
 
+from rlm_async import ConfigurationError
 from rlm_async._ratelimit import RateLimit, RateLimiter
 
 
@@ -84,5 +84,5 @@ async def test_without_limits_acquire_never_waits() -> None:
 
 
 def test_limits_must_be_positive() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError, match="requests_per_minute"):
         RateLimit(requests_per_minute=0)

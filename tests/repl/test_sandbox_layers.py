@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from rlm_async._exceptions import SandboxError
+from rlm_async._exceptions import ConfigurationError, SandboxError
 from rlm_async.repl import _sandbox
 from rlm_async.repl._sandbox_options import (
     SandboxOptions,
@@ -46,7 +46,7 @@ TIMEOUT = 60
 
 LAUNCHER = r"""
 import json, os, subprocess, sys, time
-from rlm_async._exceptions import SandboxError
+from rlm_async._exceptions import ConfigurationError, SandboxError
 from rlm_async.repl._sandbox_options import SandboxOptions, build_child_command
 
 spec = json.loads(sys.argv[1])
@@ -474,7 +474,7 @@ def test_policy_is_json_and_paths_are_checked(work_dir: str) -> None:
     assert json.loads(json.dumps(policy)) == policy
     assert policy["memory_limit_bytes"] == 100 * 1024 * 1024
     assert policy["parent_pid"] == 123
-    with pytest.raises(ValueError, match="absolute"):
+    with pytest.raises(ConfigurationError, match="absolute"):
         SandboxOptions(write_paths=("relative/dir",))
 
 

@@ -44,9 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from rlm_async._exceptions import SandboxError
+from rlm_async._options import OptionsModel
 from rlm_async.repl import _sandbox
 
 __all__ = [
@@ -69,7 +70,7 @@ _ETC_NETWORK = (
 )  # fmt: skip
 
 
-class SandboxOptions(BaseModel):
+class SandboxOptions(OptionsModel):
     """How the REPL child is confined (Linux; elsewhere only the limits apply).
 
     Attributes:
@@ -92,8 +93,6 @@ class SandboxOptions(BaseModel):
         strict: A layer that cannot be applied is an error (``SandboxError``) instead of a
             warning in the report.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     enabled: bool = True
     allow_network: bool = False

@@ -24,9 +24,9 @@ from rlm_async._exceptions import (
     ReplCrashed,
     ReplError,
     ReplProtocolError,
-    RLMError,
 )
 from rlm_async._logging import get_logger
+from rlm_async._options import OptionsModel
 from rlm_async.repl._process import ChildProcess
 from rlm_async.repl._protocol import (
     CancelMessage,
@@ -55,7 +55,7 @@ SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
 """Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt."""
 
 
-class ReplOptions(BaseModel):
+class ReplOptions(OptionsModel):
     """How the REPL child runs.
 
     Attributes:
@@ -76,7 +76,7 @@ class ReplOptions(BaseModel):
             session), which is not a security boundary.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     cell_timeout: float = Field(default=120.0, gt=0)
     interrupt_grace: float = Field(default=3.0, ge=0)
@@ -386,8 +386,9 @@ class ReplSession:
                     ] * len(request.prompts)
                 else:
                     results = await self._handler(request)
-            except RLMError as exc:
-                # The engine decided this error ends the run (bad key, budget): stop the cell.
+            except Exception as exc:
+                # The handler decided this error ends the run (bad key, budget, a bug in a
+                # user's provider): stop the cell and raise it from execute() as it is.
                 self._handler_error = exc
                 cell_scope.cancel()
             finally:
