@@ -33,6 +33,7 @@ from rlm_async._prompts import (
     turn_feedback_prompt,
 )
 from rlm_async._subcalls import SubCallServer
+from rlm_async._text import cap_middle
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl import ReplSession
@@ -358,7 +359,7 @@ class _Run:
         cell = self.turn.cell
         self.event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
         result = await repl.execute(code)
-        output = _cap(result.render(), self.rlm.max_output_chars)
+        output = cap_middle(result.render(), self.rlm.max_output_chars)
         self.event(
             ev.CellFinished,
             turn=self.turn.number,
@@ -375,13 +376,3 @@ class _Run:
     def _on_restart(self, reason: str) -> None:
         self.tree.restarts += 1
         self.event(ev.ReplRestarted, reason=reason)
-
-    # ---- sub-calls ------------------------------------------------------------------
-
-
-def _cap(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    dropped = len(text) - 2 * half
-    return f"{text[:half]}\n[... {dropped} characters truncated ...]\n{text[-half:]}"

@@ -119,6 +119,10 @@ async def test_the_network_is_closed(repl: ReplSession, host: Host) -> None:
         f"socket.socket(socket.AF_UNIX).connect({host.unix_path!r})",
         f"socket.socket(socket.AF_UNIX).connect('\\0{host.abstract_name}')",
         "socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)",
+        # Datagram pairs (SOCK_RAW is one too, for AF_UNIX) could sendto() /dev/log.
+        "socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)",
+        "socket.socketpair(socket.AF_UNIX, socket.SOCK_RAW)",
+        "socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)",
     ):
         output = await run(repl, code)
         assert "Operation not permitted" in output or "gaierror" in output, (code, output)
@@ -154,6 +158,52 @@ async def test_signals_reach_only_the_repl_itself(repl: ReplSession) -> None:
         "os.kill(os.getpid(), signal.SIGUSR1)\nprint(len(hits))"
     )
     assert (await run(repl, code)).strip() == "1"
+
+
+async def test_what_the_review_found_is_closed(repl: ReplSession) -> None:
+    """ACLs by xattr, memfd memory outside RLIMIT_AS, SIGIO to the parent: all EPERM."""
+    await run(repl, "import os, fcntl\nopen('mine.txt', 'w').write('x')")
+    for code in (
+        "os.setxattr('mine.txt', 'system.posix_acl_access', b'\\x02\\0\\0\\0')",
+        "os.setxattr('mine.txt', 'user.note', b'1')",
+        "os.memfd_create('bomb')",
+        f"fcntl.fcntl(os.open('mine.txt', os.O_RDONLY), fcntl.F_SETOWN, {os.getpid()})",
+    ):
+        assert "Operation not permitted" in await run(repl, code), code
+    # What cells do need still works: directories, stream socket pairs (asyncio), fcntl.
+    work = "os.makedirs('a/b')\nimport socket, asyncio\nsocket.socketpair()\n"
+    work += "print(os.path.isdir('a/b'), asyncio.run(asyncio.sleep(0, 'ok')))"
+    assert "True ok" in await run(repl, work)
+
+
+async def test_a_directory_planted_where_the_parent_writes_does_not_stop_a_restart(
+    repl: ReplSession,
+) -> None:
+    """Model code replaces repl-config.json and the context file with directory trees."""
+    plant = (
+        "import os\n"
+        "for name in ('repl-config.json', 'context.txt'):\n"
+        "    if os.path.exists(name):\n"
+        "        os.remove(name)\n"
+        "    os.makedirs(name + '/deep/er')\n"
+        "os._exit(1)"
+    )
+    result = await repl.execute(plant)
+    assert result.restarted, result.render()
+    assert "the context" in await run(repl, "print(context)")
+
+
+async def test_a_forged_result_line_cannot_flood_the_parent(repl: ReplSession) -> None:
+    """Output is capped in the child, and again in the parent for a line the child forged."""
+    forge = (
+        "import json, os, sys\n"
+        "fd = int(sys.argv[sys.argv.index('--out-fd') + 1])\n"
+        "line = json.dumps({'type': 'result', 'cell': 1, 'stdout': 'A' * 5_000_000})\n"
+        "os.write(fd, line.encode() + b'\\n')"
+    )
+    result = await repl.execute(forge)
+    assert len(result.stdout) < 2 * OPTIONS.output_limit
+    assert "characters truncated" in result.stdout
 
 
 async def test_processes_cannot_be_created(repl: ReplSession) -> None:

@@ -92,7 +92,7 @@ _FS_EXECUTE = 1 << 0
 _FS_WRITE_FILE = 1 << 1
 _FS_READ_FILE = 1 << 2
 _FS_READ_DIR = 1 << 3
-_FS_MAKE_CHAR = 1 << 7
+_FS_MAKE_CHAR = 1 << 6
 _FS_MAKE_BLOCK = 1 << 11
 _FS_ABI1 = (1 << 13) - 1  # EXECUTE .. MAKE_SYM
 _FS_REFER = 1 << 13  # ABI 2
@@ -124,8 +124,11 @@ _CLONE_NAMESPACES = (
     0x40000000,  # CLONE_NEWNET
 )
 _AF_UNIX = 1
-_SOCK_DGRAM = 2
-_SOCK_SEQPACKET = 5
+_SOCK_STREAM = 1
+_SOCK_TYPE_MASK = 0xF
+_F_SETOWN = 8
+_F_SETSIG = 10
+_F_SETOWN_EX = 15
 
 # Calls no REPL cell has a reason to make; all fail with EPERM.
 _ALWAYS_DENIED = (
@@ -140,7 +143,15 @@ _ALWAYS_DENIED = (
     "syslog", "name_to_handle_at", "open_by_handle_at", "lookup_dcookie", "vhangup",
     "ioprio_set", "migrate_pages", "move_pages",
     "chown", "lchown", "fchownat",
+    # ACLs and attributes by path are not governed by Landlock: an ACL could open a file
+    # to other users, where chmod is refused.
+    "setxattr", "lsetxattr", "removexattr", "lremovexattr",
+    # Shared memory outside RLIMIT_AS: memfds are what a memory bomb would use instead.
+    "memfd_create", "memfd_secret",
 )  # fmt: skip
+# Calls too new for older libseccomp releases to know by name, denied by number: system
+# calls added since Linux 5.1 have one number on every architecture.
+_ALWAYS_DENIED_NUMBERS = {"setxattrat": 463, "removexattrat": 466, "file_setattr": 469}
 _PROCESS_CREATION = ("fork", "vfork", "execve", "execveat", "pidfd_open")
 _PATH_CHMOD = ("chmod", "fchmodat", "fchmodat2")
 _SELF_ONLY_ARG0 = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
@@ -538,8 +549,15 @@ class _Filter:
         self.rules = 0
         self.denied: list[str] = []
 
-    def deny(self, name: str, *cmps: tuple[int, int, int, int], err: int = errno.EPERM) -> None:
-        number = self.lib.seccomp_syscall_resolve_name(name.encode())
+    def deny(
+        self,
+        name: str,
+        *cmps: tuple[int, int, int, int],
+        err: int = errno.EPERM,
+        number: int | None = None,
+    ) -> None:
+        if number is None:
+            number = self.lib.seccomp_syscall_resolve_name(name.encode())
         if number == _NR_SCMP_ERROR:
             return  # unknown to this libseccomp: nothing to filter
         array = (_ArgCmp * max(len(cmps), 1))(*(_ArgCmp(*c) for c in cmps))
@@ -575,13 +593,22 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
     f = _Filter(lib)
     for name in _ALWAYS_DENIED:
         f.deny(name)
+    for name, number in _ALWAYS_DENIED_NUMBERS.items():
+        if lib.seccomp_syscall_resolve_name(name.encode()) == _NR_SCMP_ERROR:
+            f.deny(name, number=number)
+    # Asking for SIGIO/SIGURG to go to another process: Landlock's signal scope (ABI >= 6)
+    # would stop the signal, older kernels would not.
+    for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX):
+        f.deny("fcntl", (1, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, command))
     if not network:
         f.deny("socket")
-        # asyncio's self-pipe needs AF_UNIX stream pairs. Datagram pairs could still sendto()
-        # a named socket such as /dev/log, so only SOCK_STREAM pairs are left.
+        # asyncio's self-pipe needs AF_UNIX stream pairs. Any other type (datagram, and
+        # SOCK_RAW, which AF_UNIX turns into datagram) could sendto() a named socket such as
+        # /dev/log, so only SOCK_STREAM pairs are left.
         f.deny("socketpair", (0, ne, _AF_UNIX, 0))
-        for sock_type in (_SOCK_DGRAM, _SOCK_SEQPACKET):
-            f.deny("socketpair", (1, _SCMP_CMP_MASKED_EQ, 0xF, sock_type))
+        for sock_type in range(_SOCK_TYPE_MASK + 1):
+            if sock_type != _SOCK_STREAM:
+                f.deny("socketpair", (1, _SCMP_CMP_MASKED_EQ, _SOCK_TYPE_MASK, sock_type))
     # clone3 passes its flags in memory seccomp cannot read: ENOSYS makes glibc use clone.
     f.deny("clone3", err=errno.ENOSYS)
     for flag in _CLONE_NAMESPACES:

@@ -341,11 +341,18 @@ def create_child_file(path: str) -> BinaryIO:
     root, when the parent is root). This removes what is there and creates the file with
     ``O_EXCL | O_NOFOLLOW``, so a racing symlink makes it fail instead.
 
+    A directory planted under the name is removed too (``shutil.rmtree`` works on file
+    descriptors here and never follows a symlink out of it).
+
     Raises:
-        OSError: the name is taken by a directory, or was re-created during the call.
+        OSError: the name was re-created during the call.
     """
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o644)
     os.fchmod(fd, 0o644)  # readable by a run_as child whatever the parent's umask

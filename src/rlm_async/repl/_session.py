@@ -27,6 +27,7 @@ from rlm_async._exceptions import (
 )
 from rlm_async._logging import get_logger
 from rlm_async._options import OptionsModel
+from rlm_async._text import cap_middle
 from rlm_async.repl._process import ChildProcess
 from rlm_async.repl._protocol import (
     CancelMessage,
@@ -270,6 +271,9 @@ class ReplSession:
             )
         if self._on_restart is not None:
             self._on_restart(reason)
+        # Written again, not trusted: model code may have changed or replaced the file, and
+        # "the context is reloaded" means the context the run started with.
+        await anyio.to_thread.run_sync(self._write_context)
         await self._spawn()
 
     # ---- cells ----------------------------------------------------------------------
@@ -320,11 +324,14 @@ class ReplSession:
                 raise self._handler_error
             duration = time.perf_counter() - started
             if isinstance(outcome, ResultMessage):
+                # The child caps its own output, but the line is the child's to write: a
+                # forged one must not carry 400 MB into the trajectory and the events.
+                cap = self.options.output_limit + 200  # room for the child's own marker
                 return CellResult(
                     cell=cell,
-                    stdout=outcome.stdout,
-                    stderr=outcome.stderr,
-                    error=outcome.error,
+                    stdout=cap_middle(outcome.stdout, cap),
+                    stderr=cap_middle(outcome.stderr, cap),
+                    error=None if outcome.error is None else cap_middle(outcome.error, cap),
                     final=outcome.final,
                     process_output=child.output.take(),
                     duration=duration,
