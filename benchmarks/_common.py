@@ -348,3 +348,50 @@ def settings_for(base_url: str) -> Any:
 
 def fmt_bytes(n: float) -> str:
     return f"{n / MIB:,.1f} MiB"
+
+
+# ---- the practical limit of a pipe round trip -------------------------------------------
+
+_ECHO_CHILD = """
+import json, os
+inp, out = os.fdopen(0, 'rb', buffering=0), 1
+buf = b''
+while True:
+    chunk = os.read(0, 65536)
+    if not chunk:
+        break
+    buf += chunk
+    while b'\\n' in buf:
+        line, buf = buf.split(b'\\n', 1)
+        message = json.loads(line)
+        os.write(out, json.dumps({'type': 'result', 'cell': message['cell']}).encode() + b'\\n')
+"""
+
+
+def bare_pipe_round_trip(n: int = 2_000) -> tuple[float, float]:
+    """Median and p99 seconds of one JSON line to a ``python -I`` child and one back.
+
+    The floor under any REPL protocol on this machine: two processes, two pipes, a JSON
+    encode and decode on each side, blocking reads (no event loop).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-c", _ECHO_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    to_child, from_child = proc.stdin.fileno(), proc.stdout.fileno()
+    trips: list[float] = []
+    try:
+        for cell in range(n + 100):
+            started = time.perf_counter()
+            os.write(to_child, json.dumps({"type": "exec", "cell": cell}).encode() + b"\n")
+            line = b""
+            while not line.endswith(b"\n"):
+                line += os.read(from_child, 65536)
+            json.loads(line)
+            if cell >= 100:  # after a warm-up
+                trips.append(time.perf_counter() - started)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=5)
+        proc.stdout.close()
+    return median(trips), percentile(trips, 99)

@@ -9,7 +9,7 @@ The figure is the number of sub-calls divided by the cell's wall time.
 
 from __future__ import annotations
 
-from _common import Result, ServerProcess, median
+from _common import Result, ServerProcess, bare_pipe_round_trip, median
 from bench_fanout import run_fan_out
 
 from rlm_async.testing import ScriptedModel
@@ -70,8 +70,8 @@ async def run(quick: bool) -> Result:
         "one llm_query round trip, sequential (ScriptedModel)",
         per_call * 1e6,
         "µs",
-        reference=132.0,
-        reference_label="bare JSON-line pipe round trip, sandbox.md",
+        reference=bare_pipe_round_trip()[0] * 1e6,
+        reference_label="bare JSON-line pipe round trip, measured",
         extra={"cells": cells, "n": sequential, "median": median(cells) / sequential},
     )
     return res

@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -24,6 +24,9 @@ from rlm_async.providers._base import Provider
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
+
+if TYPE_CHECKING:
+    from rlm_async.trajectory import TrajectoryWriter
 
 __all__ = ["RLM"]
 
@@ -83,7 +86,7 @@ class RLM:
             ``rlm_async.trajectory``) to ``<dir>/<UTC time>-<run_id>.jsonl``; its path is
             in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``.
         max_connections: HTTP connections per provider, shared by every completion of this
-            ``RLM`` (default: ``max(4 * max_concurrency, 64)``); requests beyond it wait in
+            ``RLM`` (default: ``max(4 * max_concurrency, 256)``); requests beyond it wait in
             one FIFO queue.
 
     Example:
@@ -208,6 +211,10 @@ class RLM:
             if isinstance(spec, str):
                 self._allowed.setdefault(spec, resolved)
         self._sessions: set[ReplSession] = set()
+        # The cancel scope of every run in progress: aclose() cancels them and waits, so no
+        # run is left restarting a REPL that aclose() is killing.
+        self._running: set[anyio.CancelScope] = set()
+        self._drained: anyio.Event | None = None
         self._closed = False
         self._warm_repls = warm_repls
         self.trajectory_dir = trajectory_dir
@@ -330,6 +337,12 @@ class RLM:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
+            if self._running:
+                self._drained = anyio.Event()
+                for scope in list(self._running):
+                    scope.cancel()
+                with anyio.move_on_after(10):  # each run's own clean-up is bounded in time
+                    await self._drained.wait()
             if self.repl_pool is not None:
                 await self.repl_pool.aclose()
             for session in list(self._sessions):
@@ -450,30 +463,46 @@ class RLM:
             writer = TrajectoryWriter.in_directory(self.trajectory_dir)
             listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
         tree = RunTree(rlm=self, emit=fan_out, stream_text=stream_text)
-        deadline = self.budget.max_seconds
+        closing = anyio.CancelScope()
+        self._running.add(closing)
         try:
-            try:
-                with anyio.move_on_after(math.inf if deadline is None else deadline):
-                    result = await run_rlm(tree, context, query)
-                    if writer is not None:
-                        result.metadata["trajectory_path"] = str(writer.path)
-                    return result
-                error = BudgetExceeded(
-                    f"the time budget of {deadline:g} s ran out; the run was cancelled",
-                    budget="max_seconds",
-                )
-            except BudgetExceeded as exc:
-                error = exc
-            _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
-            error.partial = tree.partial_result()
-            if writer is not None:
-                error.partial.metadata["trajectory_path"] = str(writer.path)
-            if self.on_budget_exceeded == "return":
-                return error.partial
-            raise error
+            with closing:
+                return await self._run_tree(tree, writer, context, query)
+            raise ConfigurationError(
+                "this RLM was closed (aclose() or the end of its `async with` block) while "
+                "the completion was running; close it after its completions finish"
+            )
         finally:
+            self._running.discard(closing)
+            if not self._running and self._drained is not None:
+                self._drained.set()
             if writer is not None:
                 writer.close()
+
+    async def _run_tree(
+        self, tree: RunTree, writer: TrajectoryWriter | None, context: Any, query: str
+    ) -> RLMResult:
+        """The run under the time budget; a spent budget raises or returns the partial."""
+        deadline = self.budget.max_seconds
+        try:
+            with anyio.move_on_after(math.inf if deadline is None else deadline):
+                result = await run_rlm(tree, context, query)
+                if writer is not None:
+                    result.metadata["trajectory_path"] = str(writer.path)
+                return result
+            error = BudgetExceeded(
+                f"the time budget of {deadline:g} s ran out; the run was cancelled",
+                budget="max_seconds",
+            )
+        except BudgetExceeded as exc:
+            error = exc
+        _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
+        error.partial = tree.partial_result()
+        if writer is not None:
+            error.partial.metadata["trajectory_path"] = str(writer.path)
+        if self.on_budget_exceeded == "return":
+            return error.partial
+        raise error
 
     def completion_sync(self, context: Any, query: str) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).

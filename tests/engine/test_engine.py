@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +306,55 @@ async def test_leaving_a_stream_early_cancels_the_run_and_its_repl() -> None:
         await stream.aclose()  # type: ignore[attr-defined]
     assert spawned
     assert not any(alive(pid) for pid in spawned)
+
+
+async def test_closing_the_rlm_right_after_leaving_a_stream_is_clean(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No explicit aclose() of the stream: the RLM's close must still win the race."""
+
+    def script(request: CompletionRequest) -> str:
+        return repl("import time\ntime.sleep(60)")
+
+    before = child_pids()
+    async with RLM(model=ScriptedModel(script)) as rlm:
+        async for event in rlm.stream("abc", "q"):
+            if event.type == "cell_started":
+                spawned = child_pids() - before
+                break
+    gc.collect()  # a task that failed unseen is reported when it is collected
+    await anyio.sleep(0)
+    assert spawned
+    assert not any(alive(pid) for pid in spawned)
+    assert "exception was never retrieved" not in caplog.text
+
+
+async def test_closing_an_rlm_cancels_its_running_completions() -> None:
+    started = anyio.Event()
+
+    def script(request: CompletionRequest) -> str:
+        started.set()
+        return repl("import time\ntime.sleep(60)")
+
+    failures: list[BaseException] = []
+    before = child_pids()
+
+    async def run(rlm: RLM) -> None:
+        try:
+            await rlm.completion("abc", "q")
+        except ConfigurationError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        rlm = RLM(model=ScriptedModel(script))
+        tg.start_soon(run, rlm)
+        tg.start_soon(run, rlm)
+        await started.wait()
+        with anyio.fail_after(5):
+            await rlm.aclose()
+    assert len(failures) == 2
+    assert all("closed" in str(f) for f in failures)
+    assert child_pids() <= before
 
 
 async def test_a_failed_run_streams_run_failed_then_raises() -> None:

@@ -89,6 +89,7 @@ class ChildProcess:
         self._scanned = 0
         self.output = HeadTailBuffer(output_limit)
         self._pidfd: int | None = None
+        self._pidfd_waited = False
         with contextlib.suppress(AttributeError, OSError):
             self._pidfd = os.pidfd_open(self.pid)
         self._output_fds = output_fds
@@ -194,10 +195,16 @@ class ChildProcess:
         if self.popen.poll() is not None:
             return True
         with anyio.move_on_after(within):
-            if self._pidfd is not None:
-                await anyio.wait_readable(self._pidfd)
+            if self._pidfd is not None and not self._pidfd_waited:
+                # One waiter per fd is all the event loop allows (a second one raises
+                # BusyResourceError): a close racing a crash restart polls instead.
+                self._pidfd_waited = True
+                try:
+                    await anyio.wait_readable(self._pidfd)
+                finally:
+                    self._pidfd_waited = False
             else:
-                # No pidfd (not Linux): nothing to wait on but the process table.
+                # No pidfd (not Linux), or another task waits on it: poll the process table.
                 while self.popen.poll() is None:  # noqa: ASYNC110
                     await anyio.sleep(0.005)
         return self.popen.poll() is not None
