@@ -142,6 +142,7 @@ async def test_a_provider_error_is_exit_2_with_one_line(
         (["run", "q", "--context", "{ctx}", "--json"], "not valid JSON"),
         (["view", "/nonexistent/t.jsonl"], "No such file or directory"),
         (["view", "{ctx}"], "line 1: not JSON"),
+        (["view", "{bin}"], "the trajectory file is not UTF-8 text"),
     ],
 )
 async def test_errors_exit_2_with_a_message(
@@ -149,7 +150,9 @@ async def test_errors_exit_2_with_a_message(
 ) -> None:
     context = tmp_path / "ctx.txt"
     context.write_text("not json, not a trajectory", encoding="utf-8")
-    args = [a.replace("{ctx}", str(context)) for a in argv]
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(b"\xff\xfe")
+    args = [a.replace("{ctx}", str(context)).replace("{bin}", str(binary)) for a in argv]
     code = await cli(*args, *(["--no-dotenv"] if args[0] == "run" else []))
     err = capsys.readouterr().err
     assert code == 2
@@ -161,6 +164,10 @@ def test_usage_errors_exit_2_without_raising(capsys: pytest.CaptureFixture[str])
     assert main(["run"]) == 2
     assert main(["run", "q", "--trajectory", "a", "--trajectory-dir", "b"]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["demo", "--lines", "-5"]) == 2
+    assert "must be 1 or more, got -5" in capsys.readouterr().err
+    assert main(["serve", "--demo", "--port", "99999"]) == 2
+    assert "a port is 0-65535" in capsys.readouterr().err
     assert main(["--help"]) == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,22 @@ async def llm_complete(
         >>> completion.text, completion.usage.cost_usd  # doctest: +SKIP
     """
     messages = _messages(prompt_or_messages)
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         raise ConfigurationError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not math.isfinite(temperature)
+    ):
+        raise ConfigurationError(f"temperature must be a number, got {temperature!r}")
+    if system is not None and not isinstance(system, str):
+        raise ConfigurationError(f"system must be a str, got {type(system).__name__}")
+    if settings is not None and not isinstance(settings, Settings):
+        raise ConfigurationError(
+            f"settings must be a rlm_async.Settings, got {type(settings).__name__}"
+        )
     async with ProviderPool(settings, max_connections=2) as pool:
         resolved = pool.resolve(model)
         request = CompletionRequest(

@@ -152,6 +152,11 @@ def _size(value: Any) -> int:
 def _check_json(value: Any) -> None:
     try:
         json.dumps(value)
+    except RecursionError:
+        raise ContextTypeError(
+            "the context is nested too deeply to hold as JSON (hundreds of levels); "
+            "flatten it, or pass it as text (e.g. json.dumps(context))"
+        ) from None
     except (TypeError, ValueError) as exc:
         raise ContextTypeError(
             f"the context must hold only JSON values (str, numbers, bools, None, lists, dicts): "

@@ -143,6 +143,7 @@ class _Run:
         self.parent_run_id = parent_run_id
         self.parent_subcall: str | None = None
         self.run_id = uuid.uuid4().hex[:12]
+        self.answer_source: str | None = None  # how the run ended: FinalAnswer.source
         self.prepared = prepared
         self.root: ResolvedModel = self.rlm._model_for_depth(depth)
         self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
@@ -165,6 +166,8 @@ class _Run:
         return completion
 
     def event(self, cls: type[Any], **fields: Any) -> None:
+        if cls is ev.FinalAnswer:
+            self.answer_source = fields["source"]
         self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
 
     async def run(self) -> RLMResult:
@@ -221,7 +224,11 @@ class _Run:
             usage=self.tree.usage,
             elapsed=elapsed,
             trajectory=self.tree.trajectory if self.depth == 0 else [],
-            metadata={"run_id": self.run_id, **self.tree.metadata()},
+            metadata={
+                "run_id": self.run_id,
+                "answer_source": self.answer_source,
+                **self.tree.metadata(),
+            },
         )
 
     # ---- the loop -------------------------------------------------------------------

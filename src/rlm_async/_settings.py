@@ -168,8 +168,9 @@ class Settings(BaseModel):
             return secret.get_secret_value()
         if required:
             raise ConfigurationError(
-                f"no API key for {provider}: set {variable} in the environment (or in a .env "
-                f"file and pass load_dotenv=True), or pass Settings({field}=...)"
+                f"no API key for {provider}: set {variable} in the environment, or in a .env "
+                f"file (the rlm-async command reads it; in code, RLM(load_dotenv=True)), or "
+                f"pass Settings({field}=...)"
             )
         return None
 
@@ -277,7 +278,16 @@ def parse_model_name(name: str) -> ModelSpec:
     if colon and prefix == "ft":  # OpenAI fine-tunes: "ft:gpt-4o-mini:org::id"
         return ModelSpec("openai", name)
     if colon:
-        return ModelSpec("ollama", name)  # "name:tag" is Ollama's spelling
+        # "name:tag" is Ollama's spelling; but "openia:gpt-5" is a typo, not a local model
+        # to wait ten seconds of retries for.
+        close = _misspelt_provider(prefix.lower())
+        if close is not None:
+            raise ConfigurationError(
+                f"unknown provider {prefix!r} in model name {name!r}; did you mean "
+                f"'{close}:{rest}'? (For an Ollama model really named so, write "
+                f"'ollama:{name}'.)"
+            )
+        return ModelSpec("ollama", name)
     lowered = name.lower()
     for pattern, inferred in _BARE_PREFIXES:
         if pattern.match(lowered):
@@ -289,3 +299,34 @@ def parse_model_name(name: str) -> ModelSpec:
         f"e.g. 'openai:{name}', 'anthropic:{name}', 'gemini:{name}', 'xai:{name}', "
         f"'ollama:{name}', or 'openai-compatible:{name}' (with OPENAI_COMPATIBLE_BASE_URL set)"
     )
+
+
+def _misspelt_provider(prefix: str) -> str | None:
+    """The provider ``prefix`` is one slip away from (two for long names), if any.
+
+    Tight on purpose: Ollama model names are free-form ("codellama", "openchat"), and only
+    a near miss of a provider's name is more likely a typo than a model.
+    """
+    allowed = 1 if len(prefix) <= 5 else 2
+    # Not "grok": one slip from "groq", a different provider (OpenAI-compatible).
+    for known in (*PROVIDER_NAMES, *(a for a in _PROVIDER_ALIASES if a != "grok")):
+        if prefix != known and _edit_distance(prefix, known) <= allowed:
+            return _PROVIDER_ALIASES.get(known, known)
+    return None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance with adjacent transpositions counted as one edit."""
+    if abs(len(a) - len(b)) > 2:
+        return 3  # more than any caller allows
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]

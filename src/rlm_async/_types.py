@@ -155,7 +155,10 @@ class RLMResult(BaseModel):
         usage: Tokens and cost per model and per depth.
         elapsed: Wall time of the run in seconds.
         trajectory: Every event of the run, in order (see ``rlm_async.events``).
-        metadata: Facts about the run: REPL restarts, sandbox layers, sub-call count.
+        metadata: Facts about the run: REPL restarts, sandbox layers, sub-call count, and
+            ``answer_source``: how the answer came (``"code"``/``"text"``/``"variable"``:
+            a FINAL; ``"forced"``: FINAL in the last turn after ``max_iterations``;
+            ``"last_reply"``: no FINAL at all, the last reply's text).
         finished: ``False`` when a budget ended the run and the caller asked for a
             result instead of ``BudgetExceeded``.
     """

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from rlm_async import events as ev
+from rlm_async._cli_types import positive_int
 from rlm_async._progress import Progress
 
 if TYPE_CHECKING:
@@ -43,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         help="find a number hidden in ~1,000,000 lines (offline demo model when no key is set)",
     )
     demo.add_argument(
-        "--lines", type=int, default=1_000_000, help="lines of haystack (default 1,000,000)"
+        "--lines",
+        type=positive_int,
+        default=1_000_000,
+        help="lines of haystack (default 1,000,000)",
     )
     demo.add_argument(
         "--seed", type=int, default=None, help="random seed for a reproducible haystack"
@@ -56,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
         "--offline", action="store_true", help="use the offline demo model even if a key is set"
     )
     demo.add_argument(
-        "--concurrency", type=int, default=32, help="sub-calls in flight at once (default 32)"
+        "--concurrency",
+        type=positive_int,
+        default=32,
+        help="sub-calls in flight at once (default 32)",
     )
     demo.add_argument(
         "-v", "--verbose", action="store_true", help="print every turn, cell and sub-call batch"
@@ -333,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
     except UnicodeDecodeError as exc:
-        return _error(f"the context is not UTF-8 text: {exc}")
+        what = "the trajectory file" if args.command == "view" else "the context"
+        return _error(f"{what} is not UTF-8 text: {exc}")
     except KeyboardInterrupt:
         print("\nrlm-async: interrupted", file=sys.stderr)
         return 130

@@ -47,3 +47,13 @@ def test_unsupported_contexts_raise_a_type_error_that_says_what_is_accepted(bad:
         prepare_context(bad)
     assert isinstance(info.value, TypeError)
     assert "str" in str(info.value)
+
+
+def test_a_context_nested_too_deeply_for_json_is_a_context_type_error() -> None:
+    deep: dict[str, object] = {}
+    level = deep
+    for _ in range(5_000):
+        level["a"] = {}
+        level = level["a"]  # type: ignore[assignment]
+    with pytest.raises(ContextTypeError, match="nested too deeply"):
+        prepare_context({"doc": deep})

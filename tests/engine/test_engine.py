@@ -55,6 +55,7 @@ async def test_final_called_in_code_ends_the_run_and_skips_later_blocks() -> Non
     assert result.answer == "ABC"
     assert sum(isinstance(e, ev.CellStarted) for e in seen) == 1
     assert any(isinstance(e, ev.FinalAnswer) and e.source == "code" for e in seen)
+    assert result.metadata["answer_source"] == "code"
 
 
 async def test_final_var_in_the_reply_reads_the_variable_after_the_code_ran() -> None:
@@ -94,6 +95,7 @@ async def test_without_a_final_line_the_last_reply_is_the_answer() -> None:
     async with RLM(model=root, max_iterations=1) as rlm:
         result = await rlm.completion("abc", "q")
     assert result.answer == "Paris, probably."
+    assert result.metadata["answer_source"] == "last_reply"  # no FINAL: the caller can tell
 
 
 async def test_cell_output_fed_back_is_capped_with_a_marker() -> None:

@@ -54,6 +54,22 @@ async def test_malformed_messages_are_configuration_errors(
         await llm_complete("gpt-4o", bad, settings=settings)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_tokens": True}, "max_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"system": 123}, "system must be a str"),
+        ({"settings": {"openai_api_key": "k"}}, "rlm_async.Settings"),
+    ],
+)
+async def test_bad_options_are_configuration_errors(
+    options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        await llm_complete("gpt-4o", "hi", **options)  # type: ignore[arg-type]
+
+
 async def test_missing_key_is_a_configuration_error_before_any_request() -> None:
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         await llm_complete("gpt-4o", "hi", settings=Settings())

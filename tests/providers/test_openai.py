@@ -12,6 +12,7 @@ import respx
 from rlm_async._exceptions import (
     AuthenticationError,
     NotFoundError,
+    ProviderError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -258,6 +259,17 @@ async def test_timeouts_are_mapped_to_provider_timeout_error(
     with pytest.raises(ProviderTimeoutError) as info:
         await provider.complete(request())
     assert isinstance(info.value.__cause__, httpx.ReadTimeout)
+    assert "Settings(read_timeout=...)" in str(info.value)
+
+
+async def test_a_redirect_says_the_base_url_is_probably_wrong(
+    provider: OpenAIProvider, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.post(URL).mock(
+        return_value=httpx.Response(302, headers={"location": "https://example.com/login"})
+    )
+    with pytest.raises(ProviderError, match=r"redirect to https://example\.com/login.*base URL"):
+        await provider.complete(request())
 
 
 # ---- streaming ---------------------------------------------------------------------------

@@ -196,6 +196,27 @@ def test_unknown_name_error_shows_how_to_spell_it() -> None:
         parse_model_name("mystery-model")
 
 
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("openia:gpt-5", "'openai:gpt-5'"),
+        ("antropic:claude-sonnet-4-5", "'anthropic:claude-sonnet-4-5'"),
+        ("xia:grok-4", "'xai:grok-4'"),
+        ("openai-compatibel:m", "'openai-compatible:m'"),
+    ],
+)
+def test_a_misspelt_provider_is_an_error_not_an_ollama_model(name: str, suggestion: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"did you mean {suggestion}"):
+        parse_model_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["codellama:7b", "openchat:7b", "gemma:2b", "groq:llama3", "aya:8b", "tinyllama:1b"]
+)
+def test_ollama_names_near_a_provider_name_stay_ollama_models(name: str) -> None:
+    assert parse_model_name(name) == ModelSpec("ollama", name)
+
+
 @pytest.mark.parametrize("name", ["", "   ", "openai:"])
 def test_empty_model_names_are_configuration_errors(name: str) -> None:
     with pytest.raises(ConfigurationError):

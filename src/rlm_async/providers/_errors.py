@@ -170,6 +170,12 @@ def failure_from_response(
     message = info.message
     if provider == "ollama" and status == 404 and "not found" in message:
         message += " (pull it first: ollama pull <model>)"
+    if 300 <= status < 400:
+        where = response.headers.get("location")
+        message += (
+            f" (a redirect{f' to {where}' if where else ''}: the base URL is probably wrong; "
+            "point it at the API itself, e.g. https://api.openai.com/v1)"
+        )
     kwargs: dict[str, Any] = {
         "provider": provider,
         "status_code": status,
@@ -230,8 +236,11 @@ def map_transport_errors(provider: str, *, hint: str = "") -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
+        setting = "connect_timeout" if isinstance(exc, httpx.ConnectTimeout) else "read_timeout"
         raise ProviderTimeoutError(
-            f"request timed out ({type(exc).__name__})", provider=provider
+            f"request timed out ({type(exc).__name__}); if the server is just slow, raise "
+            f"Settings({setting}=...) or RLM_ASYNC_{setting.upper()} (seconds)",
+            provider=provider,
         ) from exc
     except httpx.UnsupportedProtocol as exc:
         raise ConfigurationError(

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from rlm_async._exceptions import ReplCrashed, ReplProtocolError, ReplTimeout, SandboxError
+from rlm_async._exceptions import (
+    ReplCrashed,
+    ReplError,
+    ReplProtocolError,
+    ReplTimeout,
+    SandboxError,
+)
 from rlm_async._logging import get_logger
 from rlm_async.repl._process import ChildProcess, spawn_child_async
 from rlm_async.repl._protocol import (
@@ -126,14 +132,20 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         popen_extra = dict(command.popen_kwargs)
         for warning in command.warnings:
             _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
-    child = await spawn_child_async(
-        argv,
-        cwd=work_dir,
-        env=env,
-        max_message_bytes=options.max_message_bytes,
-        output_limit=options.output_limit,
-        popen_extra=popen_extra,
-    )
+    try:
+        child = await spawn_child_async(
+            argv,
+            cwd=work_dir,
+            env=env,
+            max_message_bytes=options.max_message_bytes,
+            output_limit=options.output_limit,
+            popen_extra=popen_extra,
+        )
+    except OSError as exc:
+        raise ReplError(
+            f"could not start the REPL process ({options.python}): {exc.strerror or exc}; check "
+            "ReplOptions.python (an interpreter path) and that the machine can start processes"
+        ) from exc
     try:
         with anyio.fail_after(options.start_timeout):
             message = await child.receive()

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from rlm_async._cli_types import port_number
+
 if TYPE_CHECKING:
     from rlm_async._engine import RLM
     from rlm_async._settings import Settings
@@ -39,7 +41,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """
     parser.allow_abbrev = False
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
+    parser.add_argument(
+        "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
+    )
     parser.add_argument("--model", default=None, help="root model (default gpt-5)")
     parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
     parser.add_argument("--max-iterations", type=int, default=20)
