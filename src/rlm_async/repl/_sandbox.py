@@ -24,7 +24,7 @@ The policy is a plain JSON dict written by the parent (``SandboxOptions.to_polic
     parent_pid             int   the process that must stay our parent (PDEATHSIG race check)
     parent_pid_ns          str   the parent's ``/proc/self/ns/pid`` link; a different one means
                                  bwrap gave us our own pid namespace (its init ends us instead)
-    parent_uid             int   the parent's euid (same uid and no bwrap -> deny path chmod)
+    parent_uid             int   the parent's euid (informational)
     allow_network          bool  keep sockets and TCP (default False)
     allow_subprocess       bool  keep fork/exec and signals to our own children (default False)
     read_paths/write_paths list  extra directories or files
@@ -630,11 +630,12 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
     f.deny("setpriority", (1, ne, 0, 0))
     for name in _SELF_ONLY_ARG0:
         f.deny(name, (0, ne, 0, 0))
-    same_uid = policy.get("parent_uid") is not None and os.geteuid() == int(policy["parent_uid"])
     own_namespace = policy.get("parent_pid_ns") not in (None, _pid_namespace())
-    if same_uid and not own_namespace:
-        # Landlock does not govern chmod: with the parent's uid and the parent's view of the
-        # disk, chmod could open up the user's own files. (fchmod on an open fd still works.)
+    if not own_namespace:
+        # Landlock does not govern chmod: with the parent's view of the disk, chmod could
+        # open up the files of our uid (the user's own, or, as nobody, other REPLs' work
+        # dirs). Under bwrap only the work dir is there to change. (fchmod on an open fd
+        # still works.)
         for name in _PATH_CHMOD:
             f.deny(name)
     return f
