@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import math
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -18,6 +18,7 @@ from rlm_async._logging import get_logger
 from rlm_async._ratelimit import RateLimit, RateLimiter
 from rlm_async._run import RunTree, run_rlm
 from rlm_async._settings import Settings
+from rlm_async._tasks import run_cancel_safely, wait_out
 from rlm_async._types import RLMResult
 from rlm_async.providers import ProviderPool, ResolvedModel
 from rlm_async.providers._base import Provider
@@ -375,15 +376,17 @@ class RLM:
             ProviderError: the root model failed after retries (or a sub-model's key is bad).
             ReplCrashed: the REPL kept crashing.
         """
-        if on_event is None:
-            return await self._run(context, query, self._on_event)
-        callbacks = [c for c in (self._on_event, on_event) if c is not None]
+        emit = self._on_event
+        if on_event is not None:
+            callbacks = [c for c in (self._on_event, on_event) if c is not None]
 
-        def both(event: ev.Event) -> None:
-            for callback in callbacks:
-                callback(event)
+            def emit(event: ev.Event) -> None:
+                for callback in callbacks:
+                    callback(event)
 
-        return await self._run(context, query, both)
+        # In a task of its own: a native cancel (asyncio.timeout, task.cancel) of the caller
+        # must not cut through the shielded clean-up that kills the run's REPL processes.
+        return await run_cancel_safely(functools.partial(self._run, context, query, emit))
 
     async def stream(self, context: Any, query: str) -> AsyncIterator[ev.Event]:
         """Run a completion and yield its events as they happen.
@@ -420,7 +423,9 @@ class RLM:
         try:
             while (event := await queue.get()) is not None:
                 yield event
-            await task  # raises the run's error, after its RunFailed event
+            # Raises the run's error, after its RunFailed event. Through a shield: a cancel
+            # of ours must not reach the task natively (see below).
+            await asyncio.shield(task)
         finally:
             if not task.done():
                 # Cancel through anyio, not Task.cancel(): the run's clean-up (killing its
@@ -428,9 +433,8 @@ class RLM:
                 if scopes:
                     scopes[0].cancel()
                 else:
-                    task.cancel()
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await task
+                    task.cancel()  # not started yet: nothing to clean up
+                await wait_out(task)
 
     async def _run(
         self,

@@ -10,13 +10,13 @@ process no other code has run in. A background task refills the pool after each 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 
 import anyio
 
 from rlm_async._exceptions import ReplError
 from rlm_async._logging import get_logger
+from rlm_async._tasks import wait_out
 from rlm_async.repl._start import StartedChild, make_work_dir, remove_work_dir, start_child
 
 __all__ = ["ReplPool"]
@@ -47,6 +47,9 @@ class ReplPool:
         self._ready: deque[StartedChild] = deque()
         self._wanted = anyio.Event()
         self._task: asyncio.Future[None] | None = None
+        # Stopped through this scope, never Task.cancel(): a native cancel would go through
+        # the shields that make sure a child being started is killed, not dropped.
+        self._scope = anyio.CancelScope()
         self._closed = False
         self.taken = 0
         self.missed = 0
@@ -61,7 +64,7 @@ class ReplPool:
         # The refill loop is a task the pool owns and always reaps in aclose(), not a task
         # group entered here: a task group's cancel scope would have to be exited by the
         # same task, in order, which an RLM closed from elsewhere cannot promise.
-        self._task = asyncio.ensure_future(self._refill())
+        self._task = asyncio.ensure_future(self._run_refill())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -88,6 +91,10 @@ class ReplPool:
         self.missed += 1
         self._wanted.set()
         return None
+
+    async def _run_refill(self) -> None:
+        with self._scope:
+            await self._refill()
 
     async def _refill(self) -> None:
         failures = 0
@@ -124,9 +131,10 @@ class ReplPool:
         self._wanted.set()
         with anyio.CancelScope(shield=True):
             if self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
+                self._scope.cancel()
+                await wait_out(self._task)
+                if not self._task.cancelled() and self._task.exception() is not None:
+                    _log.warning("rlm_async.repl.pool_failed", error=str(self._task.exception()))
                 self._task = None
             while self._ready:
                 await _discard(self._ready.popleft())

@@ -217,18 +217,36 @@ class ChildProcess:
         if self.closed:
             return
         with anyio.CancelScope(shield=True):
-            if shutdown_message is not None and self.popen.poll() is None:
-                with contextlib.suppress(OSError), anyio.move_on_after(grace):
-                    await self.send(shutdown_message)
-                # Closing our end of its input is the other way the child learns to exit.
-                self._close_fd(self._to_child)
-                await self.wait_exit(grace)
+            try:
+                if shutdown_message is not None and self.popen.poll() is None:
+                    with contextlib.suppress(OSError), anyio.move_on_after(grace):
+                        await self.send(shutdown_message)
+                    # Closing our end of its input is the other way the child learns to exit.
+                    self._close_fd(self._to_child)
+                    await self.wait_exit(grace)
+            except BaseException:
+                self.kill_now()  # a native cancel got through the shield: no more waiting
+                raise
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
             with contextlib.suppress(ProcessLookupError):
                 self.popen.kill()
-            await self.wait_exit(2.0)
-            self.close_fds()
+            try:
+                await self.wait_exit(2.0)
+            finally:
+                self.close_fds()
+
+    def kill_now(self) -> None:
+        """Kill the child's process group and close every pipe, without waiting.
+
+        For paths that cannot await (a callback, a clean-up already being cancelled); the
+        exit is reaped by ``close_fds``' poll or by ``subprocess`` later.
+        """
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.close_fds()
 
     def _close_fd(self, fd: int) -> None:
         if fd in self._fds:
@@ -264,9 +282,22 @@ async def spawn_child_async(argv: Sequence[str], **options: Any) -> ChildProcess
     if _spawner is None:
         _spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-spawner")
     call = functools.partial(spawn_child, argv, **options)
+    future = asyncio.get_running_loop().run_in_executor(_spawner, call)
     with anyio.CancelScope(shield=True):
-        child = await asyncio.get_running_loop().run_in_executor(_spawner, call)
+        try:
+            child = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # A native cancel goes through the anyio shield: the process may still be
+            # starting in the thread. Whoever gets it now is the callback: kill it there.
+            future.add_done_callback(_kill_orphan)
+            raise
     return child
+
+
+def _kill_orphan(future: asyncio.Future[ChildProcess]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    future.result().kill_now()
 
 
 def spawn_child(

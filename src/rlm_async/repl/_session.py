@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -227,14 +228,21 @@ class ReplSession:
             return
         self._state = "closed"
         with anyio.CancelScope(shield=True):
-            if self._child is not None:
-                await self._child.terminate(
-                    grace=min(self.options.interrupt_grace, 1.0), shutdown_message=_SHUTDOWN
-                )
-                self._child = None
-            if self._work_dir is not None:
-                work_dir, self._work_dir = self._work_dir, None
-                await remove_work_dir(work_dir)
+            try:
+                if self._child is not None:
+                    child, self._child = self._child, None
+                    await child.terminate(
+                        grace=min(self.options.interrupt_grace, 1.0), shutdown_message=_SHUTDOWN
+                    )
+            finally:
+                if self._work_dir is not None:
+                    work_dir, self._work_dir = self._work_dir, None
+                    try:
+                        await remove_work_dir(work_dir)
+                    except BaseException:
+                        # Cancelled natively through the shield: remove it here and now.
+                        shutil.rmtree(work_dir, ignore_errors=True)
+                        raise
 
     def _write_context(self) -> None:
         with create_child_file(self._context_path) as handle:
