@@ -216,6 +216,7 @@ class RLM:
         # run is left restarting a REPL that aclose() is killing.
         self._running: set[anyio.CancelScope] = set()
         self._drained: anyio.Event | None = None
+        self._close_done: anyio.Event | None = None
         self._closed = False
         self._warm_repls = warm_repls
         self.trajectory_dir = trajectory_dir
@@ -335,8 +336,17 @@ class RLM:
     async def aclose(self) -> None:
         """Close every REPL of runs still going and every HTTP client; idempotent."""
         if self._closed:
+            if self._close_done is not None:  # another task is closing it: wait for that
+                await self._close_done.wait()
             return
         self._closed = True
+        self._close_done = anyio.Event()
+        try:
+            await self._close()
+        finally:
+            self._close_done.set()
+
+    async def _close(self) -> None:
         with anyio.CancelScope(shield=True):
             if self._running:
                 self._drained = anyio.Event()
@@ -488,6 +498,8 @@ class RLM:
     ) -> RLMResult:
         """The run under the time budget; a spent budget raises or returns the partial."""
         deadline = self.budget.max_seconds
+        if deadline is not None:
+            tree.deadline = anyio.current_time() + deadline
         try:
             with anyio.move_on_after(math.inf if deadline is None else deadline):
                 result = await run_rlm(tree, context, query)

@@ -67,6 +67,14 @@ class RunTree:
     last_root_reply: str = ""
     stream_text: bool = False  # root turns stream their text as ModelDelta events
     repl_warm: bool = False
+    deadline: float | None = None  # anyio.current_time() when the time budget runs out
+
+    def cancel_reason(self) -> tuple[str, str]:
+        """Why the runs are being cancelled, for their last event."""
+        if self.deadline is not None and anyio.current_time() >= self.deadline:
+            seconds = self.rlm.budget.max_seconds
+            return "BudgetExceeded", f"the time budget of {seconds:g} s ran out"
+        return "Cancelled", "the run was cancelled (by its caller, or the RLM was closed)"
 
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
@@ -106,6 +114,18 @@ class _Turn:
     cell: int = 0
 
 
+async def prepare(context: Any) -> PreparedContext:
+    """``prepare_context`` off the event loop for a large string (counting the lines of a
+    10M-line string takes ~0.2 s).
+
+    Raises:
+        ContextTypeError: for a context the REPL cannot hold.
+    """
+    if isinstance(context, str) and len(context) > _LARGE_CONTEXT:
+        return await anyio.to_thread.run_sync(prepare_context, context)
+    return prepare_context(context)
+
+
 async def run_rlm(
     tree: RunTree,
     context: Any,
@@ -116,11 +136,7 @@ async def run_rlm(
     parent_subcall: str | None = None,
 ) -> RLMResult:
     """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
-    if isinstance(context, str) and len(context) > _LARGE_CONTEXT:
-        # Counting the lines of a 10M-line string takes ~0.2 s: not on the event loop.
-        prepared = await anyio.to_thread.run_sync(prepare_context, context)
-    else:
-        prepared = prepare_context(context)
+    prepared = context if isinstance(context, PreparedContext) else await prepare(context)
     run = _Run(tree, prepared, query, depth=depth, parent_run_id=parent_run_id)
     run.parent_subcall = parent_subcall
     return await run.run()
@@ -205,8 +221,13 @@ class _Run:
                 finally:
                     rlm._untrack(repl)
         except BaseException as exc:
+            # Every run ends with an event, cancelled ones too: a trajectory reader must
+            # not be left with a run that just stops.
             if isinstance(exc, Exception):
                 self.event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
+            else:
+                error_type, message = self.tree.cancel_reason()
+                self.event(ev.RunFailed, error_type=error_type, message=message)
             raise
         finally:
             self.tree.budget.release_repl()

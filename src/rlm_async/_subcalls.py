@@ -21,6 +21,7 @@ from rlm_async._exceptions import (
     AuthenticationError,
     BudgetExceeded,
     ConfigurationError,
+    ContextTypeError,
     NotFoundError,
     ProviderError,
     RLMError,
@@ -127,6 +128,9 @@ class SubCallServer:
                 if isinstance(exc, FATAL_SUBCALL_ERRORS):
                     raise
                 return {"ok": False, "error": str(exc)}
+            except BaseException as exc:  # cancelled, or a bug in a user's provider
+                self._subcall_finished(call, target.label, started, error=self._ended_by(exc))
+                raise
             self.run.tree.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
             self._subcall_finished(call, target.label, started, completion=completion)
             self.run.after_usage()
@@ -134,17 +138,23 @@ class SubCallServer:
 
     async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> dict[str, Any]:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
+        from rlm_async._run import prepare, run_rlm  # a sub-RLM is a run one level deeper
+
+        try:
+            # Model code chose this context: one the REPL cannot hold is its error to read,
+            # not the end of the completion.
+            prepared = await prepare(context)
+        except ContextTypeError as exc:
+            return {"ok": False, "error": f"rlm_query: {exc}"}
         refusal = self.run.tree.budget.acquire_repl()
         if refusal is not None:
             return {"ok": False, "error": refusal}
         label = self.run.rlm._model_for_depth(self.run.depth + 1).label
         started = self._subcall_started(call, label, prompt)
         try:
-            from rlm_async._run import run_rlm  # a sub-RLM is a run one level deeper
-
             result = await run_rlm(
                 self.run.tree,
-                context,
+                prepared,
                 prompt,
                 depth=self.run.depth + 1,
                 parent_run_id=self.run.run_id,
@@ -155,6 +165,9 @@ class SubCallServer:
             if isinstance(exc, FATAL_SUBCALL_ERRORS):
                 raise
             return {"ok": False, "error": str(exc)}
+        except BaseException as exc:
+            self._subcall_finished(call, label, started, error=self._ended_by(exc))
+            raise
         self._subcall_finished(call, label, started, answer=result.answer)
         return {"ok": True, "text": result.answer}
 
@@ -171,6 +184,12 @@ class SubCallServer:
             prompt_chars=len(prompt),
         )
         return time.perf_counter()
+
+    def _ended_by(self, exc: BaseException) -> BaseException:
+        """What a sub-call's finished event says when it did not get to finish."""
+        if isinstance(exc, Exception):
+            return exc
+        return RuntimeError(self.run.tree.cancel_reason()[1])
 
     def _subcall_finished(
         self,

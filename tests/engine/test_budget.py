@@ -191,3 +191,29 @@ def test_a_misspelt_or_bad_budget_field_is_a_configuration_error(
     """A typo must not run the completion with no limit at all."""
     with pytest.raises(ConfigurationError, match=message):
         build()
+
+
+async def test_a_run_the_time_budget_ends_still_ends_with_events() -> None:
+    """run_failed (BudgetExceeded) last, and no sub-call left started without finishing."""
+    hold = anyio.Event()
+
+    async def slow(request: object) -> str:
+        await hold.wait()  # never set: the time budget ends these
+        return "late"
+
+    seen: list[ev.Event] = []
+    root = ScriptedModel([repl("llm_query_batched(['a', 'b', 'c'])")])
+    async with RLM(
+        model=root,
+        sub_model=ScriptedModel(slow, name="sub"),
+        budget=Budget(max_seconds=0.5),
+        on_budget_exceeded="return",
+        on_event=seen.append,
+    ) as rlm:
+        result = await rlm.completion("abc", "q")
+    assert result.finished is False
+    last = seen[-1]
+    assert isinstance(last, ev.RunFailed) and last.error_type == "BudgetExceeded"
+    started = {e.subcall for e in seen if isinstance(e, ev.SubCallStarted)}
+    finished = {e.subcall for e in seen if isinstance(e, ev.SubCallFinished) and not e.ok}
+    assert started and started == finished

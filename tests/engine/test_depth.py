@@ -77,3 +77,22 @@ async def test_max_live_repls_refuses_sub_rlms_beyond_the_limit() -> None:
     ) as rlm:
         result = await rlm.completion(["a", "b"], "q")
     assert result.answer.count("Error: budget") == 2
+
+
+async def test_a_context_model_code_cannot_hand_over_is_an_error_it_reads() -> None:
+    """Not the end of the completion, and no live-REPL slot is lost to it."""
+    root = ScriptedModel(
+        [
+            repl("print(rlm_query_batched(['a', 'b'], contexts=[5, 6]))"),
+            repl("print(rlm_query('c', context='hello world'))"),
+            "FINAL(done)",
+        ]
+    )
+    sub = ScriptedModel(lambda r: "FINAL(sub-ok)" if r.system else "plain", name="sub")
+    async with RLM(model=root, sub_model=sub, max_depth=2, budget=Budget(max_live_repls=2)) as rlm:
+        result = await rlm.completion("ctx", "q")
+    assert result.answer == "done"
+    first = root.requests[1].messages[-1].content  # what the model read after each cell
+    second = root.requests[2].messages[-1].content
+    assert first.count("rlm_query: cannot use a int as the context") == 2
+    assert "sub-ok" in second  # the REPL slots were all given back

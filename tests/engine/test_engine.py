@@ -359,6 +359,26 @@ async def test_closing_an_rlm_cancels_its_running_completions() -> None:
     assert child_pids() <= before
 
 
+async def test_a_second_aclose_waits_for_the_first_to_finish() -> None:
+    started = anyio.Event()
+
+    def script(request: CompletionRequest) -> str:
+        started.set()
+        return repl("import time\ntime.sleep(60)")
+
+    before = child_pids()
+    rlm = RLM(model=ScriptedModel(script))
+    task = asyncio.ensure_future(rlm.completion("abc", "q"))
+    await started.wait()
+    first = asyncio.ensure_future(rlm.aclose())
+    await asyncio.sleep(0)  # the first close has begun
+    await rlm.aclose()  # e.g. a second shutdown path: returns when the RLM is closed
+    assert first.done()
+    assert child_pids() <= before
+    with pytest.raises(ConfigurationError, match="closed"):
+        await task
+
+
 async def test_a_failed_run_streams_run_failed_then_raises() -> None:
     root = ScriptedModel([])  # runs out of replies at once
     events: list[ev.Event] = []
