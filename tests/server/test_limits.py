@@ -11,6 +11,7 @@ import pytest
 from rlm_async import RLM, ConfigurationError
 from rlm_async.server import create_app
 from rlm_async.testing import ScriptedModel
+from tests.helpers import repl
 from tests.server.support import Gate, asgi_client
 
 CHAT = {"messages": [{"role": "user", "content": "q"}]}
@@ -136,3 +137,49 @@ def test_limits_are_checked_when_the_app_is_made() -> None:
             create_app(rlm, **kwargs)
     with pytest.raises(ConfigurationError):
         create_app("gpt-5")  # type: ignore[arg-type]
+
+
+async def test_a_client_gone_while_sending_its_body_is_a_quiet_499() -> None:
+    """Straight through the ASGI interface: part of the body, then the client is gone."""
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"context": "aaaa', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/rlm",
+        "raw_path": b"/v1/rlm",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    root = ScriptedModel(["FINAL(never)"])
+    async with RLM(model=root) as rlm:
+        await create_app(rlm)(scope, receive, send)  # raises if the disconnect is unhandled
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 499
+    assert root.requests == []
+
+
+async def test_events_after_the_reader_went_away_do_not_fail_the_run() -> None:
+    from rlm_async.server._runs import run_events
+
+    root = ScriptedModel([repl("x = 1"), "FINAL(done)"])
+    async with RLM(model=root) as rlm, anyio.create_task_group() as tg:
+        receiver = run_events(tg, rlm, "abc", "q")
+        receiver.close()  # the client's stream is gone before the run emitted anything
+    assert len(root.requests) == 2  # the run went on to its answer, no BrokenResourceError

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -149,8 +149,9 @@ def _endpoint(
             return await handler(request)
         except ApiError as exc:
             return error_response(exc)
-        except ClientGone:
-            # Nobody will read it; 499 ("client closed request") for access logs.
+        except (ClientGone, ClientDisconnect):
+            # Gone during the run or while sending the body. Nobody will read this; 499
+            # ("client closed request") is for the access log.
             return Response(status_code=499)
 
     return endpoint

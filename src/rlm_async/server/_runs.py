@@ -7,6 +7,7 @@ process of its tree is killed before the caller goes on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -40,14 +41,18 @@ def run_events(
     sender, receiver = anyio.create_memory_object_stream[ev.Event | Exception](math.inf)
 
     def emit(event: ev.Event) -> None:
-        sender.send_nowait(event)
+        # The reader goes away with its client; the run may still emit (its cancellation
+        # arrives at its next await), and those events have nobody to go to.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            sender.send_nowait(event)
 
     async def run() -> None:
         with sender:
             try:
                 await rlm.completion(context, query, on_event=emit)
             except Exception as exc:  # BudgetExceeded too: the stream ends with `error`
-                sender.send_nowait(exc)
+                with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    sender.send_nowait(exc)
 
     tg.start_soon(run)
     return receiver
