@@ -342,7 +342,9 @@ class RLM:
         self._closed = True
         self._close_done = anyio.Event()
         try:
-            await self._close()
+            # Its own task, like a completion: a native cancel of the caller (a second
+            # Ctrl-C) must not leave the pool, the sessions or the clients open.
+            await run_cancel_safely(self._close)
         finally:
             self._close_done.set()
 

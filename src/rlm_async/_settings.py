@@ -304,13 +304,20 @@ def parse_model_name(name: str) -> ModelSpec:
 def _misspelt_provider(prefix: str) -> str | None:
     """The provider ``prefix`` is one slip away from (two for long names), if any.
 
-    Tight on purpose: Ollama model names are free-form ("codellama", "openchat"), and only
-    a near miss of a provider's name is more likely a typo than a model.
+    Tight on purpose: Ollama model names are free-form ("codellama", "llama3", "openchat"),
+    and only a near miss of a hosted provider's name is more likely a typo than a model.
+    Not "ollama" itself (a near miss of it, such as "llama3", is an Ollama model, and
+    Ollama is where unknown prefixes go anyway), nor "grok" (one slip from "groq", another
+    provider). Short names must keep their length ("xia", not "mxai").
     """
-    allowed = 1 if len(prefix) <= 5 else 2
-    # Not "grok": one slip from "groq", a different provider (OpenAI-compatible).
-    for known in (*PROVIDER_NAMES, *(a for a in _PROVIDER_ALIASES if a != "grok")):
-        if prefix != known and _edit_distance(prefix, known) <= allowed:
+    candidates = [p for p in PROVIDER_NAMES if p != "ollama"]
+    candidates += [a for a in _PROVIDER_ALIASES if a != "grok"]
+    for known in candidates:
+        if len(known) < 5:
+            near = len(prefix) == len(known) and _edit_distance(prefix, known) == 1
+        else:
+            near = 0 < _edit_distance(prefix, known) <= (1 if len(prefix) <= 5 else 2)
+        if near:
             return _PROVIDER_ALIASES.get(known, known)
     return None
 

@@ -70,6 +70,9 @@ class SubCallServer:
             )
         except ConfigurationError as exc:
             return [{"ok": False, "error": str(exc)}] * count
+        if request.contexts is not None and len(request.contexts) != count:
+            error = "one context per prompt is needed (or none)"
+            return [{"ok": False, "error": error}] * count
         output_reserve = self.run.rlm.sub_max_tokens or 0
         refusal = self.run.tree.budget.refuse_batch(
             [len(p) for p in request.prompts], output_reserve

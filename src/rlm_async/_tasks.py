@@ -34,6 +34,8 @@ async def wait_out(task: asyncio.Future[Any]) -> None:
                 continue  # our task was cancelled (natively): keep waiting
             except Exception:  # the task failed: it is done, and the loop ends
                 continue
+    if not task.cancelled():
+        task.exception()  # its outcome is the caller's to read; never "never retrieved"
 
 
 async def run_cancel_safely(function: Callable[[], Awaitable[T]]) -> T:
@@ -49,11 +51,10 @@ async def run_cancel_safely(function: Callable[[], Awaitable[T]]) -> T:
     task = asyncio.ensure_future(inner())
     try:
         result = await asyncio.shield(task)
-    except asyncio.CancelledError:
+    except BaseException:
+        # Our cancellation (or a KeyboardInterrupt): stop the work, wait for its clean-up.
+        # Or the task's own error, and then the task is done and this is quick.
         scope.cancel()
         await wait_out(task)
-        raise
-    except BaseException:
-        await wait_out(task)  # e.g. KeyboardInterrupt here while the task still runs
         raise
     return result  # type: ignore[return-value]  # None only when cancelled, which raised

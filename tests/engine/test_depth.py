@@ -96,3 +96,13 @@ async def test_a_context_model_code_cannot_hand_over_is_an_error_it_reads() -> N
     second = root.requests[2].messages[-1].content
     assert first.count("rlm_query: cannot use a int as the context") == 2
     assert "sub-ok" in second  # the REPL slots were all given back
+
+
+async def test_a_forged_batch_with_too_few_contexts_is_an_error_the_model_reads() -> None:
+    """The child's API checks this; a request made around it must not end the run."""
+    forged = "print(llm_query.__self__._call('rlm', ['a', 'b'], None, ['x']))"
+    root = ScriptedModel([repl(forged), "FINAL(done)"])
+    async with RLM(model=root, max_depth=2) as rlm:
+        result = await rlm.completion("ctx", "q")
+    assert result.answer == "done"
+    assert "one context per prompt" in root.requests[1].messages[-1].content

@@ -148,3 +148,25 @@ async def test_native_cancels_at_random_moments_leak_nothing(cancels: int) -> No
                 await task
             assert await wait_until_no_children(before) == set(), iteration
             assert open_fds() - fds == set(), iteration
+
+
+async def test_a_close_cancelled_natively_still_closes_everything() -> None:
+    """A second Ctrl-C during aclose(): the pool, sessions and clients are closed anyway."""
+    before = child_pids()
+    rlm = RLM(model=ScriptedModel(busy), warm_repls=2)
+    await rlm.__aenter__()
+    assert rlm.repl_pool is not None
+    await rlm.repl_pool.wait_ready()
+    task = asyncio.ensure_future(rlm.completion("abc", "q"))
+    for _ in range(50):  # the run is under way (its REPL taken from the pool)
+        await asyncio.sleep(0)
+    closing = asyncio.ensure_future(rlm.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await rlm.aclose()  # already closed: returns
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await task
+    assert await wait_until_no_children(before) == set()
+    assert rlm.closed

@@ -211,8 +211,13 @@ def test_a_misspelt_provider_is_an_error_not_an_ollama_model(name: str, suggesti
 
 
 @pytest.mark.parametrize(
-    "name", ["codellama:7b", "openchat:7b", "gemma:2b", "groq:llama3", "aya:8b", "tinyllama:1b"]
-)
+    "name",
+    [
+        "codellama:7b", "openchat:7b", "gemma:2b", "groq:llama3", "aya:8b", "tinyllama:1b",
+        "llama3:8b", "llama3:latest", "llama2:13b", "llama:7b", "llama4:scout", "mxai:x",
+        "olama:llama3",
+    ],
+)  # fmt: skip
 def test_ollama_names_near_a_provider_name_stay_ollama_models(name: str) -> None:
     assert parse_model_name(name) == ModelSpec("ollama", name)
 

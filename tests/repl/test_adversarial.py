@@ -168,6 +168,10 @@ async def test_what_the_review_found_is_closed(repl: ReplSession) -> None:
         "os.setxattr('mine.txt', 'user.note', b'1')",
         "os.memfd_create('bomb')",
         f"fcntl.fcntl(os.open('mine.txt', os.O_RDONLY), fcntl.F_SETOWN, {os.getpid()})",
+        # The same through ioctl (FIOSETOWN, SIOCSPGRP) on a socket cells may have.
+        "import socket, struct\na, b = socket.socketpair()\n"
+        f"fcntl.ioctl(a, 0x8901, struct.pack('i', {os.getpid()}))",
+        f"fcntl.ioctl(a, 0x8902, struct.pack('i', {os.getpid()}))",
     ):
         assert "Operation not permitted" in await run(repl, code), code
     # What cells do need still works: directories, stream socket pairs (asyncio), fcntl.

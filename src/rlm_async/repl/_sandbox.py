@@ -24,7 +24,7 @@ The policy is a plain JSON dict written by the parent (``SandboxOptions.to_polic
     parent_pid             int   the process that must stay our parent (PDEATHSIG race check)
     parent_pid_ns          str   the parent's ``/proc/self/ns/pid`` link; a different one means
                                  bwrap gave us our own pid namespace (its init ends us instead)
-    parent_uid             int   the parent's euid (informational)
+    parent_uid             int   the parent's euid (same uid and no bwrap -> deny path chmod)
     allow_network          bool  keep sockets and TCP (default False)
     allow_subprocess       bool  keep fork/exec and signals to our own children (default False)
     read_paths/write_paths list  extra directories or files
@@ -129,6 +129,8 @@ _SOCK_TYPE_MASK = 0xF
 _F_SETOWN = 8
 _F_SETSIG = 10
 _F_SETOWN_EX = 15
+_FIOSETOWN = 0x8901
+_SIOCSPGRP = 0x8902
 
 # Calls no REPL cell has a reason to make; all fail with EPERM.
 _ALWAYS_DENIED = (
@@ -600,6 +602,8 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
     # would stop the signal, older kernels would not.
     for command in (_F_SETOWN, _F_SETSIG, _F_SETOWN_EX):
         f.deny("fcntl", (1, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, command))
+    for request in (_FIOSETOWN, _SIOCSPGRP):  # the same through ioctl on a socket
+        f.deny("ioctl", (1, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, request))
     if not network:
         f.deny("socket")
         # asyncio's self-pipe needs AF_UNIX stream pairs. Any other type (datagram, and
@@ -630,12 +634,12 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
     f.deny("setpriority", (1, ne, 0, 0))
     for name in _SELF_ONLY_ARG0:
         f.deny(name, (0, ne, 0, 0))
+    same_uid = policy.get("parent_uid") is not None and os.geteuid() == int(policy["parent_uid"])
     own_namespace = policy.get("parent_pid_ns") not in (None, _pid_namespace())
-    if not own_namespace:
-        # Landlock does not govern chmod: with the parent's view of the disk, chmod could
-        # open up the files of our uid (the user's own, or, as nobody, other REPLs' work
-        # dirs). Under bwrap only the work dir is there to change. (fchmod on an open fd
-        # still works.)
+    if same_uid and not own_namespace:
+        # Landlock does not govern chmod: with the parent's uid and the parent's view of the
+        # disk, chmod could open up the user's own files. (fchmod on an open fd still works.)
+        # Not for a run_as child: shutil.copy needs chmod, and its uid owns nothing of ours.
         for name in _PATH_CHMOD:
             f.deny(name)
     return f
