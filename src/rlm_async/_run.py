@@ -7,6 +7,7 @@ usage, the sub-call limiter, the event sequence, lives in :class:`RunTree`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -227,7 +228,9 @@ class _Run:
                 self.event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
             else:
                 error_type, message = self.tree.cancel_reason()
-                self.event(ev.RunFailed, error_type=error_type, message=message)
+                # A listener that raises here must not turn the cancellation into its error.
+                with contextlib.suppress(Exception):
+                    self.event(ev.RunFailed, error_type=error_type, message=message)
             raise
         finally:
             self.tree.budget.release_repl()

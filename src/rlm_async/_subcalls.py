@@ -9,6 +9,7 @@ deeper, with its own REPL) instead.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -132,7 +133,8 @@ class SubCallServer:
                     raise
                 return {"ok": False, "error": str(exc)}
             except BaseException as exc:  # cancelled, or a bug in a user's provider
-                self._subcall_finished(call, target.label, started, error=self._ended_by(exc))
+                with contextlib.suppress(Exception):  # a raising listener must not mask it
+                    self._subcall_finished(call, target.label, started, error=self._ended_by(exc))
                 raise
             self.run.tree.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
             self._subcall_finished(call, target.label, started, completion=completion)
@@ -169,7 +171,8 @@ class SubCallServer:
                 raise
             return {"ok": False, "error": str(exc)}
         except BaseException as exc:
-            self._subcall_finished(call, label, started, error=self._ended_by(exc))
+            with contextlib.suppress(Exception):  # a raising listener must not mask it
+                self._subcall_finished(call, label, started, error=self._ended_by(exc))
             raise
         self._subcall_finished(call, label, started, answer=result.answer)
         return {"ok": True, "text": result.answer}
