@@ -245,6 +245,10 @@ class ReplSession:
                         raise
 
     def _write_context(self) -> None:
+        assert self._work_dir is not None
+        # Model code may have made its work dir read-only (fchmod on the open dir).
+        with contextlib.suppress(OSError):
+            os.chmod(self._work_dir, 0o700)
         with create_child_file(self._context_path) as handle:
             self._prepared.write(handle)
 
@@ -281,7 +285,13 @@ class ReplSession:
             self._on_restart(reason)
         # Written again, not trusted: model code may have changed or replaced the file, and
         # "the context is reloaded" means the context the run started with.
-        await anyio.to_thread.run_sync(self._write_context)
+        try:
+            await anyio.to_thread.run_sync(self._write_context)
+        except OSError as exc:
+            raise ReplCrashed(
+                f"the REPL could not be restarted ({reason}): its work dir is no longer "
+                f"usable ({exc.strerror or exc}); the run's code may have changed it"
+            ) from exc
         await self._spawn()
 
     # ---- cells ----------------------------------------------------------------------
