@@ -7,6 +7,7 @@ leftover tasks never colour the next one's figures.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,3 +396,30 @@ def bare_pipe_round_trip(n: int = 2_000) -> tuple[float, float]:
         proc.wait(timeout=5)
         proc.stdout.close()
     return median(trips), percentile(trips, 99)
+
+
+# ---- the control loop of a server process -----------------------------------------------
+
+
+async def serve_until_stdin_closes(base_url: str, counters: Callable[[], dict[str, int]]) -> None:
+    """The protocol of ``ServerProcess``: print ``base_url``, answer ``stats`` lines on stdin
+    with one JSON line (``counters()`` plus CPU seconds), return when stdin closes."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def stats() -> None:
+        line = {**counters(), "cpu_seconds": round(time.process_time(), 3)}
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+    def read_stdin() -> None:
+        # A thread: asyncio's stdin pipe reader needs a pipe, and this also works on a tty.
+        for line in sys.stdin:
+            if line.strip() == "stats":
+                loop.call_soon_threadsafe(stats)
+        loop.call_soon_threadsafe(done.set)
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    sys.stdout.write(base_url + "\n")
+    sys.stdout.flush()
+    await done.wait()

@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
-import threading
-import time
+
+from _common import serve_until_stdin_closes
 
 _BODY = json.dumps(
     {
@@ -95,28 +94,12 @@ async def serve(latency: float) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Connection(latency), "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
-    done = asyncio.Event()
 
-    def stats() -> None:
-        line = {
-            "requests": Stats.requests,
-            "max_in_flight": Stats.max_in_flight,
-            "cpu_seconds": round(time.process_time(), 3),
-        }
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+    def counters() -> dict[str, int]:
+        return {"requests": Stats.requests, "max_in_flight": Stats.max_in_flight}
 
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stats":
-                loop.call_soon_threadsafe(stats)
-        loop.call_soon_threadsafe(done.set)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    sys.stdout.write(f"http://127.0.0.1:{port}/v1\n")
-    sys.stdout.flush()
     try:
-        await done.wait()
+        await serve_until_stdin_closes(f"http://127.0.0.1:{port}/v1", counters)
     finally:
         server.close()
 

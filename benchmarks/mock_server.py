@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import latency_by_role
+from _common import latency_by_role, serve_until_stdin_closes
 from _responders import RESPONDERS
 
 from rlm_async.testing import MockLLMServer
@@ -29,32 +26,12 @@ async def serve(responder: str, root_latency: float, sub_latency: float) -> None
         RESPONDERS[responder], latency=latency_by_role(root_latency, sub_latency)
     )
     await server.start()
-    loop = asyncio.get_running_loop()
-    done = asyncio.Event()
 
-    def stats() -> None:
-        line = json.dumps(
-            {
-                "requests": len(server.requests),
-                "max_in_flight": server.max_in_flight,
-                "cpu_seconds": round(time.process_time(), 3),
-            }
-        )
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+    def counters() -> dict[str, int]:
+        return {"requests": len(server.requests), "max_in_flight": server.max_in_flight}
 
-    def read_stdin() -> None:
-        # A thread: asyncio's stdin pipe reader needs a pipe, and this also works on a tty.
-        for line in sys.stdin:
-            if line.strip() == "stats":
-                loop.call_soon_threadsafe(stats)
-        loop.call_soon_threadsafe(done.set)
-
-    threading.Thread(target=read_stdin, daemon=True).start()
-    sys.stdout.write(server.base_url + "\n")
-    sys.stdout.flush()
     try:
-        await done.wait()
+        await serve_until_stdin_closes(server.base_url, counters)
     finally:
         await server.aclose()
 

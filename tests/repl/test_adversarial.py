@@ -7,7 +7,7 @@ these are the ones the sandbox answers. As root (CI) the child must run as ``nob
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +20,6 @@ PROBE = probe_sandbox()
 SANDBOX = SandboxOptions(cpu_seconds_per_cell=1, file_size_limit_mb=1)
 OPTIONS = ReplOptions(cell_timeout=20, interrupt_grace=1, sandbox=SANDBOX)
 DENIED = ("PermissionError", "FileNotFoundError", "Operation not permitted", "Errno 18")
-
-
-@pytest.fixture
-def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    bait = Host()
-    try:
-        yield bait
-    finally:
-        bait.close()
 
 
 @pytest.fixture

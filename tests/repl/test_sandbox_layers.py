@@ -106,16 +106,6 @@ OTHER_ABI = {"x32_socket", "i386_socket"}  # EPERM on x86_64, ENOSYS (not tried)
 
 
 @pytest.fixture
-def host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
-    monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # inherited by the launcher's real environ
-    bait = Host()
-    try:
-        yield bait
-    finally:
-        bait.close()
-
-
-@pytest.fixture
 def work_dir() -> Iterator[str]:
     path = tempfile.mkdtemp(prefix="rlm-sbx-work-")  # under /tmp: reachable by run_as
     try:

@@ -13,20 +13,13 @@ import pytest
 from rlm_async import ReplCrashed
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._protocol import LLMRequest
+from tests.helpers import alive
 
 FAST = ReplOptions(cell_timeout=5, interrupt_grace=1)
 
 
 async def echo_upper(request: LLMRequest) -> list[dict[str, Any]]:
     return [{"ok": True, "text": p.upper()} for p in request.prompts]
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 async def test_variables_persist_across_cells_and_the_last_expression_is_echoed() -> None:
@@ -181,7 +174,7 @@ async def test_a_cell_ignoring_sigint_is_killed_and_the_repl_restarted_with_its_
         first_pid = repl.pid
         killed = await repl.execute(code)
         after = await repl.execute("print(context); print('lost' in globals())")
-        assert first_pid is not None and gone(first_pid)
+        assert first_pid is not None and not alive(first_pid)
     assert killed.timed_out and killed.restarted and killed.state_lost
     assert "lost" in killed.render().lower()
     assert after.stdout == "the context\nFalse\n"
@@ -265,7 +258,7 @@ async def test_closing_kills_the_child_and_removes_the_work_dir() -> None:
     pid, work_dir = repl.pid, repl.work_dir
     assert pid is not None and work_dir is not None and os.path.isdir(work_dir)
     await repl.aclose()
-    assert gone(pid)
+    assert not alive(pid)
     assert not os.path.exists(work_dir)
 
 
@@ -276,7 +269,7 @@ async def test_cancelling_a_running_cell_leaves_no_process_behind() -> None:
             assert repl.pid is not None
             pids.append(repl.pid)
             await repl.execute("import time\ntime.sleep(60)")
-    assert pids and gone(pids[0])
+    assert pids and not alive(pids[0])
 
 
 async def test_a_million_line_context_loads_and_is_usable() -> None:

@@ -227,10 +227,7 @@ class ChildProcess:
             except BaseException:
                 self.kill_now()  # a native cancel got through the shield: no more waiting
                 raise
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.kill()
+            self._kill()
             try:
                 await self.wait_exit(2.0)
             finally:
@@ -242,11 +239,14 @@ class ChildProcess:
         For paths that cannot await (a callback, a clean-up already being cancelled); the
         exit is reaped by ``close_fds``' poll or by ``subprocess`` later.
         """
+        self._kill()
+        self.close_fds()
+
+    def _kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
         with contextlib.suppress(ProcessLookupError):
             self.popen.kill()
-        self.close_fds()
 
     def _close_fd(self, fd: int) -> None:
         if fd in self._fds:

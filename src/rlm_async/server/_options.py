@@ -70,12 +70,7 @@ def apply_options(rlm: RLM, options: RunOptions | None, *, param: str = "options
         value = chosen.get(name)
         allowed = getattr(rlm, name)
         if value is not None and value > allowed:
-            raise ApiError(
-                400,
-                f"{name} may be at most {allowed} on this server, got {value}",
-                param=f"{param}.{name}",
-                code="option_over_limit",
-            )
+            raise _over_limit(name, allowed, value, param)
     budget_update: dict[str, Any] = {}
     for name, field in _BUDGET_FIELDS.items():
         value = chosen.get(name)
@@ -83,12 +78,7 @@ def apply_options(rlm: RLM, options: RunOptions | None, *, param: str = "options
             continue
         allowed = getattr(rlm.budget, field)
         if allowed is not None and value > allowed:
-            raise ApiError(
-                400,
-                f"{name} may be at most {allowed} on this server, got {value}",
-                param=f"{param}.{name}",
-                code="option_over_limit",
-            )
+            raise _over_limit(name, allowed, value, param)
         budget_update[field] = value
     # A shallow copy of the RLM: same provider pool, warm pool and live-session set.
     # (RLM has no per-call overrides yet; this is the one place that relies on its
@@ -100,3 +90,12 @@ def apply_options(rlm: RLM, options: RunOptions | None, *, param: str = "options
     if budget_update:
         view.budget = rlm.budget.model_copy(update=budget_update)
     return view
+
+
+def _over_limit(name: str, allowed: object, value: object, param: str) -> ApiError:
+    return ApiError(
+        400,
+        f"{name} may be at most {allowed} on this server, got {value}",
+        param=f"{param}.{name}",
+        code="option_over_limit",
+    )
