@@ -1,4 +1,4 @@
-"""Shared plumbing: stream framing, the pooled client, closing, error-body reading."""
+"""Shared plumbing: the pooled client, closing, error-body reading."""
 
 from __future__ import annotations
 
@@ -10,59 +10,15 @@ import respx
 
 from rlm_async._exceptions import (
     ConfigurationError,
-    ProviderResponseError,
     ProviderUnavailableError,
 )
 from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._errors import describe_error_body, scrub
-from rlm_async.providers._http import (
-    SSEDecoder,
-    SSEEvent,
-    build_client,
-    iter_ndjson,
-    iter_sse,
-    merge_extra,
-)
+from rlm_async.providers._http import build_client, merge_extra
 from tests.providers.support import fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"
-
-
-async def _lines(*lines: str) -> AsyncIterator[str]:
-    for line in lines:
-        yield line
-
-
-# ---- SSE / NDJSON ------------------------------------------------------------------------
-
-
-def test_sse_decoder_joins_data_lines_and_names_events() -> None:
-    decoder = SSEDecoder()
-    fed = [decoder.feed(line) for line in ("event: delta", "data: a", "data:b", "")]
-    assert fed == [None, None, None, SSEEvent("delta", "a\nb")]
-
-
-def test_sse_decoder_skips_comments_and_defaults_the_event_name() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(": keep-alive") is None
-    assert decoder.feed("data: x") is None
-    assert decoder.feed("") == SSEEvent("message", "x")
-    assert decoder.feed("") is None
-
-
-async def test_iter_sse_flushes_a_final_event_without_a_blank_line() -> None:
-    events = [e async for e in iter_sse(_lines("data: 1", "", "data: 2"))]
-    assert [e.data for e in events] == ["1", "2"]
-
-
-async def test_iter_ndjson_skips_blank_lines_and_rejects_garbage() -> None:
-    assert [o async for o in iter_ndjson(_lines('{"a": 1}', "", '{"b": 2}'), "ollama")] == [
-        {"a": 1},
-        {"b": 2},
-    ]
-    with pytest.raises(ProviderResponseError, match="malformed NDJSON"):
-        [o async for o in iter_ndjson(_lines("{oops"), "ollama")]
 
 
 # ---- client and lifecycle ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Shared httpx plumbing: the pooled client, sending with retries, and stream framing.
+"""Shared httpx plumbing: the pooled client, sending with retries, reading streams.
 
 :class:`HTTPProvider` is the base of every adapter. It owns the one pooled
 ``httpx.AsyncClient`` (unless one was injected, which it never closes), sends JSON through
@@ -15,7 +15,6 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import httpx
@@ -44,17 +43,10 @@ from rlm_async.providers._errors import (
     request_id_from,
     scrub,
 )
+from rlm_async.providers._framing import is_json_reply, iter_lines, read_capped, replay
 from rlm_async.providers._retry import RateGate, RetryableFailure, RetryPolicy, run_with_retries
 
-__all__ = [
-    "HTTPProvider",
-    "SSEDecoder",
-    "SSEEvent",
-    "build_client",
-    "iter_ndjson",
-    "iter_sse",
-    "merge_extra",
-]
+__all__ = ["HTTPProvider", "build_client", "merge_extra"]
 
 
 def build_client(
@@ -95,86 +87,6 @@ def merge_extra(payload: dict[str, Any], extra: Mapping[str, object]) -> dict[st
         else:
             payload[key] = value
     return payload
-
-
-# ---- stream framing ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One server-sent event."""
-
-    event: str
-    data: str
-
-
-class SSEDecoder:
-    """Server-sent events from lines, per the WHATWG event-stream rules we need.
-
-    ``data:`` lines accumulate until a blank line dispatches the event; ``event:`` names
-    it (default ``"message"``); comment lines (``:``) such as keep-alives are skipped.
-    """
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> SSEEvent | None:
-        """Take one line (without its newline); return an event when one is complete."""
-        line = line.rstrip("\r\n")
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            self._event = value
-        elif name == "data":
-            self._data.append(value)
-        return None
-
-    def flush(self) -> SSEEvent | None:
-        """Dispatch what is pending (at a blank line or at the end of the stream)."""
-        event, data = self._event or "message", self._data
-        self._event, self._data = "", []
-        return SSEEvent(event, "\n".join(data)) if data else None
-
-
-async def iter_sse(lines: AsyncIterator[str]) -> AsyncIterator[SSEEvent]:
-    """The events in a stream of lines."""
-    decoder = SSEDecoder()
-    async for line in lines:
-        event = decoder.feed(line)
-        if event is not None:
-            yield event
-    last = decoder.flush()
-    if last is not None:
-        yield last
-
-
-def loads_object(text: str, provider: str, *, what: str = "stream event") -> dict[str, Any]:
-    """A JSON object from ``text``; anything else is a :class:`ProviderResponseError`."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ProviderResponseError(
-            f"malformed {what}: {text[:200]!r}", provider=provider, body=text[:4000]
-        ) from None
-    if not isinstance(value, dict):
-        raise ProviderResponseError(
-            f"malformed {what}: expected a JSON object, got {text[:200]!r}",
-            provider=provider,
-            body=value,
-        )
-    return value
-
-
-async def iter_ndjson(lines: AsyncIterator[str], provider: str) -> AsyncIterator[dict[str, Any]]:
-    """The JSON objects in a newline-delimited JSON stream (blank lines skipped)."""
-    async for line in lines:
-        if line.strip():
-            yield loads_object(line, provider, what="NDJSON line")
 
 
 # ---- the adapter base --------------------------------------------------------------------
@@ -262,8 +174,9 @@ class HTTPProvider:
         raise NotImplementedError
 
     def _parse_stream(
-        self, response: httpx.Response, request: CompletionRequest
+        self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
+        """Deltas, then the ``Completion``, from the stream's ``lines`` (``response``: headers)."""
         raise NotImplementedError
 
     # -- the Provider protocol --
@@ -278,10 +191,25 @@ class HTTPProvider:
         return self._priced(completion, request)
 
     async def stream(self, request: CompletionRequest) -> AsyncIterator[TextDelta | Completion]:
-        """Stream text deltas; the last item is the whole ``Completion`` (with usage)."""
+        """Stream text deltas; the last item is the whole ``Completion`` (with usage).
+
+        A server that answers with one JSON reply instead of a stream (some
+        OpenAI-compatible servers ignore ``"stream": true``) gives its text as one delta.
+        """
         url = self._url(request, stream=True)
         async with self._open_stream(url, self._to_wire(request, stream=True)) as response:
-            async for item in self._parse_stream(response, request):
+            chunks: AsyncIterator[bytes] = response.aiter_bytes()
+            if is_json_reply(response):
+                # Some OpenAI-compatible servers ignore "stream": true and send one reply.
+                body = await read_capped(chunks, self.name)
+                completion = self._whole_reply(body, response, request)
+                if completion is not None:
+                    yield TextDelta(text=completion.text)
+                    yield self._priced(completion, request)
+                    return
+                chunks = replay(body)  # a stream labelled as JSON: read it as the stream
+            lines = iter_lines(chunks, self.name)
+            async for item in self._parse_stream(lines, response, request):
                 yield self._priced(item, request) if isinstance(item, Completion) else item
 
     async def aclose(self) -> None:
@@ -366,16 +294,36 @@ class HTTPProvider:
             finally:
                 await response.aclose()
 
-    def _ok_body(self, text: str, response: httpx.Response) -> dict[str, Any]:
-        request_id = request_id_from(response.headers)
+    def _whole_reply(
+        self, raw: bytes, response: httpx.Response, request: CompletionRequest
+    ) -> Completion | None:
+        """The completion in a JSON body sent for a streaming request; ``None`` if not one JSON."""
+        text = scrub(raw.decode(response.encoding or "utf-8", errors="replace"), self._secrets())
         if not text.strip():
-            raise ProviderResponseError(
-                "empty reply body",
-                provider=self.name,
-                status_code=response.status_code,
-                request_id=request_id,
-            )
-        body = parse_body(text)
+            raise self._empty_reply(response)
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return None
+        body = self._checked_body(value, response)
+        return self._from_wire(body, request, request_id_from(response.headers))
+
+    def _ok_body(self, text: str, response: httpx.Response) -> dict[str, Any]:
+        if not text.strip():
+            raise self._empty_reply(response)
+        return self._checked_body(parse_body(text), response)
+
+    def _empty_reply(self, response: httpx.Response) -> ProviderResponseError:
+        return ProviderResponseError(
+            "empty reply body",
+            provider=self.name,
+            status_code=response.status_code,
+            request_id=request_id_from(response.headers),
+        )
+
+    def _checked_body(self, body: Any, response: httpx.Response) -> dict[str, Any]:
+        """``body`` if it is a reply object; an error for anything else, or an error inside."""
+        request_id = request_id_from(response.headers)
         if not isinstance(body, dict):
             summary = describe_error_body(body).message if isinstance(body, str) else repr(body)
             raise ProviderResponseError(

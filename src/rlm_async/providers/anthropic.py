@@ -23,7 +23,8 @@ from rlm_async._logging import get_logger
 from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.providers._errors import request_id_from
-from rlm_async.providers._http import HTTPProvider, iter_sse, loads_object, merge_extra
+from rlm_async.providers._framing import iter_sse, loads_object
+from rlm_async.providers._http import HTTPProvider, merge_extra
 
 __all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "default_max_tokens", "from_wire", "to_wire"]
 
@@ -146,14 +147,14 @@ class AnthropicProvider(HTTPProvider):
         return from_wire(body, request_model=request.model, request_id=request_id)
 
     async def _parse_stream(
-        self, response: httpx.Response, request: CompletionRequest
+        self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
         request_id = request_id_from(response.headers)
         parts: list[str] = []
         raw_usage: dict[str, Any] = {}
         model, stop = request.model, None
         finished = False
-        async for event in iter_sse(response.aiter_lines()):
+        async for event in iter_sse(lines, self.name):
             if event.event == "ping":
                 continue
             data = loads_object(event.data, self.name)

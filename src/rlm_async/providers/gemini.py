@@ -21,7 +21,8 @@ import httpx
 from rlm_async._exceptions import ProviderResponseError
 from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
-from rlm_async.providers._http import HTTPProvider, iter_sse, loads_object, merge_extra
+from rlm_async.providers._framing import iter_sse, loads_object
+from rlm_async.providers._http import HTTPProvider, merge_extra
 
 __all__ = ["GeminiProvider", "from_wire", "to_wire"]
 
@@ -146,14 +147,14 @@ class GeminiProvider(HTTPProvider):
         return from_wire(body, request_model=request.model, request_id=request_id)
 
     async def _parse_stream(
-        self, response: httpx.Response, request: CompletionRequest
+        self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
         request_id: str | None = None
         parts: list[str] = []
         usage, finish, model = Usage(), None, request.model
         seen_candidate = False
         last: dict[str, Any] = {}
-        async for event in iter_sse(response.aiter_lines()):
+        async for event in iter_sse(lines, self.name):
             chunk = loads_object(event.data, self.name)
             if chunk.get("error"):
                 raise self._stream_error(chunk, request_id)

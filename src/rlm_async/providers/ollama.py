@@ -23,7 +23,8 @@ from rlm_async._exceptions import ProviderResponseError
 from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.providers._errors import ErrorInfo, error_for_type
-from rlm_async.providers._http import HTTPProvider, iter_ndjson, merge_extra
+from rlm_async.providers._framing import iter_ndjson
+from rlm_async.providers._http import HTTPProvider, merge_extra
 
 __all__ = ["OllamaProvider", "context_window_for", "from_wire", "to_wire"]
 
@@ -140,11 +141,11 @@ class OllamaProvider(HTTPProvider):
         return from_wire(body, request_model=request.model)
 
     async def _parse_stream(
-        self, response: httpx.Response, request: CompletionRequest
+        self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
         parts: list[str] = []
         final: dict[str, Any] | None = None
-        async for chunk in iter_ndjson(response.aiter_lines(), self.name):
+        async for chunk in iter_ndjson(lines, self.name):
             if chunk.get("error"):
                 raise error_for_type(self.name, ErrorInfo(message=str(chunk["error"])), body=chunk)
             message = chunk.get("message")

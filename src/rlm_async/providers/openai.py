@@ -22,7 +22,8 @@ import httpx
 from rlm_async._exceptions import ProviderResponseError
 from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
-from rlm_async.providers._http import HTTPProvider, iter_sse, loads_object, merge_extra
+from rlm_async.providers._framing import iter_sse, loads_object
+from rlm_async.providers._http import HTTPProvider, merge_extra
 
 __all__ = ["OpenAIProvider", "OpenAIStyleProvider", "from_wire", "is_reasoning_model", "to_wire"]
 
@@ -200,7 +201,7 @@ class OpenAIStyleProvider(HTTPProvider):
         )
 
     async def _parse_stream(
-        self, response: httpx.Response, request: CompletionRequest
+        self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
         request_id = response.headers.get("x-request-id")
         parts: list[str] = []
@@ -208,7 +209,7 @@ class OpenAIStyleProvider(HTTPProvider):
         usage = Usage()
         model = request.model
         done = False
-        async for event in iter_sse(response.aiter_lines()):
+        async for event in iter_sse(lines, self.name):
             if event.data.strip() == "[DONE]":
                 done = True
                 break
