@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from rlm_async import RLM, Settings
+from rlm_async.events import ModelDelta, RunFinished
 
 ROOT_CODE = "Let me ask.\n```repl\nprint(llm_query('say hi'))\n```"
 FINAL = "FINAL(done)"
@@ -129,3 +130,25 @@ async def test_a_whole_run_works_on_each_provider(
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (3, 33, 21)
     cell = next(e for e in result.trajectory if e.type == "cell_finished")
     assert "hi from the sub-model" in cell.output
+
+
+@pytest.mark.parametrize(("model", "url", "shape"), CASES, ids=[c[0].split(":")[0] for c in CASES])
+async def test_rlm_stream_works_when_the_server_ignores_stream_true(
+    model: str, url: str, shape: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    """Every request, streaming or not, is answered with one JSON body (issue 11, item 14)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=shape(json.loads(request.content)))
+
+    endpoint = url.removesuffix(":generateContent")  # Gemini streams at another path
+    with respx.mock(assert_all_called=True) as mock:
+        route = mock.post(url__startswith=endpoint).mock(side_effect=handler)
+        async with RLM(model=model, settings=SETTINGS) as rlm:
+            events = [event async for event in rlm.stream("some context", "Say hi, then finish.")]
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.answer == "done"
+    deltas = "".join(e.text for e in events if isinstance(e, ModelDelta))
+    assert ROOT_CODE in deltas
+    assert route.call_count == 3
