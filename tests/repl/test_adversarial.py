@@ -22,9 +22,12 @@ OPTIONS = ReplOptions(cell_timeout=20, interrupt_grace=1, sandbox=SANDBOX)
 DENIED = ("PermissionError", "FileNotFoundError", "Operation not permitted", "Errno 18")
 
 
-@pytest.fixture
-async def repl(host: Host) -> AsyncIterator[ReplSession]:
-    async with ReplSession("the context", options=OPTIONS) as session:
+@pytest.fixture(params=["always", "never"])
+async def repl(host: Host, request: pytest.FixtureRequest) -> AsyncIterator[ReplSession]:
+    """A sandboxed session under bubblewrap, then with bubblewrap forced off."""
+    sandbox = SANDBOX.model_copy(update={"bwrap": request.param})
+    options = OPTIONS.model_copy(update={"sandbox": sandbox})
+    async with ReplSession("the context", options=options) as session:
         yield session
 
 

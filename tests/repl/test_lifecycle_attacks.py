@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import resource
+from typing import Literal
 
 import anyio
+import pytest
 
 from rlm_async import RLM, ReplOptions, ReplSession, SandboxOptions
 from rlm_async.testing import ScriptedModel
@@ -59,8 +61,15 @@ async def test_closing_the_protocol_fd_is_a_crash_and_the_repl_restarts() -> Non
     assert after.stdout == "'ctx'\n"
 
 
-async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive() -> None:
-    """Case 17: a setsid grandchild holding the pipes; cancelling is bounded, none survive."""
+@pytest.mark.parametrize("bwrap", ["always", "never"])
+async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive(
+    bwrap: Literal["always", "never"],
+) -> None:
+    """Case 17: a setsid grandchild holding the pipes; cancelling is bounded, none survive.
+
+    With bubblewrap its pid namespace ends them; without it, the REPL child is their
+    subreaper and the parent kills its whole tree before the child itself.
+    """
     code = (
         "import subprocess\n"
         "p = subprocess.Popen(['sleep', '300'], start_new_session=True, pass_fds=(1, 2))\n"
@@ -73,7 +82,7 @@ async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive(
         started.set()
         return f"```repl\n{code}\n```"
 
-    sandbox = SandboxOptions(allow_subprocess=True)
+    sandbox = SandboxOptions(allow_subprocess=True, bwrap=bwrap)
     before = child_pids()
     async with RLM(model=ScriptedModel(script), sandbox=sandbox) as rlm:
         with anyio.fail_after(10):  # bounded: a hung close fails the test here

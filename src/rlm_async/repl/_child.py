@@ -536,7 +536,15 @@ def _reader(repl: _Repl, fd: int) -> None:
         pass
     # The parent closed our input: it is gone or shutting us down. Exit at once, without
     # waiting for a cell that may be stuck (the parent no longer wants its result).
+    _end_descendants(repl)
     os._exit(0)
+
+
+def _end_descendants(repl: _Repl) -> None:
+    """Leave no process of ours behind (when subprocesses were allowed at all)."""
+    if repl.sandbox is not None:
+        with contextlib.suppress(Exception):
+            repl.sandbox.end_descendants()
 
 
 def _parse_args(argv: list[str]) -> tuple[int, int, str]:
@@ -578,6 +586,7 @@ def main(argv: list[str]) -> int:
         }
     )
     repl.serve()
+    _end_descendants(repl)
     return 0
 
 

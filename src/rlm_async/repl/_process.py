@@ -23,6 +23,7 @@ import anyio
 
 from rlm_async._exceptions import ReplProtocolError
 from rlm_async.repl._protocol import ChildMessage, decode_child_message, encode_message
+from rlm_async.repl._tree import kill_descendants
 
 __all__ = ["ChildProcess", "HeadTailBuffer", "spawn_child"]
 
@@ -218,6 +219,9 @@ class ChildProcess:
             return
         with anyio.CancelScope(shield=True):
             try:
+                # Before the child may exit: once it is gone, what it started (a setsid
+                # grandchild) would be reparented out of reach, to init.
+                kill_descendants(self.pid)
                 if shutdown_message is not None and self.popen.poll() is None:
                     with contextlib.suppress(OSError), anyio.move_on_after(grace):
                         await self.send(shutdown_message)
@@ -243,6 +247,9 @@ class ChildProcess:
         self.close_fds()
 
     def _kill(self) -> None:
+        # Descendants first, with the child stopped and still their (sub)reaper: killed
+        # first, it would hand them to init, out of reach.
+        kill_descendants(self.pid, keep_stopped=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
         with contextlib.suppress(ProcessLookupError):

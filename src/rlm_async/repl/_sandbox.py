@@ -6,7 +6,8 @@ before any other thread exists and before the context is loaded. Layers, in this
 1. **rlimits**: address space (``MemoryError`` instead of the OOM killer), file size (writes
    past it fail with ``EFBIG``: Python ignores ``SIGXFSZ``), open files, no core dumps.
 2. **parent death**: ``PR_SET_PDEATHSIG`` = ``SIGKILL``, then a check that the parent is still
-   the one that started us (it may have died before the ``prctl``).
+   the one that started us (it may have died before the ``prctl``); and a child subreaper,
+   so that descendants (when subprocesses are allowed) stay in our tree for the parent.
 3. **privileges**: if we are still root, drop every capability; a child that is root in the
    initial user namespace is reported (and refused under ``strict``).
 4. **no_new_privs**: required by both layers below; exec can never gain privileges again.
@@ -15,8 +16,8 @@ before any other thread exists and before the context is loaded. Layers, in this
    sandbox (ABI >= 6).
 6. **seccomp** (through ``libseccomp.so.2``, by soname): socket creation, io_uring, ptrace and
    process-memory calls, bpf, perf, userfaultfd, keyrings, mount and namespace calls, signals
-   to other processes, fork/exec. Denied calls fail with ``EPERM`` so model code gets a
-   ``PermissionError`` it can read; nothing kills the REPL.
+   to other processes, fork/exec, System V IPC and POSIX message queues. Denied calls fail
+   with ``EPERM`` so model code gets a ``PermissionError`` it can read; nothing kills the REPL.
 
 The policy is a plain JSON dict written by the parent (``SandboxOptions.to_policy``)::
 
@@ -35,7 +36,8 @@ The policy is a plain JSON dict written by the parent (``SandboxOptions.to_polic
 
 Public: ``apply_sandbox(policy) -> report``, ``arm_cell_cpu_limit(seconds)`` /
 ``disarm_cell_cpu_limit()`` around each cell, ``explain_denial(exc)`` for tracebacks,
-``probe()``; ``SandboxUnavailable`` and ``CellCpuLimitExceeded``. If the parent is already
+``end_descendants()`` on the way out, ``probe()``; ``SandboxUnavailable`` and
+``CellCpuLimitExceeded``. If the parent is already
 gone when the child starts (PDEATHSIG race), the child exits with status 70.
 
 Not covered, by design of the kernel features: Landlock (ABI <= 7) does not govern
@@ -46,6 +48,7 @@ uid (``run_as``) and bwrap's mount namespace close what remains.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -65,8 +68,10 @@ __all__ = [
     "apply_sandbox",
     "arm_cell_cpu_limit",
     "disarm_cell_cpu_limit",
+    "end_descendants",
     "explain_denial",
     "landlock_abi",
+    "policy_allows_subprocess",
     "probe",
 ]
 
@@ -76,6 +81,7 @@ REPORT_VERSION = 1
 
 _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
+_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -150,12 +156,18 @@ _ALWAYS_DENIED = (
     "setxattr", "lsetxattr", "removexattr", "lremovexattr",
     # Shared memory outside RLIMIT_AS: memfds are what a memory bomb would use instead.
     "memfd_create", "memfd_secret",
+    # System V IPC and POSIX message queues: objects that outlive the run (1 GiB segments
+    # held after it ended), a channel between users' REPLs, and, without an IPC namespace
+    # of our own, other processes' segments to enumerate (SHM_STAT) and read (shmat).
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl",
+    "semget", "semop", "semtimedop", "semctl", "ipc",
+    "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )  # fmt: skip
 # Calls too new for older libseccomp releases to know by name, denied by number: system
 # calls added since Linux 5.1 have one number on every architecture.
 _ALWAYS_DENIED_NUMBERS = {"setxattrat": 463, "removexattrat": 466, "file_setattr": 469}
 _PROCESS_CREATION = ("fork", "vfork", "execve", "execveat", "pidfd_open")
-_PATH_CHMOD = ("chmod", "fchmodat", "fchmodat2")
+_CHMOD = ("chmod", "fchmodat", "fchmodat2", "fchmod")
 _SELF_ONLY_ARG0 = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr")
 
 
@@ -350,6 +362,9 @@ def _apply_rlimits(policy: dict[str, Any], report: _Report) -> None:
 def _apply_parent_death(policy: dict[str, Any], report: _Report) -> None:
     started = time.perf_counter()
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A child subreaper: a descendant that double-forks (setsid, then exit) is reparented to
+    # us, not to init, so the parent finds every one of them below our pid and kills them.
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     parent_pid = policy.get("parent_pid")
     parent_ns = policy.get("parent_pid_ns")
     own_ns = _pid_namespace()
@@ -362,7 +377,10 @@ def _apply_parent_death(policy: dict[str, Any], report: _Report) -> None:
     if parent_pid is not None and os.getppid() != int(parent_pid):
         # The parent died before the prctl: nobody will ever read our output.
         os._exit(70)
-    report.active("parent_death", f"SIGKILL when pid {os.getppid()} exits", started)
+    report.active(
+        "parent_death", f"SIGKILL when pid {os.getppid()} exits; subreaper of its descendants",
+        started,
+    )  # fmt: skip
 
 
 def _drop_capabilities() -> None:
@@ -629,6 +647,8 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
                 continue  # our own children must stay killable; warned about below
             f.deny(name, (0, ne, pid, 0))
     f.deny("prctl", (0, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, _PR_SET_PDEATHSIG))
+    # Still a subreaper: orphaned descendants must stay in our tree for the parent to find.
+    f.deny("prctl", (0, _SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, _PR_SET_CHILD_SUBREAPER))
     f.deny("prlimit64", (0, ne, 0, 0))  # other processes' limits
     f.deny("setpriority", (0, ne, 0, 0))  # PRIO_PGRP / PRIO_USER reach other processes
     f.deny("setpriority", (1, ne, 0, 0))
@@ -638,9 +658,10 @@ def _build_filter(lib: ctypes.CDLL, policy: dict[str, Any], report: _Report) -> 
     own_namespace = policy.get("parent_pid_ns") not in (None, _pid_namespace())
     if same_uid and not own_namespace:
         # Landlock does not govern chmod: with the parent's uid and the parent's view of the
-        # disk, chmod could open up the user's own files. (fchmod on an open fd still works.)
-        # Not for a run_as child: shutil.copy needs chmod, and its uid owns nothing of ours.
-        for name in _PATH_CHMOD:
+        # disk, chmod could open up the user's own files, by path or (fchmod) on an open fd.
+        # Not for a run_as child: shutil.copy needs chmod, and its uid owns nothing of ours
+        # (its work dir is inside a directory of the parent's that it cannot change).
+        for name in _CHMOD:
             f.deny(name)
     return f
 
@@ -685,6 +706,47 @@ def _check_coverage(policy: dict[str, Any], report: _Report) -> None:
             "signals: subprocesses are allowed and Landlock's signal scope (ABI 6) is not "
             "available, so kill() is not restricted to the sandbox"
         )
+
+
+def end_descendants(within: float = 1.0) -> None:
+    """Kill every process this one started, and what they started (we are their subreaper).
+
+    Called by the child as it exits, so that even a child the parent lets exit on its own
+    leaves nothing behind. Only our own children are visible here (Landlock allows
+    ``/proc/self``), and that is enough: the children of a killed child come to us.
+    """
+    if not policy_allows_subprocess():
+        return  # nothing can have been started
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        children = _own_children()
+        if not children:
+            return
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:  # reaped: the next pass sees only their orphans, now ours
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def policy_allows_subprocess() -> bool:
+    return bool(_applied and _applied.get("allow_subprocess"))
+
+
+def _own_children() -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as handle:
+                found += [int(part) for part in handle.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 _applied: dict[str, Any] | None = None  # the policy in force, for explain_denial

@@ -49,6 +49,7 @@ from pydantic import Field, field_validator
 from rlm_async._exceptions import SandboxError
 from rlm_async._options import OptionsModel
 from rlm_async.repl import _sandbox
+from rlm_async.repl._tree import remove_tree
 
 __all__ = [
     "ChildCommand",
@@ -191,8 +192,9 @@ def build_child_command(
         work_dir: The child's work dir; chowned to the child's uid when that differs.
         options: The sandbox options.
         pass_fds: Protocol fds (bwrap keeps inherited fds open, so nothing is added).
-        env: The child's environment; under bwrap it is set with ``--clearenv``/``--setenv``
-            (pass the same mapping to ``Popen(env=...)``).
+        env: The child's environment; pass the same mapping to ``Popen(env=...)``. It is
+            never put on a command line (bwrap inherits it), so it stays out of
+            ``/proc/<pid>/cmdline``.
 
     Raises:
         SandboxError: ``bwrap="always"`` and bwrap does not work here, or ``strict`` and
@@ -207,6 +209,8 @@ def build_child_command(
     warnings: list[str] = []
     euid = os.geteuid()
     target = _resolve_user(options.run_as) if euid == 0 and options.run_as is not None else None
+    if target is not None:
+        _open_private_parent_to(work_dir, target[1])
     use_bwrap = False
     if options.bwrap != "never":
         reason = _bwrap_problem(argv[0], target, network=options.allow_network)
@@ -333,6 +337,24 @@ def _give_work_dir(path: str, uid: int, gid: int) -> None:
         os.close(dir_fd)
 
 
+def _open_private_parent_to(work_dir: str, gid: int) -> None:
+    """Let group ``gid`` (the ``run_as`` child's) through the private directory around the
+    work dir (``make_work_dir``'s 0700 ``rlm-repl-XXXX``), and nobody else.
+
+    A parent directory that is not ours or not private (``/tmp`` itself) is left alone.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(os.path.dirname(os.path.realpath(work_dir)), flags)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid() and not info.st_mode & stat.S_IRWXO:
+            if info.st_gid != gid:
+                os.fchown(fd, -1, gid)
+            os.fchmod(fd, 0o710)
+    finally:
+        os.close(fd)
+
+
 def create_child_file(path: str) -> BinaryIO:
     """Open a new file in the child's work dir for writing, never through a symlink.
 
@@ -341,8 +363,8 @@ def create_child_file(path: str) -> BinaryIO:
     root, when the parent is root). This removes what is there and creates the file with
     ``O_EXCL | O_NOFOLLOW``, so a racing symlink makes it fail instead.
 
-    A directory planted under the name is removed too (``shutil.rmtree`` works on file
-    descriptors here and never follows a symlink out of it).
+    A directory planted under the name is removed too (``remove_tree`` works on file
+    descriptors and never follows a symlink out of it).
 
     Raises:
         OSError: the name was re-created during the call.
@@ -352,7 +374,7 @@ def create_child_file(path: str) -> BinaryIO:
     except FileNotFoundError:
         pass
     except IsADirectoryError:
-        shutil.rmtree(path)
+        remove_tree(path)  # iterative: a 3,000-deep planted tree is no RecursionError
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags, 0o644)
     os.fchmod(fd, 0o644)  # readable by a run_as child whatever the parent's umask
@@ -468,10 +490,10 @@ def _bwrap_argv(
         args += ["--ro-bind", path, path]
     for path in sorted(writable, key=lambda p: (p.count("/"), p)):
         args += ["--bind", path, path]
-    if env is not None:
-        args.append("--clearenv")
-        for key, value in env.items():
-            args += ["--setenv", key, value]
+    # No --clearenv/--setenv: values on bwrap's command line are readable by every local
+    # user in /proc/<pid>/cmdline. bwrap and setpriv pass on the environment Popen gives
+    # them (the same allow-listed mapping), and /proc/<pid>/environ is private to the uid.
+    del env
     args += ["--chdir", os.path.realpath(work_dir) if work_dir is not None else "/", "--"]
     return args
 
@@ -548,6 +570,11 @@ def _run_as_problem(python: str, work_dir: str, uid: int, gid: int) -> str | Non
             mode = os.stat(path).st_mode
         except OSError as exc:
             return f"cannot stat {path}: {exc}"
-        if not mode & stat.S_IXOTH:
+        info = os.stat(path)
+        if not (
+            mode & stat.S_IXOTH
+            or (mode & stat.S_IXGRP and info.st_gid == gid)
+            or (mode & stat.S_IXUSR and info.st_uid == uid)
+        ):
             return f"uid {uid} cannot traverse {path} (mode {stat.filemode(mode)})"
     return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -42,6 +41,7 @@ from rlm_async.repl._start import (
     load_context,
     make_work_dir,
     remove_work_dir,
+    remove_work_dir_now,
     start_child,
 )
 
@@ -241,7 +241,7 @@ class ReplSession:
                         await remove_work_dir(work_dir)
                     except BaseException:
                         # Cancelled natively through the shield: remove it here and now.
-                        shutil.rmtree(work_dir, ignore_errors=True)
+                        remove_work_dir_now(work_dir)
                         raise
 
     def _write_context(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,11 +39,19 @@ from rlm_async.repl._sandbox_options import (
     build_child_command,
     create_child_file,
 )
+from rlm_async.repl._tree import remove_tree
 
 if TYPE_CHECKING:
     from rlm_async.repl._session import ReplOptions
 
-__all__ = ["StartedChild", "load_context", "make_work_dir", "remove_work_dir", "start_child"]
+__all__ = [
+    "StartedChild",
+    "load_context",
+    "make_work_dir",
+    "remove_work_dir",
+    "remove_work_dir_now",
+    "start_child",
+]
 
 _log = get_logger("rlm_async.repl")
 _CHILD_FILE = str(Path(__file__).with_name("_child.py"))
@@ -61,13 +68,57 @@ class StartedChild:
     command: ChildCommand | None = None  # how it was sandboxed (who owns files it reads)
 
 
+_WORK = "work"
+
+
 def make_work_dir() -> str:
-    """A fresh private (0700) directory for one REPL."""
-    return tempfile.mkdtemp(prefix="rlm-repl-")
+    """A fresh private directory for one REPL: ``<tmp>/rlm-repl-XXXX/work``.
+
+    The work dir belongs to model code, which can change its mode (``fchmod`` on an open fd
+    where seccomp does not refuse it). The ``rlm-repl-XXXX`` directory around it stays the
+    parent's (0700, or 0710 with the group of a ``run_as`` child): whatever mode the work
+    dir gets, no other local user can reach it or the context inside.
+    """
+    outer = tempfile.mkdtemp(prefix="rlm-repl-")
+    path = os.path.join(outer, _WORK)
+    os.mkdir(path, 0o700)
+    return path
+
+
+def remove_work_dir_now(work_dir: str) -> None:
+    """Remove a work dir (and the private directory made around it); never raises."""
+    outer, name = os.path.split(work_dir)
+    if name == _WORK and os.path.basename(outer).startswith("rlm-repl-"):
+        remove_tree(outer)
+    else:
+        remove_tree(work_dir)
 
 
 async def remove_work_dir(work_dir: str) -> None:
-    await anyio.to_thread.run_sync(lambda: shutil.rmtree(work_dir, ignore_errors=True))
+    """``remove_work_dir_now`` in a worker thread: a big tree takes a while; never raises."""
+    await anyio.to_thread.run_sync(remove_work_dir_now, work_dir)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(warnings: tuple[str, ...]) -> None:
+    """Log what the sandbox could not do once per process, not at every REPL start.
+
+    The machine does not change between starts; the report of every REPL (``doctor``,
+    ``result.metadata["sandbox"]``) still carries the warnings.
+    """
+    if not warnings:
+        return
+    text = "; ".join(warnings)
+    if text in _warned:
+        return
+    _warned.add(text)
+    _log.warning(
+        "rlm_async.repl.sandbox_warning",
+        warning=text,
+        note="said once per process; every REPL's sandbox report repeats it",
+    )
 
 
 def _child_env(work_dir: str, options: ReplOptions) -> dict[str, str]:
@@ -130,8 +181,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         )
         argv = list(command.argv)
         popen_extra = dict(command.popen_kwargs)
-        for warning in command.warnings:
-            _log.warning("rlm_async.repl.sandbox_warning", warning=warning)
+        _warn_once(command.warnings)
     try:
         child = await spawn_child_async(
             argv,
@@ -159,6 +209,17 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         await child.terminate(grace=0)
         raise
     if isinstance(message, ReadyMessage):
+        if command is not None:
+            # How the parent launched it, next to what the child applied: the one report
+            # that doctor prints and result.metadata["sandbox"] carries.
+            message.sandbox["launch"] = {
+                "strategy": command.strategy,
+                "uid": command.uid,
+                "warnings": list(command.warnings),
+            }
+            message.sandbox.setdefault("warnings", []).extend(
+                f"launch: {warning}" for warning in command.warnings
+            )
         seconds = time.perf_counter() - started
         _log.debug("rlm_async.repl.started", pid=child.pid, seconds=round(seconds, 4))
         return StartedChild(child, work_dir, message, seconds, command)

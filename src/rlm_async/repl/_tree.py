@@ -1,0 +1,222 @@
+"""Directory trees and process trees that model code controlled: ended without trusting them.
+
+Both are the parent's clean-up after a run, so both are bounded and never raise:
+
+* ``remove_tree`` deletes a work dir iteratively (no recursion limit: 3,000 nested
+  directories made ``shutil.rmtree`` raise ``RecursionError``) through directory file
+  descriptors opened with ``O_NOFOLLOW`` (a planted symlink is unlinked, never followed),
+  holding one descriptor at a time whatever the depth.
+* ``kill_descendants`` kills every live descendant of a process (``setsid`` and double-forked
+  ones included: the REPL child is a child subreaper, so they stay in its tree), walking
+  ``/proc/<pid>/task/<tid>/children`` again until none is left or the deadline passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import time
+
+from rlm_async._logging import get_logger
+
+__all__ = ["descendants", "kill_descendants", "remove_tree"]
+
+_log = get_logger("rlm_async.repl")
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+# ---- directories ----------------------------------------------------------------------------
+
+
+def remove_tree(path: str) -> bool:
+    """Remove ``path`` and everything under it; ``True`` when nothing is left.
+
+    Never raises (clean-up must not replace a run's outcome) and never follows a symlink.
+    What cannot be removed is logged as ``rlm_async.repl.cleanup_failed``.
+    """
+    try:
+        _remove(os.path.abspath(path))
+    except Exception as exc:  # clean-up reports, it does not raise
+        _log.warning("rlm_async.repl.cleanup_failed", path=path, error=repr(exc))
+    gone = not os.path.lexists(path)
+    if not gone:
+        _log.warning("rlm_async.repl.cleanup_failed", path=path, error="entries left behind")
+    return gone
+
+
+def _open_dir(name: str, dir_fd: int) -> int:
+    """Open a subdirectory for listing; one its owner made unreadable is given back 0700."""
+    try:
+        return os.open(name, _DIR, dir_fd=dir_fd)
+    except PermissionError:
+        # Not root (root reads any mode): model code of our uid chmodded it to 0. O_PATH
+        # needs no permission and, with O_NOFOLLOW | O_DIRECTORY, cannot be a symlink.
+        handle = os.open(name, _PATH_DIR, dir_fd=dir_fd)
+        try:
+            os.chmod(f"/proc/self/fd/{handle}", 0o700)
+        finally:
+            os.close(handle)
+        return os.open(name, _DIR, dir_fd=dir_fd)
+
+
+def _remove(path: str) -> None:
+    parent, name = os.path.split(path)
+    parent_fd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = _open_dir(name, parent_fd)
+        except FileNotFoundError:
+            return
+        except (NotADirectoryError, OSError):
+            # A symlink (ELOOP) or a file where the directory was: the name goes, not its target.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=parent_fd)
+            return
+        _empty(fd)  # closes fd
+        os.rmdir(name, dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+
+
+def _empty(fd: int) -> None:
+    """Empty the directory open as ``fd`` (and close it), depth first, without recursion.
+
+    Only the current directory is open: going up reopens ``..``, checked to be the directory
+    we came from (device and inode), so depth costs names in memory, not descriptors.
+    """
+    # Per level: (identity, name of this dir in its parent, names still to visit here).
+    stack: list[tuple[tuple[int, int], str, list[str]]] = []
+    identity = _identity(fd)
+    names = _list(fd)
+    try:
+        while True:
+            if names:
+                name = names.pop()
+                try:
+                    os.unlink(name, dir_fd=fd)
+                    continue
+                except IsADirectoryError:
+                    pass
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    if not _is_dir(name, fd):
+                        continue  # cannot remove it: reported by remove_tree at the end
+                try:
+                    child = _open_dir(name, fd)
+                except OSError:
+                    continue
+                stack.append((identity, name, names))
+                os.close(fd)
+                fd, identity, names = child, _identity(child), _list(child)
+                continue
+            if not stack:
+                return
+            up = os.open("..", _DIR, dir_fd=fd)
+            parent_identity, name, names = stack.pop()
+            os.close(fd)
+            fd = up
+            if _identity(fd) != parent_identity:
+                raise OSError(f"a directory moved during removal (under {name!r})")
+            identity = parent_identity
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _list(fd: int) -> list[str]:
+    try:
+        return os.listdir(fd)
+    except PermissionError:
+        os.fchmod(fd, 0o700)  # our uid's dir made unlistable (mode 0300) by model code
+        return os.listdir(fd)
+
+
+def _is_dir(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+# ---- processes ------------------------------------------------------------------------------
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (zombies included), parents before their children."""
+    found: list[int] = []
+    seen = {pid}
+    todo = [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    result: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return result
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                result += [int(part) for part in handle.read().split()]
+        except (OSError, ValueError):
+            continue
+    return result
+
+
+def _live(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            state = handle.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
+
+
+def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = False) -> int:
+    """SIGKILL every live descendant of ``pid`` until none is left; bounded by ``within`` s.
+
+    ``pid`` itself is stopped meanwhile (SIGSTOP: it can fork no more) and continued after,
+    unless ``keep_stopped`` (it is about to be killed). Killed processes' children move up
+    to the nearest subreaper (the REPL child, or bwrap's init), still below ``pid``, so each
+    pass finds them. Returns how many processes were signalled.
+    """
+    if not _children(pid):
+        return 0  # the common case, one small read: nothing to stop or walk
+    killed = 0
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            live = [p for p in descendants(pid) if _live(p)]
+            if not live:
+                break
+            for target in live:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(target, signal.SIGKILL)
+                    killed += 1
+            os.sched_yield()  # let the kernel finish the exits before the next pass
+        else:
+            _log.warning("rlm_async.repl.descendants_left", pid=pid, seconds=within)
+    finally:
+        if not keep_stopped:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGCONT)
+    return killed
