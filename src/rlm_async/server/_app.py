@@ -70,6 +70,7 @@ def create_app(
     queue_timeout: float = 30.0,
     heartbeat: float | None = 15.0,
     model_name: str = "rlm",
+    body_timeout: float | None = 60.0,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``rlm`` over HTTP.
 
@@ -85,6 +86,9 @@ def create_app(
         queue_timeout: Seconds a queued request waits before a 503.
         heartbeat: Seconds between keep-alive comments in event streams (``None``: none).
         model_name: The model id ``/v1/models`` lists and chat responses default to.
+        body_timeout: Seconds a request body may take to arrive in full (408 beyond, and
+            the connection is closed); ``None``: no limit. The default, 60 s, asks ~1.1
+            MB/s of a client sending the largest body allowed by default.
 
     Returns:
         A Starlette application; run it with any ASGI server (``uvicorn``), mount it in
@@ -107,8 +111,11 @@ def create_app(
             raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
     if not isinstance(queue_timeout, int | float) or queue_timeout <= 0:
         raise ConfigurationError(f"queue_timeout must be a positive number, got {queue_timeout!r}")
-    if heartbeat is not None and (not isinstance(heartbeat, int | float) or heartbeat <= 0):
-        raise ConfigurationError(f"heartbeat must be a positive number or None, got {heartbeat!r}")
+    for name, seconds in (("heartbeat", heartbeat), ("body_timeout", body_timeout)):
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+        ):
+            raise ConfigurationError(f"{name} must be a positive number or None, got {seconds!r}")
     if api_key is not None and (not isinstance(api_key, str) or not api_key):
         raise ConfigurationError("api_key must be a non-empty str or None")
     if not isinstance(rlm, RLM) and not callable(rlm):
@@ -121,6 +128,7 @@ def create_app(
         max_request_bytes=max_request_bytes,
         heartbeat=heartbeat,
         model_name=model_name,
+        body_timeout=body_timeout,
     )
     routes = [
         Route("/v1/chat/completions", _endpoint(service.chat_completions), methods=["POST"]),
@@ -180,6 +188,7 @@ class _Service:
         max_request_bytes: int,
         heartbeat: float | None,
         model_name: str,
+        body_timeout: float | None,
     ) -> None:
         self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
         self._factory = None if isinstance(rlm, RLM) else rlm
@@ -187,6 +196,7 @@ class _Service:
         self.max_request_bytes = max_request_bytes
         self.heartbeat = heartbeat
         self.model_name = model_name
+        self.body_timeout = body_timeout
         self.state = "open" if self.rlm is not None else "starting"
 
     @asynccontextmanager
@@ -248,12 +258,13 @@ class _Service:
         finally:
             slot.release()
 
+    async def _read_body(self, request: Request) -> bytes:
+        return await read_body(request, self.max_request_bytes, within=self.body_timeout)
+
     # ---- routes ------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        chat = await parse_body(
-            ChatCompletionRequest, await read_body(request, self.max_request_bytes)
-        )
+        chat = await parse_body(ChatCompletionRequest, await self._read_body(request))
         context, query = context_and_query(chat)
         rlm = apply_options(self.current_rlm(), chat.rlm_options, param="rlm_options")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -303,7 +314,7 @@ class _Service:
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
 
     async def rlm_run(self, request: Request) -> Response:
-        body = await parse_body(RLMRequest, await read_body(request, self.max_request_bytes))
+        body = await parse_body(RLMRequest, await self._read_body(request))
         if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
             return await self._stream(body)
         rlm = apply_options(self.current_rlm(), body.options)
@@ -313,7 +324,7 @@ class _Service:
         return JSONResponse(result_body(result, budget=budget))
 
     async def rlm_stream(self, request: Request) -> Response:
-        body = await parse_body(RLMRequest, await read_body(request, self.max_request_bytes))
+        body = await parse_body(RLMRequest, await self._read_body(request))
         return await self._stream(body)
 
     async def _stream(self, body: RLMRequest) -> Response:

@@ -9,6 +9,8 @@ queue), for at most ``queue_timeout`` seconds. Anything beyond is refused at onc
 
 from __future__ import annotations
 
+import math
+
 import anyio
 from starlette.requests import Request
 
@@ -97,12 +99,20 @@ class RunSlots:
         )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, within: float | None = None) -> bytes:
     """The request body, refusing more than ``limit`` bytes (declared or actually sent).
+
+    Args:
+        request: The request.
+        limit: The most bytes accepted.
+        within: Seconds the whole body may take to arrive (``None``: no limit). A client
+            that sends a body slowly, or stops half-way, would otherwise hold its
+            connection (and a file descriptor) for as long as it likes.
 
     Raises:
         ApiError: 413 when the body is (or says it is) over the limit; 400 for a bad
-            ``Content-Length``.
+            ``Content-Length``; 408 (and ``Connection: close``) when it took longer than
+            ``within``.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -113,11 +123,21 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise _too_large(limit)
     body = bytearray()
-    # The declared length is checked above, but a chunked body declares none: count too.
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
+    with anyio.move_on_after(within if within is not None else math.inf) as scope:
+        # The declared length is checked above, but a chunked body declares none: count too.
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+    if scope.cancelled_caught:
+        raise ApiError(
+            408,
+            f"the request body did not arrive within {within:g} s; send it faster, "
+            "or ask the operator to raise the server's body_timeout",
+            code="request_timeout",
+            # The rest of the body may still be on its way: this connection is done.
+            headers={"Connection": "close"},
+        )
     return bytes(body)
 
 

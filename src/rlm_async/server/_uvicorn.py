@@ -4,6 +4,10 @@ Binding the socket here (rather than letting uvicorn do it) means ``port=0`` wor
 OS picks a free port and we know which one before the first request. uvicorn is given
 ``log_config=None`` unless the caller passes one, so embedding the server configures no
 logging for the host application.
+
+:func:`server_config` is the one place a ``uvicorn.Config`` is made (``open_server`` and
+``rlm-async serve``): it adds the connection limits uvicorn lacks (``_connections.py``:
+a header-read timeout and a connection cap) and its keep-alive timeout.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import anyio
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["base_url_of", "bind_socket", "open_server"]
+from rlm_async._exceptions import ConfigurationError
+from rlm_async.server._connections import default_max_connections, guarded_protocol
+
+__all__ = ["base_url_of", "bind_socket", "open_server", "server_config"]
+
+HEADER_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -40,6 +50,50 @@ def base_url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def server_config(
+    app: ASGIApp,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    max_connections: int | None = None,
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT,
+    **config: Any,
+) -> uvicorn.Config:
+    """A ``uvicorn.Config`` for ``app`` with connection limits.
+
+    Args:
+        app: The ASGI app.
+        header_timeout: Seconds a request's headers may take to arrive, counted from the
+            connection's opening (or from the first byte after the previous response).
+            Then the connection is closed (408 when part of a request had come).
+        max_connections: Connections held at once; more are answered 503 and closed at
+            once. ``None``: half the process's open-file limit, at most 1,024.
+        keep_alive_timeout: Seconds an idle keep-alive connection is kept between requests.
+        **config: More ``uvicorn.Config`` options.
+
+    Raises:
+        ConfigurationError: a limit is out of range.
+    """
+    for name, seconds in (
+        ("header_timeout", header_timeout),
+        ("keep_alive_timeout", keep_alive_timeout),
+    ):
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ConfigurationError(f"{name} must be a positive number, got {seconds!r}")
+    if max_connections is None:
+        max_connections = default_max_connections()
+    if (
+        isinstance(max_connections, bool)
+        or not isinstance(max_connections, int)
+        or max_connections < 1
+    ):
+        raise ConfigurationError(f"max_connections must be an int ≥ 1, got {max_connections!r}")
+    http = guarded_protocol(header_timeout=header_timeout, max_connections=max_connections)
+    config.setdefault("lifespan", "on")
+    # uvicorn takes whole seconds here (its type says int); it passes the value to
+    # call_later, so a fraction works the same.
+    return uvicorn.Config(app, http=http, timeout_keep_alive=keep_alive_timeout, **config)  # type: ignore[arg-type]
+
+
 @asynccontextmanager
 async def open_server(
     app: ASGIApp,
@@ -47,6 +101,9 @@ async def open_server(
     host: str = "127.0.0.1",
     port: int = 0,
     graceful_timeout: int = 5,
+    header_timeout: float = HEADER_TIMEOUT,
+    max_connections: int | None = None,
+    keep_alive_timeout: float = KEEP_ALIVE_TIMEOUT,
     **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn in this event loop; yields the base URL.
@@ -60,18 +117,33 @@ async def open_server(
         host: The address to bind (default loopback).
         port: The port (0: a free one).
         graceful_timeout: Seconds open requests get to finish at exit.
+        header_timeout: Seconds a request's headers may take to arrive (see
+            :func:`server_config`).
+        max_connections: Connections held at once, more are refused (default: half the
+            open-file limit, at most 1,024).
+        keep_alive_timeout: Seconds an idle keep-alive connection is kept.
         **config: More ``uvicorn.Config`` options (``log_config``, ``log_level``...).
+
+    Raises:
+        ConfigurationError: a limit is out of range.
 
     Example:
         async with open_server(create_app(rlm)) as url:
             response = await httpx.AsyncClient().get(f"{url}/health")
     """
-    sock = bind_socket(host, port)
     config.setdefault("log_config", None)
     config.setdefault("access_log", False)
     server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="on", timeout_graceful_shutdown=graceful_timeout, **config)
+        server_config(
+            app,
+            header_timeout=header_timeout,
+            max_connections=max_connections,
+            keep_alive_timeout=keep_alive_timeout,
+            timeout_graceful_shutdown=graceful_timeout,
+            **config,
+        )
     )
+    sock = bind_socket(host, port)
     failed: list[BaseException] = []
 
     async def serve() -> None:

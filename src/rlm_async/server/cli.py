@@ -64,6 +64,35 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-request-mb", type=float, default=64.0, help="largest request body (default 64)"
     )
     parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="close a connection whose request headers take longer (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="answer 408 to a request body that takes longer (default 60)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="connections held at once, more are refused (default: half the open-file limit, "
+        "at most 1024)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="close an idle keep-alive connection after S seconds (default 5)",
+    )
+    parser.add_argument(
         "--api-key-env",
         metavar="VAR",
         default=None,
@@ -156,10 +185,8 @@ async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
 
 
 async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label: str) -> int:
-    import uvicorn
-
     from rlm_async.server._app import create_app
-    from rlm_async.server._uvicorn import base_url_of, bind_socket
+    from rlm_async.server._uvicorn import base_url_of, bind_socket, server_config
 
     app = create_app(
         lambda: rlm,
@@ -167,6 +194,16 @@ async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label
         max_concurrent_runs=args.max_concurrent_runs,
         max_queue=args.max_queue,
         max_request_bytes=max(1, int(args.max_request_mb * 1024 * 1024)),
+        body_timeout=args.body_timeout,
+    )
+    config = server_config(
+        app,
+        header_timeout=args.header_timeout,
+        max_connections=args.max_connections,
+        keep_alive_timeout=args.keep_alive_timeout,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+        # The command is an application: uvicorn's own log set-up is fine here.
     )
     sock = bind_socket(args.host, args.port)
     try:
@@ -179,13 +216,6 @@ async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label
             f"POST {url}/v1/rlm/stream   GET {url}/health",
             file=sys.stderr,
             flush=True,
-        )
-        config = uvicorn.Config(
-            app,
-            lifespan="on",
-            log_level=args.log_level,
-            timeout_graceful_shutdown=10,
-            # The command is an application: uvicorn's own log set-up is fine here.
         )
         await _make_server(config).serve(sockets=[sock])
     finally:
