@@ -216,6 +216,8 @@ class _Run:
                 subcall_handler=SubCallServer(self).serve,
                 on_restart=self._on_restart,
                 pool=rlm.repl_pool,
+                # Requests past this wait in the child's pipe, not as tasks in the parent.
+                max_pending_subcalls=4 * rlm.max_concurrency,
             ) as repl:
                 rlm._track(repl)
                 try:

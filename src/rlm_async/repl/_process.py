@@ -2,8 +2,9 @@
 
 Spawning, the framed protocol pipes, draining fds 1 and 2, waiting for exit and killing.
 Everything here is bounded in time and memory: a child that floods its stdout, sends an
-oversized line, or leaves a ``setsid`` grandchild holding a pipe cannot make the parent
-wait or grow without limit. ``_session.py`` builds cells, restarts and sub-calls on top.
+oversized line, stops reading its input, or leaves a ``setsid`` grandchild holding a pipe
+cannot make the parent wait or grow without limit. ``_session.py`` builds cells, restarts
+and sub-calls on top.
 """
 
 from __future__ import annotations
@@ -20,16 +21,37 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from rlm_async._exceptions import ReplProtocolError
 from rlm_async.repl._protocol import ChildMessage, decode_child_message, encode_message
 from rlm_async.repl._tree import kill_descendants
 
-__all__ = ["ChildProcess", "HeadTailBuffer", "spawn_child"]
+__all__ = [
+    "DEFAULT_WRITE_TIMEOUT",
+    "ChildProcess",
+    "ChildStoppedReading",
+    "HeadTailBuffer",
+    "spawn_child",
+]
 
 _READ_CHUNK = 1 << 20
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ on Linux; not exported by Python 3.11's fcntl
 _PIPE_SIZE = 1 << 20
+# Messages handed out from the read buffer between two yields to the event loop: a 1 MiB
+# read of short forged lines is thousands of messages, which must not run as one stall.
+_LINES_PER_YIELD = 64
+DEFAULT_WRITE_TIMEOUT = 10.0
+"""Seconds a message to the child may take to be written (``ReplOptions.write_timeout``)."""
+
+
+class ChildStoppedReading(OSError):
+    """A message could not be written to the child in time: it stopped reading its input.
+
+    An ``OSError`` like a broken pipe, so every caller that treats "the child is gone" as
+    a failed write (shutdown, context loading) treats a hung child the same way. The
+    session turns it into a kill and a restart; it never leaves the package.
+    """
 
 
 class HeadTailBuffer:
@@ -88,6 +110,11 @@ class ChildProcess:
         self._max_message_bytes = max_message_bytes
         self._buffer = bytearray()
         self._scanned = 0
+        self._lines_since_yield = 0
+        # One writer at a time: the event loop allows one waiter per fd (a second raises
+        # BusyResourceError), and two interleaved messages would corrupt the stream.
+        self._write_lock = anyio.Lock()
+        self._torn = False  # a write was cut mid-message (cancelled): the line is garbage
         self.output = HeadTailBuffer(output_limit)
         self._pidfd: int | None = None
         self._pidfd_waited = False
@@ -101,16 +128,44 @@ class ChildProcess:
 
     # ---- protocol -----------------------------------------------------------------
 
-    async def send(self, data: bytes) -> None:
-        """Write one framed message; raises ``BrokenPipeError`` if the child is gone."""
+    async def send(self, data: bytes, *, within: float = DEFAULT_WRITE_TIMEOUT) -> None:
+        """Write one framed message, waiting for the pipe at most ``within`` seconds.
+
+        The child reads its input in a thread of its own, whatever its cell does, so a
+        message that cannot be written in time means model code stopped that thread.
+
+        Raises:
+            ChildStoppedReading: the message (or the wait for an earlier one) took longer.
+            BrokenPipeError: the child is gone.
+        """
+        try:
+            with anyio.fail_after(within):
+                async with self._write_lock:
+                    if self._torn:
+                        # End the cut line first: the child drops it as unparsable, and
+                        # this message arrives whole instead of glued to its remains.
+                        data = b"\n" + data
+                        self._torn = False
+                    await self._write_all(data)
+        except TimeoutError:
+            raise ChildStoppedReading(
+                f"the REPL stopped reading its input: a {len(data):,}-byte message could "
+                f"not be written to it within {within:g} s"
+            ) from None
+
+    async def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            try:
-                written = os.write(self._to_child, view)
-            except BlockingIOError:
-                await anyio.wait_writable(self._to_child)
-                continue
-            view = view[written:]
+        try:
+            while view:
+                try:
+                    written = os.write(self._to_child, view)
+                except BlockingIOError:
+                    await anyio.wait_writable(self._to_child)
+                    continue
+                view = view[written:]
+        finally:
+            if view and len(view) < len(data):
+                self._torn = True
 
     async def receive(self) -> ChildMessage | None:
         """The next validated message, or ``None`` at end of file (the child is gone).
@@ -121,18 +176,27 @@ class ChildProcess:
         while True:
             newline = self._buffer.find(b"\n", self._scanned)
             if newline >= 0:
-                line = bytes(self._buffer[:newline])
+                self._lines_since_yield += 1
+                if self._lines_since_yield >= _LINES_PER_YIELD:
+                    # Before the line leaves the buffer: a cancellation here loses nothing.
+                    self._lines_since_yield = 0
+                    await anyio.lowlevel.checkpoint()
+                with memoryview(self._buffer) as view:
+                    line = bytes(view[:newline])  # one copy, not a slice and a copy
                 del self._buffer[: newline + 1]
                 self._scanned = 0
                 return decode_child_message(line)
             self._scanned = len(self._buffer)
             if len(self._buffer) > self._max_message_bytes:
                 raise ReplProtocolError(
-                    f"the REPL sent a line longer than {self._max_message_bytes:,} bytes"
+                    f"the REPL sent a line longer than {self._max_message_bytes:,} bytes "
+                    "(ReplOptions.max_message_bytes): send sub-calls in smaller batches, "
+                    "or raise that limit for batches or sub-contexts this large"
                 )
             try:
                 chunk = os.read(self._from_child, _READ_CHUNK)
             except BlockingIOError:
+                self._lines_since_yield = 0
                 await anyio.wait_readable(self._from_child)
                 continue
             if not chunk:
@@ -170,14 +234,22 @@ class ChildProcess:
 
     # ---- life and death -------------------------------------------------------------
 
-    async def interrupt(self, cell: int) -> None:
+    async def interrupt(self, cell: int, *, within: float = DEFAULT_WRITE_TIMEOUT) -> None:
         """Ask the child to SIGINT itself: KeyboardInterrupt in the cell, state kept.
 
         Over the protocol rather than ``kill(pid)``: under bwrap our child's pid is the
         wrapper's, and inside a pid namespace the child's own pid differs from ours.
+
+        Raises:
+            ChildStoppedReading: the request could not be written within ``within``
+                seconds: the child is hung, and only killing it ends the cell.
         """
-        with contextlib.suppress(OSError):
-            await self.send(encode_message({"type": "interrupt", "cell": cell}))
+        try:
+            await self.send(encode_message({"type": "interrupt", "cell": cell}), within=within)
+        except ChildStoppedReading:
+            raise
+        except OSError:
+            pass  # it is gone: the pump sees the end of its pipe
 
     def exit_description(self) -> str:
         code = self.popen.poll()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlm_async._context import PreparedContext, prepare_context
 from rlm_async._exceptions import (
+    ConfigurationError,
     ReplCrashed,
     ReplError,
     ReplProtocolError,
@@ -28,7 +29,7 @@ from rlm_async._exceptions import (
 from rlm_async._logging import get_logger
 from rlm_async._options import OptionsModel
 from rlm_async._text import cap_middle
-from rlm_async.repl._process import ChildProcess
+from rlm_async.repl._process import DEFAULT_WRITE_TIMEOUT, ChildProcess, ChildStoppedReading
 from rlm_async.repl._protocol import (
     CancelMessage,
     LLMRequest,
@@ -52,6 +53,7 @@ __all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]
 
 _log = get_logger("rlm_async.repl")
 _SHUTDOWN = encode_message({"type": "shutdown"})
+DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
 
 SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
 """Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt."""
@@ -67,7 +69,13 @@ class ReplOptions(OptionsModel):
         start_timeout: Seconds the child may take to start and load the context.
         output_limit: Characters of a cell's stdout (and, separately, stderr) kept; the
             middle of longer output is dropped with a marker.
-        max_message_bytes: The longest protocol line accepted from the child.
+        max_message_bytes: The longest protocol line accepted from the child; a longer
+            one is a protocol violation (the REPL is restarted). What crosses the pipe is
+            capped cell output, the final answer, and sub-call prompts and ``rlm_query``
+            contexts: raise it for batches or sub-contexts larger than the default 64 MiB.
+        write_timeout: Seconds a message to the child (a cell, a sub-call's answer, an
+            interrupt) may take to be written. The child reads in a thread of its own,
+            so one that does not read for that long is hung: killed and restarted.
         max_restarts: Restarts allowed per session before ``ReplCrashed`` is raised.
         python: The interpreter for the child (default: the parent's).
         env: Extra environment variables for the child. Nothing else of the parent's
@@ -84,7 +92,17 @@ class ReplOptions(OptionsModel):
     interrupt_grace: float = Field(default=3.0, ge=0)
     start_timeout: float = Field(default=30.0, gt=0)
     output_limit: int = Field(default=20_000, ge=100)
-    max_message_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    # 64 MiB: a cell's output is capped in the child (output_limit characters, at most 6
+    # ASCII bytes each once JSON-escaped: ~0.4 MB for stdout, stderr and error) and so is
+    # the final answer (max_answer_chars, ~6-12 MB escaped at the default). The largest
+    # legitimate lines are sub-call requests: an llm_query_batched over chunks of the
+    # whole context is one line about the context's size (43 MiB for the demo's million
+    # lines), and rlm_query sub-contexts. The parent holds at most about twice this
+    # while reading and decoding one line; decoding holds the loop (decoders hold the
+    # GIL, so a thread would not help): ~0.4 s for 30 MB of small JSON items, far less
+    # for text. The old 512 MiB meant ~1 GiB and seconds of stall for one hostile line.
+    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    write_timeout: float = Field(default=DEFAULT_WRITE_TIMEOUT, gt=0)
     max_restarts: int = Field(default=5, ge=0)
     python: str = sys.executable
     env: dict[str, str] = Field(default_factory=dict)
@@ -143,6 +161,16 @@ class ReplSession:
     Use it as an async context manager; closing it (or cancelling the task using it)
     kills the child's whole process group and removes the work directory.
 
+    Args:
+        context: What the REPL's ``context`` variable holds.
+        options: How the child runs (ignored when ``pool`` is given: the pool's options).
+        subcall_handler: Serves the cell's ``llm_query`` / ``rlm_query`` requests.
+        on_restart: Called with the reason whenever the child is restarted.
+        pool: A warm pool to take an already started child from.
+        max_pending_subcalls: Sub-call requests served at once; the child's pipe is not
+            read beyond them (its requests wait), so code queueing 50,000 of them cannot
+            grow the parent. A small multiple of the engine's ``max_concurrency``.
+
     Example:
         async with ReplSession(["a", "b"]) as repl:
             result = await repl.execute("len(context)")
@@ -157,7 +185,12 @@ class ReplSession:
         subcall_handler: SubCallHandler | None = None,
         on_restart: Callable[[str], None] | None = None,
         pool: ReplPool | None = None,
+        max_pending_subcalls: int = DEFAULT_MAX_PENDING_SUBCALLS,
     ) -> None:
+        if max_pending_subcalls < 1:
+            raise ConfigurationError(
+                f"max_pending_subcalls must be at least 1, got {max_pending_subcalls}"
+            )
         self.options = pool.options if pool is not None else (options or ReplOptions())
         self._pool = pool
         self.warm = False
@@ -174,6 +207,8 @@ class ReplSession:
         self._state = "new"
         self._serving: dict[int, anyio.CancelScope] = {}
         self._handler_error: BaseException | None = None
+        self._hung: str | None = None  # why the child was found hung during this cell
+        self._max_pending = max_pending_subcalls
         self.restarts = 0
         self.sandbox_report: dict[str, Any] = {}
         self.start_seconds: float | None = None
@@ -317,26 +352,9 @@ class ReplSession:
             self._cell += 1
             cell = self._cell
             started = time.perf_counter()
-            outcome: ResultMessage | str | None = None
-            timed_out = False
             self._handler_error = None
-            try:
-                await child.send(encode_message({"type": "exec", "cell": cell, "code": code}))
-            except OSError:
-                outcome = (
-                    f"the REPL process had died before the cell ran ({child.exit_description()})"
-                )
-            if outcome is None:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(child.drain_output)
-                    with anyio.move_on_after(limit):
-                        outcome = await self._pump(child, cell, tg)
-                    if outcome is None and self._handler_error is None:
-                        timed_out = True
-                        await child.interrupt(cell)
-                        with anyio.move_on_after(self.options.interrupt_grace):
-                            outcome = await self._pump(child, cell, tg)
-                    tg.cancel_scope.cancel()
+            self._hung = None
+            outcome, timed_out = await self._run_cell(child, cell, code, limit)
             child.drain_now()
             if self._handler_error is not None:
                 raise self._handler_error
@@ -375,8 +393,58 @@ class ReplSession:
                 state_lost=True,
             )
 
-    async def _pump(self, child: ChildProcess, cell: int, tg: Any) -> ResultMessage | str:
-        """Handle the child's messages until this cell's result; a str says why it died."""
+    async def _run_cell(
+        self, child: ChildProcess, cell: int, code: str, limit: float
+    ) -> tuple[ResultMessage | str | None, bool]:
+        """Send the cell and serve it within its limits: (its result or why not, timed out).
+
+        ``None`` means it ran past its limit and did not stop when interrupted. Every write
+        has a deadline: a child that stops reading its input is hung, not waited for.
+        """
+        write_timeout = self.options.write_timeout
+        try:
+            message = encode_message({"type": "exec", "cell": cell, "code": code})
+            await child.send(message, within=write_timeout)
+        except ChildStoppedReading as exc:
+            return f"{exc}, so the cell was not run and the REPL was killed", False
+        except OSError:
+            return (
+                f"the REPL process had died before the cell ran ({child.exit_description()})",
+                False,
+            )
+        outcome: ResultMessage | str | None = None
+        timed_out = False
+        slots = anyio.Semaphore(self._max_pending)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(child.drain_output)
+                with anyio.move_on_after(limit):
+                    outcome = await self._pump(child, cell, tg, slots)
+                if outcome is None and self._handler_error is None and self._hung is None:
+                    timed_out = True
+                    try:
+                        await child.interrupt(cell, within=write_timeout)
+                    except ChildStoppedReading as exc:
+                        self._hung = f"{exc} to interrupt the cell, so the REPL was killed"
+                    else:
+                        with anyio.move_on_after(self.options.interrupt_grace):
+                            outcome = await self._pump(child, cell, tg, None)
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
+        if outcome is None and self._hung is not None:
+            outcome = self._hung
+        return outcome, timed_out
+
+    async def _pump(
+        self, child: ChildProcess, cell: int, tg: Any, slots: anyio.Semaphore | None
+    ) -> ResultMessage | str:
+        """Handle the child's messages until this cell's result; a str says why it died.
+
+        ``slots`` bounds the requests served at once: with none free, the pump stops
+        reading and the child's next write waits. ``None`` (the cell is past its limit
+        and interrupted): new requests are refused, so the result is still read.
+        """
         while True:
             try:
                 message = await child.receive()
@@ -390,7 +458,12 @@ class ReplSession:
                     return message
                 continue  # a stale result of an earlier, abandoned cell
             if isinstance(message, LLMRequest):
-                tg.start_soon(self._serve, child, message, tg.cancel_scope)
+                if slots is None:
+                    refused = [_PAST_LIMIT] * len(message.prompts)
+                    tg.start_soon(self._answer, child, message.id, refused, tg.cancel_scope)
+                else:
+                    await slots.acquire()
+                    tg.start_soon(self._serve, child, message, tg.cancel_scope, slots)
             elif isinstance(message, CancelMessage):
                 scope = self._serving.get(message.id)
                 if scope is not None:
@@ -399,28 +472,77 @@ class ReplSession:
                 return f"protocol violation: unexpected {message.type!r} message; REPL restarted"
 
     async def _serve(
-        self, child: ChildProcess, request: LLMRequest, cell_scope: anyio.CancelScope
+        self,
+        child: ChildProcess,
+        request: LLMRequest,
+        cell_scope: anyio.CancelScope,
+        slots: anyio.Semaphore,
     ) -> None:
-        results: list[dict[str, Any]] | None = None
-        with anyio.CancelScope() as scope:
-            self._serving[request.id] = scope
-            try:
-                if self._handler is None:
-                    results = [
-                        {"ok": False, "error": "sub-calls are not available in this REPL"}
-                    ] * len(request.prompts)
-                else:
-                    results = await self._handler(request)
-            except Exception as exc:
-                # The handler decided this error ends the run (bad key, budget, a bug in a
-                # user's provider): stop the cell and raise it from execute() as it is.
-                self._handler_error = exc
-                cell_scope.cancel()
-            finally:
-                self._serving.pop(request.id, None)
-        if results is None:
-            return  # cancelled by the child (interrupted cell): nobody is waiting
-        with contextlib.suppress(OSError):
-            await child.send(
-                encode_message({"type": "llm_response", "id": request.id, "results": results})
-            )
+        try:
+            results: list[dict[str, Any]] | None = None
+            with anyio.CancelScope() as scope:
+                self._serving[request.id] = scope
+                try:
+                    if self._handler is None:
+                        results = [
+                            {"ok": False, "error": "sub-calls are not available in this REPL"}
+                        ] * len(request.prompts)
+                    else:
+                        results = await self._handler(request)
+                except Exception as exc:
+                    # The handler decided this error ends the run (bad key, budget, a bug in
+                    # a user's provider): stop the cell and raise it from execute() as it is.
+                    self._handler_error = exc
+                    cell_scope.cancel()
+                finally:
+                    self._serving.pop(request.id, None)
+            if results is None:
+                return  # cancelled by the child (interrupted cell): nobody is waiting
+            await self._answer(child, request.id, results, cell_scope)
+        finally:
+            slots.release()
+
+    async def _answer(
+        self,
+        child: ChildProcess,
+        request_id: int,
+        results: list[dict[str, Any]],
+        cell_scope: anyio.CancelScope,
+    ) -> None:
+        message = encode_message({"type": "llm_response", "id": request_id, "results": results})
+        try:
+            await child.send(message, within=self.options.write_timeout)
+        except ChildStoppedReading as exc:
+            # Nothing more can reach the child: end the cell; execute() kills and restarts.
+            self._hung = self._hung or f"{exc}, so the REPL was killed"
+            cell_scope.cancel()
+        except OSError:
+            pass  # the child is gone: the pump sees its pipe close
+
+
+_PAST_LIMIT = {
+    "ok": False,
+    "error": "the cell ran past its time limit and was interrupted; no more sub-calls are served",
+}
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error inside a task group's group, or a ``ReplError`` naming them all.
+
+    Tasks of a cell handle their own errors; this is the guard that keeps a group (of a
+    bug) from reaching ``completion()``'s caller as an ``ExceptionGroup``.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    if len(leaves) == 1:
+        return leaves[0]
+    summary = "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
+    error = ReplError(f"the REPL session failed in {len(leaves)} ways at once: {summary}")
+    error.__cause__ = group
+    return error
