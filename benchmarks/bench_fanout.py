@@ -30,7 +30,8 @@ def fan_out_script(n: int, *, batched: bool = True) -> str:
         if batched
         else f"replies = [llm_query(f'p{{i}}') for i in range({n})]"
     )
-    return f"```repl\n{call}\nprint(len(replies), replies[0])\n```\nFINAL(done)"
+    # FINAL in the code: a literal FINAL line next to code gets a confirming turn.
+    return f"```repl\n{call}\nprint(len(replies), replies[0])\nFINAL('done')\n```"
 
 
 async def run_fan_out(

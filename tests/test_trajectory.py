@@ -287,6 +287,7 @@ async def test_each_line_is_flushed_as_it_is_written(tmp_path: Path) -> None:
 
     def listener(event: ev.Event) -> None:
         writer(event)
+        writer.flush()  # the line is written in the writer's thread; wait for it
         seen_on_disk.append(len(path.read_text(encoding="utf-8").splitlines()))
 
     async with RLM(model=ScriptedModel(["FINAL(1)"]), on_event=listener) as rlm:

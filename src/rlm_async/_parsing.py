@@ -1,59 +1,120 @@
 """Reading a root model's reply: its code blocks and its final answer.
 
-Code blocks are fenced as ```` ```repl ```` (the RLM convention) or ```` ```python ````;
-they run in order. A final answer is a line ``FINAL(...)`` or ``FINAL_VAR(name)`` in the
-reply's text *outside* code blocks (inside code they are ordinary function calls).
+Code blocks are fenced as ```` ```repl ```` (the RLM convention) or ```` ```python ````
+(``py``, ``python3`` too, any case); they run in order. Text written on the fence line
+after the tag is the block's first line of code when it looks like code
+(```` ```repl (llm_query(...)) ````), and ignored when it is a plain word (```` ```repl code ````).
+
+A final answer is a line ``FINAL(...)`` or ``FINAL_VAR(name)`` in the reply's text
+*outside* code blocks (inside code they are ordinary function calls); ``Final(`` and
+``final(`` (any case) count too. On the last turn, where no code runs, the reply is read
+more widely: see :func:`read_last_reply`.
+
+Everything here runs in time linear in the reply's length: a reply is split into lines
+once and each line is looked at a bounded number of times (no backtracking regular
+expression over the whole reply: 120,000 backticks once took 4 s).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FinalDirective", "find_code_blocks", "find_final", "strip_code_blocks"]
+__all__ = [
+    "FinalDirective",
+    "LastReply",
+    "find_code_blocks",
+    "find_final",
+    "read_last_reply",
+    "strip_code_blocks",
+]
 
-# An opening fence of three or more backticks with a repl/python tag, a body, and a closing
-# fence of the same length on its own line. Unclosed blocks run to the end of the reply
-# (models that hit their token limit mid-block still get their code run... but only if
-# the block is not empty).
-_FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)(?P<fence>`{3,})[ \t]*(?P<lang>repl|python|py|python3)\b[^\n]*\n"
-    r"(?P<body>.*?)"
-    r"(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
-    re.MULTILINE | re.DOTALL | re.IGNORECASE,
+_RUNNABLE = frozenset({"repl", "python", "py", "python3", "py3"})
+_TAG = re.compile(r"[A-Za-z0-9_+#.-]*")  # the language word of an info string
+_VAR_NAME = re.compile(r"[ \t]*['\"]?([A-Za-z_]\w*)['\"]?[ \t]*\)")
+# The first word of a fence line's rest that makes it code, not a second tag word.
+_STATEMENTS = frozenset(
+    {
+        "import", "from", "for", "while", "if", "with", "def", "class", "async", "await",
+        "return", "try", "assert", "del", "raise", "global", "nonlocal", "print", "lambda",
+    }
+)  # fmt: skip
+_CODE_CHARS = "()[]=\"'"
+_MAX_VALUE_CHARS = 20_000  # a bare value is short; longer fenced text is not parsed as one
+_NOT_VALUES = (
+    ast.Call,
+    ast.Await,
+    ast.NamedExpr,
+    ast.Lambda,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Starred,
+    ast.BinOp,
+    ast.BoolOp,
+    ast.Compare,
+    ast.IfExp,
+    ast.JoinedStr,
+    ast.Yield,
+    ast.YieldFrom,
 )
-_ANY_FENCE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,})[^\n]*\n.*?(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
-    re.MULTILINE | re.DOTALL,
-)
-_FINAL_VAR = re.compile(
-    r"^[ \t]*FINAL_VAR\([ \t]*['\"]?(?P<name>[A-Za-z_]\w*)['\"]?[ \t]*\)", re.MULTILINE
-)
-_FINAL = re.compile(r"^[ \t]*FINAL\(", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class FinalDirective:
-    """A final answer found in reply text: the answer itself, or a variable to read."""
+    """A final answer found in reply text: the answer itself, or a variable to read.
+
+    ``fallback`` (variables only) is the answer to take when the REPL has no such
+    variable: ``FINAL(Paris)`` inside a fence on the last turn means the variable
+    ``Paris`` if there is one, else the text.
+    """
 
     kind: Literal["answer", "variable"]
     value: str
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class LastReply:
+    """The answer read from a reply to the last turn, and how it was written.
+
+    ``source`` is ``"forced"`` for a ``FINAL``/``FINAL_VAR`` directive (in text or in a
+    fence), ``"last_reply"`` for a bare value (fenced, quoted, or the reply's text).
+    """
+
+    directive: FinalDirective
+    source: Literal["forced", "last_reply"]
+
+
+@dataclass(frozen=True)
+class _Block:
+    lang: str  # lower-cased language word of the info string; "" for an untagged fence
+    body: str  # dedented, with code from the fence line first
+
+    @property
+    def runnable(self) -> bool:
+        return self.lang in _RUNNABLE
+
+
+@dataclass(frozen=True)
+class _Reply:
+    blocks: list[_Block]
+    prose: str  # every line outside a fence
 
 
 def find_code_blocks(text: str) -> list[str]:
-    """The code of every ```` ```repl ```` / ```` ```python ```` block, in order."""
-    blocks: list[str] = []
-    for match in _FENCE.finditer(text):
-        body = _dedent(match.group("body"), match.group("indent"))
-        if body.strip():
-            blocks.append(body)
-    return blocks
+    """The code of every non-empty ```` ```repl ```` / ```` ```python ```` block, in order."""
+    return [b.body for b in _scan(text).blocks if b.runnable and b.body.strip()]
 
 
 def strip_code_blocks(text: str) -> str:
     """The reply without any fenced block (so FINAL inside code is not read as text)."""
-    return _ANY_FENCE.sub("", text)
+    return _scan(text).prose
 
 
 def find_final(text: str) -> FinalDirective | None:
@@ -61,16 +122,147 @@ def find_final(text: str) -> FinalDirective | None:
 
     ``FINAL(...)`` takes everything up to its matching closing parenthesis, so answers
     may span lines and contain parentheses; one pair of quotes around it is removed.
+    The name is matched in any case (``Final(``, ``final(``), at the start of a line.
     """
-    prose = strip_code_blocks(text)
-    var = _FINAL_VAR.search(prose)
-    final = _FINAL.search(prose)
-    if var and (final is None or var.start() <= final.start()):
-        return FinalDirective("variable", var.group("name"))
-    if final is None:
+    found = _find_directive(_scan(text).prose)
+    if found is None:
         return None
-    answer = _balanced(prose, final.end())
-    return FinalDirective("answer", _unquote(answer.strip()))
+    kind, raw = found
+    return FinalDirective(kind, raw if kind == "variable" else _unquote(raw.strip()))
+
+
+def read_last_reply(text: str) -> LastReply | None:
+    """The answer in a reply to the last turn, where no code runs; ``None`` if it has none.
+
+    In order:
+
+    1. A ``FINAL(...)`` / ``FINAL_VAR(name)`` line outside fences, then inside any fence
+       (the model often fences it). Inside a fence ``FINAL(name)`` is code, so it means
+       the variable ``name`` when the REPL has one (else the text ``name``).
+    2. A bare value: a fence holding a literal (``7``, ``'10'``), plain text
+       (``Tokyo, Japan``) or a name (a variable if the REPL has one); a reply that is
+       one quoted value (``'10'``); or the reply's plain text when it has no fence.
+    3. ``None`` when the reply holds code (a call, an assignment, ...) and no directive:
+       code is not an answer.
+    """
+    reply = _scan(text)
+    found = _find_directive(reply.prose)
+    if found is not None:
+        kind, raw = found
+        value = raw if kind == "variable" else _unquote(raw.strip())
+        return LastReply(FinalDirective(kind, value), "forced")
+    for block in reply.blocks:
+        found = _find_directive(block.body)
+        if found is not None:
+            kind, raw = found
+            if kind == "answer" and raw.strip().isidentifier():
+                name = raw.strip()
+                return LastReply(FinalDirective("variable", name, fallback=name), "forced")
+            value = raw if kind == "variable" else _unquote(raw.strip())
+            return LastReply(FinalDirective(kind, value), "forced")
+    values: list[FinalDirective] = []
+    for block in reply.blocks:
+        if not block.body.strip():
+            continue
+        held = _block_value(block)
+        if held is None:
+            return None  # code with no answer
+        values.append(held)
+    prose = reply.prose.strip()
+    if len(values) == 1:
+        return LastReply(values[0], "last_reply")
+    if values:
+        return LastReply(FinalDirective("answer", text.strip()), "last_reply")
+    if not prose:
+        return None
+    return LastReply(FinalDirective("answer", _unquote(prose)), "last_reply")
+
+
+# ---- the line scanner ------------------------------------------------------------------
+
+
+def _scan(text: str) -> _Reply:
+    """Split a reply into fenced blocks and prose, one pass over its lines."""
+    parts = text.split("\n")
+    # Every line but the last was followed by "\n"; keep it so bodies read as written.
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    blocks: list[_Block] = []
+    prose: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        opening = _opening_fence(line)
+        if opening is None:
+            prose.append(line)
+            index += 1
+            continue
+        indent, width, lang, first = opening
+        body: list[str] = [first] if first else []
+        index += 1
+        while index < len(lines):
+            candidate = lines[index]
+            index += 1
+            if _closes(candidate, width):
+                break
+            body.append(candidate)
+        blocks.append(_Block(lang=lang, body=_dedent("".join(body), indent)))
+    return _Reply(blocks=blocks, prose="".join(prose))
+
+
+def _opening_fence(line: str) -> tuple[str, int, str, str] | None:
+    """(indent, fence width, language, code on the fence line) for a fence-opening line."""
+    stripped = line.lstrip(" \t")
+    if not stripped.startswith("```"):
+        return None
+    indent = line[: len(line) - len(stripped)]
+    info = stripped.lstrip("`")
+    width = len(stripped) - len(info)
+    info = info.strip()
+    if "`" in info:
+        return None  # ```inline code``` on one line, not a fence (as in CommonMark)
+    match = _TAG.match(info)
+    word = match.group(0) if match else ""
+    rest = info[len(word) :].strip()
+    lang = word.lower()
+    first = ""
+    if lang in _RUNNABLE and rest and _looks_like_code(rest):
+        first = rest + "\n"
+    return indent, width, lang, first
+
+
+def _looks_like_code(rest: str) -> bool:
+    # "```repl code" (a model copying the prompt) or "```python title" are tag words;
+    # "```repl (llm_query(...))" or "```python import re" are code.
+    if any(char in rest for char in _CODE_CHARS):
+        return True
+    return rest.split(None, 1)[0] in _STATEMENTS
+
+
+def _closes(line: str, width: int) -> bool:
+    stripped = line.strip()
+    return len(stripped) >= width and stripped.startswith("```") and not stripped.strip("`")
+
+
+def _find_directive(text: str) -> tuple[Literal["answer", "variable"], str] | None:
+    """The first line starting with FINAL_VAR(name) or FINAL(...), any case: (kind, raw)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        line = text[start:end]
+        stripped = line.lstrip(" \t")
+        offset = start + len(line) - len(stripped)
+        head = stripped[:10].lower()
+        if head.startswith("final_var("):
+            match = _VAR_NAME.match(stripped, 10)
+            if match is not None:
+                return "variable", match.group(1)
+        elif head.startswith("final("):
+            return "answer", _balanced(text, offset + 6)
+        start = end
+    return None
 
 
 def _balanced(text: str, start: int) -> str:
@@ -88,8 +280,33 @@ def _balanced(text: str, start: int) -> str:
     return rest[:-1] if rest.endswith(")") else rest
 
 
+def _block_value(block: _Block) -> FinalDirective | None:
+    """What a fenced block holds when it is a bare value; ``None`` when it is code."""
+    body = block.body.strip()
+    if block.lang and not block.runnable:
+        return FinalDirective("answer", body)  # ```text, ```json ...: not ours to run
+    if len(body) > _MAX_VALUE_CHARS:
+        return None if block.runnable else FinalDirective("answer", body)
+    try:
+        tree = ast.parse(body)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return FinalDirective("answer", body)  # prose: "Ostrava Minor", "It is 7."
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
+        return None  # statements: an assignment, an import, a loop
+    expr = tree.body[0].value
+    if any(isinstance(node, _NOT_VALUES) for node in ast.walk(expr)):
+        return None
+    if isinstance(expr, ast.Name):
+        return FinalDirective("variable", expr.id, fallback=expr.id)
+    try:
+        literal = ast.literal_eval(expr)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return FinalDirective("answer", body)  # names and commas: "Tokyo, Japan"
+    return FinalDirective("answer", literal if isinstance(literal, str) else body)
+
+
 def _unquote(answer: str) -> str:
-    for quote in ('"""', "'''", '"', "'"):
+    for quote in ('"""', "'''", "```", '"', "'", "`"):
         if len(answer) >= 2 * len(quote) and answer.startswith(quote) and answer.endswith(quote):
             return answer[len(quote) : -len(quote)]
     return answer

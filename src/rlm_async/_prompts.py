@@ -14,9 +14,11 @@ from rlm_async._context import ContextInfo
 __all__ = [
     "build_system_prompt",
     "final_turn_prompt",
+    "final_turn_retry_prompt",
     "first_user_prompt",
     "no_code_prompt",
     "turn_feedback_prompt",
+    "unconfirmed_final_prompt",
 ]
 
 _SYSTEM = """\
@@ -137,3 +139,26 @@ def no_code_prompt(query: str) -> str:
 
 def final_turn_prompt(query: str, *, max_iterations: int) -> str:
     return _FINAL_TURN.format(query=query, max_iterations=max_iterations)
+
+
+_UNCONFIRMED_FINAL = """\
+You wrote FINAL({answer}) in the same reply as code, before you had seen what the code \
+printed, so it was not taken as your answer. Check it against the real output below: if the \
+output confirms it, reply with the FINAL line again and no code; if not, go on.
+
+"""
+
+_FINAL_TURN_RETRY = """\
+Your last reply gave no answer: {why}. No code runs now. Reply with one line \
+FINAL(your answer), your best answer from what the REPL has shown you. The query: {query}"""
+
+
+def unconfirmed_final_prompt(answer: str) -> str:
+    """Said before a turn's output when the reply gave a literal FINAL next to its code."""
+    shown = answer if len(answer) <= 200 else answer[:200] + "..."
+    return _UNCONFIRMED_FINAL.format(answer=shown)
+
+
+def final_turn_retry_prompt(query: str, *, why: str) -> str:
+    """The one extra last turn, after a last reply that was code or named no variable."""
+    return _FINAL_TURN_RETRY.format(query=query, why=why)

@@ -25,13 +25,15 @@ from rlm_async._exceptions import (
     RateLimitError,
 )
 from rlm_async._logging import get_logger
-from rlm_async._parsing import find_code_blocks, find_final
+from rlm_async._parsing import FinalDirective, find_code_blocks, find_final, read_last_reply
 from rlm_async._prompts import (
     build_system_prompt,
     final_turn_prompt,
+    final_turn_retry_prompt,
     first_user_prompt,
     no_code_prompt,
     turn_feedback_prompt,
+    unconfirmed_final_prompt,
 )
 from rlm_async._subcalls import SubCallServer
 from rlm_async._text import cap_middle
@@ -165,6 +167,9 @@ class _Run:
         self.parent_subcall: str | None = None
         self.run_id = uuid.uuid4().hex[:12]
         self.answer_source: str | None = None  # how the run ended: FinalAnswer.source
+        self.finished = True  # False: the last turn gave no answer (see _final_turn)
+        self.answer_truncated: dict[str, int] | None = None
+        self._final_chars: int | None = None  # the last cell's answer length before the cap
         self.prepared = prepared
         self.root: ResolvedModel = self.rlm._model_for_depth(depth)
         self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
@@ -248,17 +253,17 @@ class _Run:
             elapsed=round(elapsed, 6),
             usage=self.tree.usage.model_dump() if self.depth == 0 else {},
         )
+        metadata: dict[str, Any] = {"run_id": self.run_id, "answer_source": self.answer_source}
+        if self.answer_truncated is not None:
+            metadata["answer_truncated"] = self.answer_truncated
         return RLMResult(
             answer=answer,
             iterations=iterations,
             usage=self.tree.usage,
             elapsed=elapsed,
             trajectory=self.tree.trajectory if self.depth == 0 else [],
-            metadata={
-                "run_id": self.run_id,
-                "answer_source": self.answer_source,
-                **self.tree.metadata(),
-            },
+            metadata={**metadata, **self.tree.metadata()},
+            finished=self.finished,
         )
 
     # ---- the loop -------------------------------------------------------------------
@@ -284,25 +289,29 @@ class _Run:
                 result = await self._run_cell(repl, code)
                 outputs.append(result[0])
                 if result[1] is not None:
-                    self.event(ev.FinalAnswer, answer=result[1], source="code")
-                    return result[1], number
+                    return self._finish(result[1], "code"), number
             directive = find_final(reply.text)
+            unconfirmed: str | None = None
             if directive is not None:
+                if directive.kind == "answer" and not blocks:
+                    return self._finish(directive.value, "text"), number
                 if directive.kind == "answer":
-                    self.event(ev.FinalAnswer, answer=directive.value, source="text")
-                    return directive.value, number
-                output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
-                if value is not None:
-                    self.event(ev.FinalAnswer, answer=value, source="variable")
-                    return value, number
-                outputs.append(output)
+                    # A literal written next to code, before its output was seen (rlms
+                    # #127: models invent the output): one turn to confirm it.
+                    unconfirmed = directive.value
+                else:
+                    output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
+                    if value is not None:
+                        return self._finish(value, "variable"), number
+                    outputs.append(output)
             if not blocks and directive is None:
                 messages.append(Message(role="user", content=no_code_prompt(self.query)))
                 continue
             messages.append(
                 Message(
                     role="user",
-                    content=turn_feedback_prompt(
+                    content=(unconfirmed_final_prompt(unconfirmed) if unconfirmed else "")
+                    + turn_feedback_prompt(
                         outputs,
                         turn=number + 1,
                         max_iterations=rlm.max_iterations,
@@ -315,27 +324,59 @@ class _Run:
     async def _final_turn(
         self, repl: ReplSession, system: str, messages: list[Message]
     ) -> tuple[str, int]:
+        """The last turn: no code runs, the reply is read for an answer in any form.
+
+        A reply that is code with no answer (or names a variable the REPL lacks) gets one
+        more turn saying so; if that one has no answer either, the run ends unfinished
+        (``finished=False``, an empty answer, ``answer_source`` ``None``).
+        """
         number = self.rlm.max_iterations + 1
-        self.turn = _Turn(number=number)
-        messages.append(
-            Message(
-                role="user",
-                content=final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations),
-            )
-        )
-        reply = await self._root_turn(system, messages, final_turn=True)
-        directive = find_final(reply.text)
-        if directive is not None and directive.kind == "variable":
-            _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
-            if value is not None:
-                self.event(ev.FinalAnswer, answer=value, source="variable")
-                return value, number
-        if directive is not None and directive.kind == "answer":
-            self.event(ev.FinalAnswer, answer=directive.value, source="forced")
-            return directive.value, number
-        answer = reply.text.strip()
-        self.event(ev.FinalAnswer, answer=answer, source="last_reply")
-        return answer, number
+        prompt = final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations)
+        for attempt in range(2):
+            self.turn = _Turn(number=number + attempt)
+            messages.append(Message(role="user", content=prompt))
+            reply = await self._root_turn(system, messages, final_turn=True)
+            reading = read_last_reply(reply.text)
+            if reading is not None:
+                answer, source = await self._read_directive(repl, reading.directive)
+                if answer is not None:
+                    source = source or reading.source
+                    return self._finish(answer, source), number + attempt
+                why = f"the REPL has no variable named {reading.directive.value!r}"
+            else:
+                why = "it was code, with no answer"
+            messages.append(Message(role="assistant", content=reply.text))
+            prompt = final_turn_retry_prompt(self.query, why=why)
+        self.finished = False
+        return "", number + 1
+
+    async def _read_directive(
+        self, repl: ReplSession, directive: FinalDirective
+    ) -> tuple[str | None, str | None]:
+        """The answer a last-turn directive gives, and its source if it is a variable."""
+        if directive.kind == "answer":
+            return directive.value, None
+        _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
+        if value is not None:
+            return value, "variable"
+        return directive.fallback, None
+
+    def _finish(self, answer: str, source: str) -> str:
+        """The run's answer, capped at ``max_answer_chars``, announced as ``FinalAnswer``.
+
+        The child caps answers from code before sending them (and says how long they
+        were); answers from text are capped here. A cap is reported in the result.
+        """
+        limit = self.rlm.repl_options.max_answer_chars
+        original = len(answer)
+        if source in ("code", "variable") and self._final_chars is not None:
+            original = self._final_chars  # capped by the child (or _run_cell) already
+        elif original > limit:
+            answer = cap_middle(answer, limit)
+        if original > limit:
+            self.answer_truncated = {"original_chars": original, "max_answer_chars": limit}
+        self.event(ev.FinalAnswer, answer=answer, source=source)
+        return answer
 
     async def _root_turn(
         self, system: str, messages: list[Message], *, final_turn: bool = False
@@ -396,6 +437,10 @@ class _Run:
         cell = self.turn.cell
         self.event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
         result = await repl.execute(code)
+        final, self._final_chars = result.final, result.final_chars
+        limit = self.rlm.repl_options.max_answer_chars
+        if final is not None and len(final) > limit + 100:  # not capped by our child: forged
+            final, self._final_chars = cap_middle(final, limit), len(final)
         output = cap_middle(result.render(), self.rlm.max_output_chars)
         self.event(
             ev.CellFinished,
@@ -403,12 +448,12 @@ class _Run:
             cell=cell,
             output=output,
             error=result.error is not None,
-            final=result.final,
+            final=final,
             duration=round(result.duration, 6),
             timed_out=result.timed_out,
             restarted=result.restarted,
         )
-        return output, result.final
+        return output, final
 
     def _on_restart(self, reason: str) -> None:
         self.tree.restarts += 1

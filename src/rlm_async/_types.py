@@ -158,9 +158,12 @@ class RLMResult(BaseModel):
         metadata: Facts about the run: REPL restarts, sandbox layers, sub-call count, and
             ``answer_source``: how the answer came (``"code"``/``"text"``/``"variable"``:
             a FINAL; ``"forced"``: FINAL in the last turn after ``max_iterations``;
-            ``"last_reply"``: no FINAL at all, the last reply's text).
+            ``"last_reply"``: no FINAL, a bare value in the last reply; ``None``: no
+            answer), and ``answer_truncated`` when the answer was capped (see the README,
+            "How answers are extracted").
         finished: ``False`` when a budget ended the run and the caller asked for a
-            result instead of ``BudgetExceeded``.
+            result instead of ``BudgetExceeded``, or when the last turns gave code and
+            no answer (``answer`` is then empty).
     """
 
     answer: str

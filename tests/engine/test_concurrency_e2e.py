@@ -16,7 +16,7 @@ from tests.helpers import alive, child_pids
 
 def fan_out(n: int) -> str:
     return (
-        f"```repl\nanswers = llm_query_batched([f'q{{i}}' for i in range({n})])\n```\nFINAL(done)"
+        f"```repl\nanswers = llm_query_batched([f'q{{i}}' for i in range({n})])\nFINAL('done')\n```"
     )
 
 

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
-from rlm_async._parsing import FinalDirective, find_code_blocks, find_final
+import time
+
+import pytest
+
+from rlm_async._parsing import (
+    FinalDirective,
+    LastReply,
+    find_code_blocks,
+    find_final,
+    read_last_reply,
+)
 
 
 def test_repl_and_python_blocks_are_found_in_order() -> None:
@@ -55,3 +65,115 @@ def test_final_mentioned_mid_sentence_is_not_an_answer() -> None:
 
 def test_no_final_gives_none() -> None:
     assert find_final("Let me look at the context first.") is None
+
+
+# ---- case variants, code on the fence line (issue 12 items 2 and 3) ---------------------
+
+
+def test_final_is_recognised_in_the_case_variants_models_write() -> None:
+    assert find_final("Final('Ostrava Minor')") == FinalDirective("answer", "Ostrava Minor")
+    assert find_final("final(42)") == FinalDirective("answer", "42")
+    assert find_final("Final_Var(result)") == FinalDirective("variable", "result")
+    assert find_final("final_var('result')") == FinalDirective("variable", "result")
+
+
+def test_code_written_on_the_fence_line_is_the_first_line_of_the_block() -> None:
+    text = '```repl (llm_query_batched(["a", "b"]))\n```'
+    assert find_code_blocks(text) == ['(llm_query_batched(["a", "b"]))\n']
+    text = "```python x = 1\nprint(x)\n```"
+    assert find_code_blocks(text) == ["x = 1\nprint(x)\n"]
+    assert find_code_blocks("```repl import re\nre.escape('a')\n```") == [
+        "import re\nre.escape('a')\n"
+    ]
+
+
+def test_plain_words_after_the_tag_are_not_code() -> None:
+    assert find_code_blocks("```repl code\nprint(1)\n```") == ["print(1)\n"]
+    assert find_code_blocks("```python title\nprint(1)\n```") == ["print(1)\n"]
+
+
+def test_a_longer_closing_fence_closes_the_block() -> None:
+    assert find_code_blocks("```repl\nx = 1\n`````\nprose") == ["x = 1\n"]
+
+
+# ---- the last turn (issue 12 item 1) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ('```repl\nFINAL("Tokyo")\n```', LastReply(FinalDirective("answer", "Tokyo"), "forced")),
+        (
+            "```repl\nFINAL(Tokyo, Japan)\n```",
+            LastReply(FinalDirective("answer", "Tokyo, Japan"), "forced"),
+        ),
+        ("FINAL(Paris)", LastReply(FinalDirective("answer", "Paris"), "forced")),
+        (
+            "```\nTokyo, Japan\n```",
+            LastReply(FinalDirective("answer", "Tokyo, Japan"), "last_reply"),
+        ),
+        ("```repl\n7\n```", LastReply(FinalDirective("answer", "7"), "last_reply")),
+        ("'10'", LastReply(FinalDirective("answer", "10"), "last_reply")),
+        ("`10`", LastReply(FinalDirective("answer", "10"), "last_reply")),
+        (
+            "The answer is 12.",
+            LastReply(FinalDirective("answer", "The answer is 12."), "last_reply"),
+        ),
+        (
+            "Here it is:\n```\nOstrava Minor\n```",
+            LastReply(FinalDirective("answer", "Ostrava Minor"), "last_reply"),
+        ),
+        (
+            "```repl\nFINAL(answer)\n```",
+            LastReply(FinalDirective("variable", "answer", fallback="answer"), "forced"),
+        ),
+        (
+            "```repl\ncity\n```",
+            LastReply(FinalDirective("variable", "city", fallback="city"), "last_reply"),
+        ),
+        ("FINAL_VAR(best)", LastReply(FinalDirective("variable", "best"), "forced")),
+    ],
+)
+def test_the_last_reply_is_read_for_the_answer_the_model_meant(
+    reply: str, expected: LastReply
+) -> None:
+    assert read_last_reply(reply) == expected
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        '```repl\nllm_query("...")\n```',
+        "```repl\nx = len(context)\nprint(x)\n```",
+        "I need one more look:\n```python\nprint(context[:100])\n```",
+        "```repl\n```",
+        "",
+    ],
+)
+def test_a_last_reply_that_is_code_or_nothing_is_not_an_answer(reply: str) -> None:
+    assert read_last_reply(reply) is None
+
+
+# ---- linear time (issue 11 item 5) --------------------------------------------------------
+
+PATHOLOGICAL = {
+    "backticks": "`" * 240_000,
+    "backticks after a fence": "```repl\n" + "`" * 240_000,
+    "fence lines": "```repl\n" * 60_000,
+    "unclosed finals": "FINAL(" * 60_000,
+    "open parens": "FINAL(" + "(" * 240_000,
+    "spaces": " " * 240_000 + "FINAL",
+    "final var noise": "FINAL_VAR(" + "a" * 240_000,
+    "quotes": "'" * 240_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_reading_a_reply_takes_linear_time(name: str) -> None:
+    text = PATHOLOGICAL[name]
+    started = time.perf_counter()
+    find_code_blocks(text)
+    find_final(text)
+    read_last_reply(text)
+    # Quadratic parsing took 4-5 s for 120,000 backticks; linear takes milliseconds.
+    assert time.perf_counter() - started < 0.5

@@ -113,13 +113,21 @@ class _CappedText(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
+            taken = 0
             if self._head_len < self._half:
                 take = text[: self._half - self._head_len]
                 self._head.append(take)
                 self._head_len += len(take)
-                rest = text[len(take) :]
+                taken = len(take)
+            if len(text) - taken > self._half:
+                # Only the last half can stay: drop the rest without copying it (a
+                # 300 MB write must not cost another 300 MB).
+                self._dropped += len(text) - taken - self._half + self._tail_len
+                self._tail.clear()
+                self._tail_len = 0
+                rest = text[-self._half :]
             else:
-                rest = text
+                rest = text[taken:]
             if rest:
                 self._tail.append(rest)
                 self._tail_len += len(rest)
@@ -152,12 +160,14 @@ class _Repl:
         self.channel = channel
         self.config = config
         self.output_limit = int(config.get("output_limit", 20_000))
+        self.answer_limit = int(config.get("max_answer_chars", 1_000_000))
         self.pending: dict[int, _Pending] = {}
         self.pending_lock = threading.Lock()
         self.next_id = 0
         self.current_cell = 0
         self.executing = False
         self.final: str | None = None
+        self.final_chars: int | None = None  # the answer's length, when it was capped
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_ready = threading.Condition()
         self.runner: Any = None  # asyncio.Runner, created on first use (asyncio is slow to import)
@@ -175,8 +185,13 @@ class _Repl:
             "allm_query": self.allm_query,
             "rlm_query": self.rlm_query,
             "rlm_query_batched": self.rlm_query_batched,
+            # The case variants models write (Final('x') was a right answer once lost).
             "FINAL": self.final_answer,
+            "Final": self.final_answer,
+            "final": self.final_answer,
             "FINAL_VAR": self.final_var,
+            "Final_Var": self.final_var,
+            "final_var": self.final_var,
             "SHOW_VARS": self.show_vars,
         }
         self.namespace.update(api)
@@ -285,7 +300,7 @@ class _Repl:
 
     def final_answer(self, answer: Any) -> None:
         """``FINAL(answer)``: end the run with this answer (converted to ``str``)."""
-        self.final = answer if isinstance(answer, str) else str(answer)
+        self._set_final(answer if isinstance(answer, str) else str(answer))
 
     def final_var(self, name: Any) -> None:
         """``FINAL_VAR("name")``: end the run with the value of a variable."""
@@ -298,14 +313,26 @@ class _Repl:
             value = self.namespace[name]
         else:
             value = name  # the model passed the value itself: be forgiving
-        self.final = value if isinstance(value, str) else str(value)
+        self._set_final(value if isinstance(value, str) else str(value))
+
+    def _set_final(self, answer: str) -> None:
+        # Capped here, before it is sent: FINAL('A' * (300 << 20)) must not become a
+        # 300 MB protocol line, event and trajectory entry in the parent.
+        if len(answer) > self.answer_limit:
+            capped = _CappedText(self.answer_limit)
+            capped.write(answer)
+            self.final, self.final_chars = capped.getvalue(), len(answer)
+        else:
+            self.final, self.final_chars = answer, None
 
     def show_vars(self) -> dict[str, str]:
         """``SHOW_VARS()``: the variables defined so far, with their types and sizes."""
         shown: dict[str, str] = {}
         for key, value in self.namespace.items():
-            if key.startswith("_") or key in self._reserved or key == "__builtins__":
+            if key.startswith("_") or key == "__builtins__":
                 continue
+            if key in self._reserved and callable(value):
+                continue  # ours; a model's own `final = 3` is shown
             if type(value).__name__ in ("module", "function", "type"):
                 continue
             size = ""
@@ -326,7 +353,7 @@ class _Repl:
 
     def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
         self.current_cell = cell_id
-        self.final = None
+        self.final = self.final_chars = None
         stdout = _CappedText(self.output_limit)
         stderr = _CappedText(self.output_limit)
         error: str | None = None
@@ -366,6 +393,7 @@ class _Repl:
             "stderr": stderr.getvalue(),
             "error": error,
             "final": self.final,
+            "final_chars": self.final_chars,
             "duration": time.perf_counter() - started,
         }
 

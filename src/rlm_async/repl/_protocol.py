@@ -55,6 +55,7 @@ class ResultMessage(_Message):
     stderr: str = ""
     error: str | None = None
     final: str | None = None
+    final_chars: int | None = None  # the answer's length before the child capped it
     duration: float = 0.0
 
 

@@ -69,6 +69,10 @@ class ReplOptions(OptionsModel):
         start_timeout: Seconds the child may take to start and load the context.
         output_limit: Characters of a cell's stdout (and, separately, stderr) kept; the
             middle of longer output is dropped with a marker.
+        max_answer_chars: Characters of a final answer kept (``FINAL``, ``FINAL_VAR``, or
+            a ``FINAL(...)`` line of text); the middle of a longer one is dropped with a
+            marker, in the child before it is sent, and
+            ``result.metadata["answer_truncated"]`` says so.
         max_message_bytes: The longest protocol line accepted from the child; a longer
             one is a protocol violation (the REPL is restarted). What crosses the pipe is
             capped cell output, the final answer, and sub-call prompts and ``rlm_query``
@@ -92,6 +96,7 @@ class ReplOptions(OptionsModel):
     interrupt_grace: float = Field(default=3.0, ge=0)
     start_timeout: float = Field(default=30.0, gt=0)
     output_limit: int = Field(default=20_000, ge=100)
+    max_answer_chars: int = Field(default=1_000_000, ge=100)
     # 64 MiB: a cell's output is capped in the child (output_limit characters, at most 6
     # ASCII bytes each once JSON-escaped: ~0.4 MB for stdout, stderr and error) and so is
     # the final answer (max_answer_chars, ~6-12 MB escaped at the default). The largest
@@ -117,7 +122,9 @@ class CellResult(BaseModel):
         stdout: What the cell printed (capped, head and tail kept).
         stderr: What it wrote to ``sys.stderr``.
         error: A traceback of the model's code, or what happened to the process.
-        final: The answer given with ``FINAL(...)`` / ``FINAL_VAR(...)`` in this cell.
+        final: The answer given with ``FINAL(...)`` / ``FINAL_VAR(...)`` in this cell
+            (capped at ``max_answer_chars``).
+        final_chars: The answer's length before that cap, when it was capped.
         process_output: Output written to fds 1/2 directly (``os.write``, ``os.system``).
         duration: Seconds the cell took.
         timed_out: The cell ran past its time limit.
@@ -130,6 +137,7 @@ class CellResult(BaseModel):
     stderr: str = ""
     error: str | None = None
     final: str | None = None
+    final_chars: int | None = None
     process_output: str = ""
     duration: float = 0.0
     timed_out: bool = False
@@ -369,6 +377,7 @@ class ReplSession:
                     stderr=cap_middle(outcome.stderr, cap),
                     error=None if outcome.error is None else cap_middle(outcome.error, cap),
                     final=outcome.final,
+                    final_chars=outcome.final_chars,
                     process_output=child.output.take(),
                     duration=duration,
                     timed_out=timed_out,

@@ -145,7 +145,10 @@ def _sandbox(options: ReplOptions) -> SandboxOptions | None:
 
 
 def _write_config(work_dir: str, options: ReplOptions) -> str:
-    config: dict[str, Any] = {"output_limit": options.output_limit}
+    config: dict[str, Any] = {
+        "output_limit": options.output_limit,
+        "max_answer_chars": options.max_answer_chars,
+    }
     sandbox = _sandbox(options)
     if sandbox is not None:
         config["sandbox"] = sandbox.to_policy(work_dir, os.getpid())
