@@ -20,6 +20,7 @@ from rlm_async._run import RunTree, run_rlm
 from rlm_async._settings import Settings
 from rlm_async._tasks import run_cancel_safely, wait_out
 from rlm_async._types import RLMResult
+from rlm_async._windows import ContextWindows, Window, output_chars_for
 from rlm_async.providers import ProviderPool, ResolvedModel
 from rlm_async.providers._base import Provider
 from rlm_async.repl import ReplOptions, ReplSession
@@ -59,11 +60,20 @@ class RLM:
         allowed_models: Extra model names code may pass as ``llm_query(..., model=...)``;
             ``model`` and ``sub_model`` are always allowed.
         cell_timeout: Seconds a REPL cell may run before it is interrupted (default 120).
-        max_output_chars: Characters of a cell's output fed back to the model (default
-            20,000; the middle of longer output is cut with a marker).
+        max_output_chars: Characters of a cell's output fed back to the model; the middle
+            of longer output is cut with a marker. Default: half a character per token of
+            the root model's context window, between 2,000 and 20,000 (a 16K-token model
+            reads at most 8,192 characters of a cell's output a turn).
         max_tokens: Output token limit for root turns (provider default when ``None``).
-        sub_max_tokens: Output token limit for sub-calls.
+        sub_max_tokens: Output token limit for sub-calls (default: ``max_tokens``).
         temperature: Sampling temperature for root turns (omitted when ``None``).
+        sub_temperature: Sampling temperature for sub-calls (default: ``temperature``).
+        context_windows: Context windows in tokens per model, laid over the built-in
+            table, e.g. ``{"openai-compatible:qwen2.5-coder": 16384}`` (keys as for
+            prices: ``"provider:model"``, a bare model id, ``"provider:*"``, or a
+            ``Provider`` instance's name). They size what the system prompt says one
+            sub-call can read and the default ``max_output_chars``; a model not in the
+            table is assumed to read 8,192 tokens, and the prompt says it is a guess.
         repl: REPL process options (timeouts, limits, interpreter, extra environment).
         sandbox: Sandbox options for the REPL child (default ``SandboxOptions()``: rlimits,
             Landlock, seccomp, never root, bwrap when it works), or ``False`` to run it with
@@ -107,10 +117,11 @@ class RLM:
         max_concurrency: int = 16,
         allowed_models: Sequence[str] = (),
         cell_timeout: float | None = None,
-        max_output_chars: int = 20_000,
+        max_output_chars: int | None = None,
         max_tokens: int | None = None,
         sub_max_tokens: int | None = None,
         temperature: float | None = None,
+        sub_temperature: float | None = None,
         repl: ReplOptions | None = None,
         sandbox: SandboxOptions | bool | None = None,
         settings: Settings | None = None,
@@ -124,21 +135,27 @@ class RLM:
         rate_limits: Mapping[str, RateLimit] | None = None,
         trajectory_dir: str | os.PathLike[str] | None = None,
         max_connections: int | None = None,
+        context_windows: Mapping[str, int] | None = None,
     ) -> None:
         self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         _check_int("max_iterations", max_iterations, 1)
         _check_int("max_depth", max_depth, 1)
         _check_int("max_concurrency", max_concurrency, 1)
-        _check_int("max_output_chars", max_output_chars, 100)
+        if max_output_chars is not None:
+            _check_int("max_output_chars", max_output_chars, 100)
         _check_int("trajectory_preview_chars", trajectory_preview_chars, 0)
         _check_int("warm_repls", warm_repls, 0)
         for name, value in (("max_tokens", max_tokens), ("sub_max_tokens", sub_max_tokens)):
             if value is not None:
                 _check_int(name, value, 1)
-        if temperature is not None and (
-            not isinstance(temperature, int | float) or not math.isfinite(temperature)
-        ):
-            raise ConfigurationError(f"temperature must be a number, got {temperature!r}")
+        for setting, number in (("temperature", temperature), ("sub_temperature", sub_temperature)):
+            if number is not None and (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not math.isfinite(number)
+            ):
+                raise ConfigurationError(f"{setting} must be a number, got {number!r}")
+        self.windows = ContextWindows(context_windows)
         if repl is not None and not isinstance(repl, ReplOptions):
             raise ConfigurationError(
                 f"repl must be a rlm_async.ReplOptions, got {type(repl).__name__}"
@@ -174,10 +191,11 @@ class RLM:
         self.max_iterations = max_iterations
         self.max_depth = max_depth
         self.max_concurrency = max_concurrency
-        self.max_output_chars = max_output_chars
         self.max_tokens = max_tokens
-        self.sub_max_tokens = sub_max_tokens
+        # Sub-calls sample like the root unless told otherwise.
+        self.sub_max_tokens = max_tokens if sub_max_tokens is None else sub_max_tokens
         self.temperature = temperature
+        self.sub_temperature = temperature if sub_temperature is None else sub_temperature
         self.enable_logging = enable_logging
         self.trajectory_preview_chars = trajectory_preview_chars
         self._on_event = on_event
@@ -201,6 +219,12 @@ class RLM:
         self._depth_models = [
             self._pool.resolve(_check_model("depth_models[]", m)) for m in depth_models
         ]
+        # Sized for the root model: a small model reads a small cell output.
+        self.max_output_chars: int = (
+            max_output_chars
+            if max_output_chars is not None
+            else output_chars_for(self.window_of(self._root).tokens)
+        )
         self._allowed: dict[str, ResolvedModel] = {}
         for resolved in (self._sub, self._root, *self._depth_models):
             self._allowed.setdefault(resolved.label, resolved)
@@ -277,6 +301,10 @@ class RLM:
         return (
             self._model_for_depth(depth + 1) if depth + 1 < len(self._depth_models) else self._sub
         )
+
+    def window_of(self, model: ResolvedModel) -> Window:
+        """The context window of a resolved model (from ``context_windows`` and the table)."""
+        return self.windows.for_label(model.label, model.model)
 
     def _allowed_model(self, name: str) -> ResolvedModel:
         found = self._allowed.get(name)

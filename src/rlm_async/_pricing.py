@@ -30,7 +30,7 @@ from typing import Final, TypeAlias
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._types import Usage
 
-__all__ = ["ModelPrice", "PriceTable"]
+__all__ = ["ModelPrice", "PriceTable", "lookup_keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,19 +152,10 @@ class PriceTable:
 
     def price(self, provider: str, model: str) -> ModelPrice | None:
         """The price of ``model`` served by ``provider``, or ``None`` when unknown."""
-        candidates = [model]
-        stripped = model
-        while True:
-            shorter = _VERSION_SUFFIX.sub("", stripped)
-            if shorter == stripped:
-                break
-            candidates.append(shorter)
-            stripped = shorter
-        for candidate in candidates:
-            for key in (f"{provider}:{candidate}", candidate):
-                if key in self._prices:
-                    return self._prices[key]
-        return self._prices.get(f"{provider}:*")
+        for key in lookup_keys(provider, model):
+            if key in self._prices:
+                return self._prices[key]
+        return None
 
     def cost(self, provider: str, model: str, usage: Usage) -> float | None:
         """The cost of one call in USD, or ``None`` when the model has no price."""
@@ -179,6 +170,25 @@ class PriceTable:
 
     def __repr__(self) -> str:
         return f"PriceTable({len(self._prices)} models)"
+
+
+def lookup_keys(provider: str, model: str) -> list[str]:
+    """The keys a per-model table is searched by, most specific first.
+
+    ``"provider:model"`` then the bare ``"model"``, again for the id without its date or
+    version suffix, and last ``"provider:*"``. Shared by the price and context-window tables.
+    """
+    candidates = [model]
+    stripped = model
+    while True:
+        shorter = _VERSION_SUFFIX.sub("", stripped)
+        if shorter == stripped:
+            break
+        candidates.append(shorter)
+        stripped = shorter
+    keys = [key for candidate in candidates for key in (f"{provider}:{candidate}", candidate)]
+    keys.append(f"{provider}:*")
+    return keys
 
 
 def _normalise_key(key: str) -> str:

@@ -37,7 +37,9 @@ from rlm_async._prompts import (
 )
 from rlm_async._subcalls import SubCallServer
 from rlm_async._text import cap_middle
+from rlm_async._turns import RepeatWatch
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
+from rlm_async._windows import prompt_chars_for
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl import ReplSession
 
@@ -115,6 +117,8 @@ class RunTree:
 class _Turn:
     number: int = 0
     cell: int = 0
+    cell_started: float = 0.0  # anyio.current_time() when the current cell was sent
+    prompt_chars: list[int] = field(default_factory=list)  # each sub-call prompt's length
 
 
 async def prepare(context: Any) -> PreparedContext:
@@ -218,7 +222,7 @@ class _Run:
             async with ReplSession(
                 self.prepared,
                 options=rlm.repl_options,
-                subcall_handler=SubCallServer(self).serve,
+                subcall_handler=SubCallServer(self),
                 on_restart=self._on_restart,
                 pool=rlm.repl_pool,
                 # Requests past this wait in the child's pipe, not as tasks in the parent.
@@ -277,8 +281,18 @@ class _Run:
             depth=self.depth,
             max_depth=rlm.max_depth,
             allowed_models=rlm.allowed_model_names,
+            sub_window=rlm.window_of(self.sub),
+            sub_reply_tokens=rlm.sub_max_tokens,
+            cell_timeout=rlm.repl_options.cell_timeout,
+            output_chars=rlm.max_output_chars,
         )
-        messages: list[Message] = [Message(role="user", content=first_user_prompt(self.query))]
+        info = self.prepared.info
+        # The example chunk in a repeat note: what one sub-call reads, less its question.
+        chunk = prompt_chars_for(rlm.window_of(self.sub).tokens, rlm.sub_max_tokens) * 4 // 5
+        watch = RepeatWatch(self.query, info, chunk_chars=chunk)
+        messages: list[Message] = [
+            Message(role="user", content=first_user_prompt(self.query, info))
+        ]
         for number in range(1, rlm.max_iterations + 1):
             self.turn = _Turn(number=number)
             reply = await self._root_turn(system, messages)
@@ -305,7 +319,7 @@ class _Run:
                         return self._finish(value, "variable"), number
                     outputs.append(output)
             if not blocks and directive is None:
-                messages.append(Message(role="user", content=no_code_prompt(self.query)))
+                messages.append(Message(role="user", content=no_code_prompt(self.query, info)))
                 continue
             messages.append(
                 Message(
@@ -316,6 +330,7 @@ class _Run:
                         turn=number + 1,
                         max_iterations=rlm.max_iterations,
                         query=self.query,
+                        note=watch.note(number, blocks, outputs, self.turn.prompt_chars),
                     ),
                 )
             )
@@ -436,6 +451,7 @@ class _Run:
         self.turn.cell += 1
         cell = self.turn.cell
         self.event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
+        self.turn.cell_started = anyio.current_time()  # before the REPL starts its clock
         result = await repl.execute(code)
         final, self._final_chars = result.final, result.final_chars
         limit = self.rlm.repl_options.max_answer_chars

@@ -5,6 +5,16 @@ The REPL sends one request per batch; this fans its prompts out to at most
 budget before anything is sent, records each call's usage from its own response, and answers
 in order. ``rlm_query`` with a context below the last depth starts a sub-RLM (a run one level
 deeper, with its own REPL) instead.
+
+An empty (or whitespace) prompt is never sent: it is an error item for the model's code
+(a small model sent 27 of them, each 20-130 s of a provider's time for nothing).
+
+A batch the REPL gives up on (its cell ran past the time limit, or its code stopped
+waiting) is stopped by :meth:`SubCallServer.abandon`, not cancelled from outside: the
+answers that finished are sent back with an error item for each prompt that did not, and
+the REPL keeps them for the model (21 of 39 answers were once lost this way, and the model
+asked for all 39 again). The calls stopped are recorded as timed out, not as a cancelled
+run.
 """
 
 from __future__ import annotations
@@ -35,11 +45,20 @@ if TYPE_CHECKING:
     from rlm_async._run import _Run
     from rlm_async.providers import ResolvedModel
 
-__all__ = ["FATAL_SUBCALL_ERRORS", "SubCallServer"]
+__all__ = ["EMPTY_PROMPT", "FATAL_SUBCALL_ERRORS", "SubCallServer"]
 
 # Errors that will fail every sub-call the same way: end the run instead of feeding the
 # model hundreds of identical error strings. A spent budget ends the run too.
 FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError, BudgetExceeded)
+
+#: The error item for an empty prompt (the model's code reads it as "Error: ...").
+EMPTY_PROMPT = (
+    "the prompt is empty, so nothing was sent; put the question and the text to read in it"
+)
+
+
+# A prompt not answered (yet): compared by identity.
+_NOT_RUN: dict[str, Any] = {"ok": False, "error": "not run"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,7 @@ class _SubCall:
     turn: int
     cell: int
     kind: Literal["llm", "rlm"]
+    request: int  # the REPL's request id
 
 
 class SubCallServer:
@@ -57,6 +77,32 @@ class SubCallServer:
 
     def __init__(self, run: _Run) -> None:
         self.run = run
+        self._batches: dict[int, anyio.CancelScope] = {}  # request id -> its batch's scope
+        self._abandoned: set[int] = set()
+
+    async def __call__(self, request: LLMRequest) -> list[dict[str, Any]]:
+        return await self.serve(request)
+
+    def abandon(self, request_id: int) -> bool:
+        """Stop a request the REPL gave up on; it answers with what finished.
+
+        Returns:
+            ``True`` when the request is being served here (it will answer, with an error
+            item for each prompt that did not finish); ``False`` when it is not.
+        """
+        scope = self._batches.get(request_id)
+        if scope is None:
+            return False
+        self._abandoned.add(request_id)
+        scope.cancel()
+        return True
+
+    def _abandon_reason(self) -> str:
+        """Why the calls of an abandoned request did not finish."""
+        limit = self.run.rlm.repl_options.cell_timeout
+        if anyio.current_time() >= self.run.turn.cell_started + limit:
+            return f"timed out: the cell ran past its {limit:g} s limit before this answer came"
+        return "abandoned: the cell stopped waiting for this answer"
 
     async def serve(self, request: LLMRequest) -> list[dict[str, Any]]:
         """Answer one request from the REPL: every prompt concurrently, order kept."""
@@ -74,24 +120,37 @@ class SubCallServer:
         if request.contexts is not None and len(request.contexts) != count:
             error = "one context per prompt is needed (or none)"
             return [{"ok": False, "error": error}] * count
+        results: list[dict[str, Any]] = [_NOT_RUN] * count
+        sent: list[int] = []  # the prompts to send: not the empty ones
+        for index, prompt in enumerate(request.prompts):
+            if prompt.strip():
+                sent.append(index)
+            else:
+                results[index] = {"ok": False, "error": EMPTY_PROMPT}
+        if not sent:
+            return results
         output_reserve = self.run.rlm.sub_max_tokens or 0
         refusal = self.run.tree.budget.refuse_batch(
-            [len(p) for p in request.prompts], output_reserve
+            [len(request.prompts[i]) for i in sent], output_reserve
         )
         if refusal is not None:
-            return [{"ok": False, "error": refusal}] * count
-        results: list[dict[str, Any]] = [{"ok": False, "error": "not run"}] * count
+            return [{"ok": False, "error": refusal} if r is _NOT_RUN else r for r in results]
         fatal: list[BaseException] = []
         # One shared queue of prompts and only as many workers as can be in flight: a task
         # per prompt would cost ~20 µs each to spawn before the first request could leave
         # (200 ms for a batch of 10,000), and a queue of tasks parked on the limiter.
-        todo = iter(enumerate(request.prompts))
+        todo = ((i, request.prompts[i]) for i in sent)
         unsettled = [estimate_tokens(len(p)) + output_reserve for p in request.prompts]
+        for index in range(count):
+            if results[index] is not _NOT_RUN:
+                unsettled[index] = 0
 
         async def worker() -> None:
             for index, prompt in todo:
                 context = request.contexts[index] if request.contexts else None
-                call = _SubCall(f"{self.run.run_id}.{request.id}.{index}", turn, cell, request.kind)
+                call = _SubCall(
+                    f"{self.run.run_id}.{request.id}.{index}", turn, cell, request.kind, request.id
+                )
                 try:
                     if recursive and context is not None:
                         results[index] = await self._sub_rlm(call, prompt, context)
@@ -107,14 +166,22 @@ class SubCallServer:
                     unsettled[index] = 0
 
         try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(min(count, self.run.rlm.max_concurrency)):
-                    tg.start_soon(worker)
+            # Its own scope, so that abandon() stops the batch and it still answers.
+            with anyio.CancelScope() as batch:
+                self._batches[request.id] = batch
+                async with anyio.create_task_group() as tg:
+                    for _ in range(min(len(sent), self.run.rlm.max_concurrency)):
+                        tg.start_soon(worker)
         finally:
+            self._batches.pop(request.id, None)
+            self._abandoned.discard(request.id)
             # Prompts never started (the batch was cancelled) give their reservation back.
             self.run.tree.budget.settle(sum(unsettled))
         if fatal:
             raise fatal[0]
+        if batch.cancelled_caught:
+            stopped = {"ok": False, "error": self._abandon_reason(), "unfinished": True}
+            return [stopped if r is _NOT_RUN else r for r in results]
         return results
 
     async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> dict[str, Any]:
@@ -124,6 +191,7 @@ class SubCallServer:
                 model=target.model,
                 messages=[Message(role="user", content=prompt)],
                 max_tokens=self.run.rlm.sub_max_tokens,
+                temperature=self.run.rlm.sub_temperature,
             )
             try:
                 completion = await self.run.call_model(target, request)
@@ -134,7 +202,9 @@ class SubCallServer:
                 return {"ok": False, "error": str(exc)}
             except BaseException as exc:  # cancelled, or a bug in a user's provider
                 with contextlib.suppress(Exception):  # a raising listener must not mask it
-                    self._subcall_finished(call, target.label, started, error=self._ended_by(exc))
+                    self._subcall_finished(
+                        call, target.label, started, error=self._ended_by(exc, call)
+                    )
                 raise
             self.run.tree.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
             self._subcall_finished(call, target.label, started, completion=completion)
@@ -172,13 +242,14 @@ class SubCallServer:
             return {"ok": False, "error": str(exc)}
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a raising listener must not mask it
-                self._subcall_finished(call, label, started, error=self._ended_by(exc))
+                self._subcall_finished(call, label, started, error=self._ended_by(exc, call))
             raise
         self._subcall_finished(call, label, started, answer=result.answer)
         return {"ok": True, "text": result.answer}
 
     def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
         self.run.tree.subcalls += 1
+        self.run.turn.prompt_chars.append(len(prompt))
         self.run.event(
             ev.SubCallStarted,
             subcall=call.id,
@@ -191,10 +262,12 @@ class SubCallServer:
         )
         return time.perf_counter()
 
-    def _ended_by(self, exc: BaseException) -> BaseException:
+    def _ended_by(self, exc: BaseException, call: _SubCall) -> BaseException:
         """What a sub-call's finished event says when it did not get to finish."""
         if isinstance(exc, Exception):
             return exc
+        if call.request in self._abandoned:
+            return RuntimeError(self._abandon_reason())
         return RuntimeError(self.run.tree.cancel_reason()[1])
 
     def _subcall_finished(

@@ -78,7 +78,8 @@ async def test_a_reply_without_code_or_final_is_told_what_to_do() -> None:
     async with RLM(model=root) as rlm:
         result = await rlm.completion("abc", "q")
     assert result.answer == "4"
-    assert "no ```repl code block" in root.requests[1].messages[-1].content
+    told = root.requests[1].messages[-1].content
+    assert "no code block" in told and "```repl\n" in told  # and a real block to copy
 
 
 async def test_when_iterations_run_out_one_last_turn_asks_for_the_answer() -> None:

@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,9 @@ PROTOCOL_VERSION = 1
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _MAX_INBOUND_LINE = 256 * 1024 * 1024
+# How long an interrupted batch waits for the parent's answer with what finished: the
+# parent answers at once (it only stops calls in flight), well within its interrupt grace.
+_PARTIAL_WAIT = 1.0
 
 
 class _Channel:
@@ -79,6 +83,10 @@ class _Pending:
         self._event.wait()
         assert self.results is not None
         return self.results
+
+    def wait_for(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds; whether the results came."""
+        return self._event.wait(timeout) and self.results is not None
 
     def add_done_callback(self, callback: Any) -> None:
         self._callbacks.append(callback)
@@ -167,6 +175,7 @@ class _Repl:
         self.current_cell = 0
         self.executing = False
         self.final: str | None = None
+        self.interrupt_note: str | None = None  # what an interrupted batch kept, for the error
         self.final_chars: int | None = None  # the answer's length, when it was capped
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_ready = threading.Condition()
@@ -196,6 +205,8 @@ class _Repl:
         }
         self.namespace.update(api)
         self._reserved = set(api) - {"context"}
+        # The system prompt names these as imported (json already imports re: no cost).
+        self.namespace.update({"re": re, "json": json})
 
     def _submit(
         self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
@@ -224,6 +235,11 @@ class _Repl:
         request_id, pending = self._submit(kind, prompts, model, contexts)
         try:
             results = pending.wait()
+        except KeyboardInterrupt:
+            if len(prompts) > 1:
+                self._keep_finished(request_id, pending, kind)
+            self._abandon(request_id)
+            raise
         except BaseException:
             # Interrupted while waiting: tell the parent to stop spending on it; a late
             # reply for this id will find nothing pending and be dropped.
@@ -232,6 +248,28 @@ class _Repl:
         with self.pending_lock:
             self.pending.pop(request_id, None)
         return [_result_text(r) for r in results]
+
+    def _keep_finished(self, request_id: int, pending: _Pending, kind: str) -> None:
+        """An interrupted batch: get what finished from the parent and keep it.
+
+        The parent, told to stop, answers with the finished answers and an error item for
+        each prompt that did not finish; they are kept in ``partial_answers`` and the
+        cell's error says so, so the model asks again only for the rest.
+        """
+        with contextlib.suppress(OSError):
+            self.channel.send({"type": "cancel", "id": request_id})
+        if not pending.wait_for(_PARTIAL_WAIT):
+            return
+        results = pending.results or []
+        self.namespace["partial_answers"] = [_result_text(r) for r in results]
+        done = sum(1 for r in results if not r.get("unfinished"))
+        name = "llm_query_batched" if kind == "llm" else "rlm_query_batched"
+        self.interrupt_note = (
+            f"{name} was still waiting: {done} of {len(results)} answers had arrived. All "
+            f"{len(results)} are kept, in prompt order, in the variable `partial_answers` "
+            f'("Error: ..." for the {len(results) - done} that did not finish): use them, and '
+            "ask again only for the rest, in smaller batches."
+        )
 
     def _abandon(self, request_id: int) -> None:
         with self.pending_lock:
@@ -354,6 +392,7 @@ class _Repl:
     def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
         self.current_cell = cell_id
         self.final = self.final_chars = None
+        self.interrupt_note = None
         stdout = _CappedText(self.output_limit)
         stderr = _CappedText(self.output_limit)
         error: str | None = None
@@ -370,6 +409,8 @@ class _Repl:
             error = "".join(traceback.format_exception_only(type(exc), exc))
         except KeyboardInterrupt:
             error = "KeyboardInterrupt: the cell was interrupted (it ran past its time limit)"
+            if self.interrupt_note:
+                error += f"\n{self.interrupt_note}"
         except SystemExit as exc:
             error = (
                 f"SystemExit({exc.code!r}) was ignored: the REPL keeps running; "

@@ -56,7 +56,12 @@ _SHUTDOWN = encode_message({"type": "shutdown"})
 DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
 
 SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
-"""Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt."""
+"""Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt.
+
+When the child gives a request up (its cell was interrupted), the handler is cancelled;
+unless it has an ``abandon(request_id) -> bool`` method that returns ``True``: then it
+stops the request itself and answers with what finished, which an interrupted
+``llm_query_batched`` keeps for the model."""
 
 
 class ReplOptions(OptionsModel):
@@ -475,10 +480,15 @@ class ReplSession:
                     tg.start_soon(self._serve, child, message, tg.cancel_scope, slots)
             elif isinstance(message, CancelMessage):
                 scope = self._serving.get(message.id)
-                if scope is not None:
+                if scope is not None and not self._handler_stops(message.id):
                     scope.cancel()
             else:
                 return f"protocol violation: unexpected {message.type!r} message; REPL restarted"
+
+    def _handler_stops(self, request_id: int) -> bool:
+        """Whether the handler stops a given-up request itself (see ``SubCallHandler``)."""
+        abandon = getattr(self._handler, "abandon", None)
+        return callable(abandon) and abandon(request_id) is True
 
     async def _serve(
         self,

@@ -1,0 +1,119 @@
+"""Turns that go nowhere (issue 12, items 9-11): repeated cells, empty prompts, and a batch
+cut short by the cell's time limit. The real REPL child runs every cell."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import anyio
+import pytest
+
+from rlm_async import RLM, ReplOptions, SandboxOptions
+from rlm_async import events as ev
+from rlm_async.providers import CompletionRequest
+from rlm_async.testing import ScriptedModel
+from tests.helpers import repl
+
+# The cell one small model wrote for all six turns of twelve runs: a sub-call holding the
+# question and none of the context.
+ASK_WITHOUT_CONTEXT = repl(
+    'query = "What is the magic number?"\nanswer = llm_query(query)\nprint(answer)'
+)
+
+
+async def test_a_repeated_cell_is_called_out_with_what_to_try() -> None:
+    root = ScriptedModel([ASK_WITHOUT_CONTEXT] * 3 + ["FINAL(x)"], name="root")
+    sub = ScriptedModel(["I need more information."] * 3, name="sub")
+    async with RLM(model=root, sub_model=sub, max_iterations=4) as rlm:
+        await rlm.completion("the magic number is 42\n" * 50, "What is the magic number?")
+    first = root.requests[1].messages[-1].content
+    second = root.requests[2].messages[-1].content
+    assert "same code" not in first
+    assert "same code as in turn 1" in second
+    assert "same output" in second
+    # What to try: the sub-model read only the prompt, which held none of the context.
+    assert "sees only the prompt" in second
+    assert "25 characters" in second  # the longest prompt sent: the question alone
+    assert "context[" in second  # an example that passes a piece of the context
+    third = root.requests[3].messages[-1].content
+    assert "same code as in turns 1 and 2" in third
+
+
+async def test_the_same_output_from_different_code_is_called_out() -> None:
+    root = ScriptedModel(
+        [repl("print('nothing found')"), repl("x = 1\nprint('nothing found')"), "FINAL(x)"]
+    )
+    async with RLM(model=root) as rlm:
+        await rlm.completion("text", "q")
+    second = root.requests[2].messages[-1].content
+    assert "same output as in turn 1" in second
+    assert "same code" not in second
+
+
+async def test_an_empty_prompt_is_an_error_item_and_never_a_request() -> None:
+    code = (
+        "print(repr(llm_query('')))\n"
+        "print(llm_query_batched(['', '   \\n', 'real question']))\n"
+        "print(repr(rlm_query(' ')))"
+    )
+    root = ScriptedModel([repl(code), "FINAL(x)"], name="root")
+    sub = ScriptedModel(["an answer"], name="sub")
+    events: list[ev.Event] = []
+    async with RLM(model=root, sub_model=sub, on_event=events.append) as rlm:
+        await rlm.completion("text", "q")
+    assert [r.messages[-1].content for r in sub.requests] == ["real question"]
+    feedback = root.requests[1].messages[-1].content
+    assert feedback.count("Error: the prompt is empty") == 4
+    assert "'an answer'" in feedback
+    started = [e for e in events if isinstance(e, ev.SubCallStarted)]
+    assert len(started) == 1
+
+
+@pytest.mark.parametrize("bwrap", ["auto", "never"])
+async def test_a_batch_cut_short_by_the_cell_limit_keeps_the_answers_that_finished(
+    bwrap: Literal["auto", "never"],
+) -> None:
+    never = anyio.Event()
+
+    async def answer(request: CompletionRequest) -> str:
+        prompt = request.messages[-1].content
+        if prompt.startswith("slow"):
+            await never.wait()  # answered only by the cell's time limit
+        return f"answer to {prompt}"
+
+    prompts = [f"fast {i}" for i in range(3)] + ["slow 1", "slow 2"]
+    root = ScriptedModel(
+        [
+            repl(f"answers = llm_query_batched({prompts!r})\nprint('done')"),
+            repl("print(partial_answers)"),
+            "FINAL(x)",
+        ],
+        name="root",
+    )
+    sub = ScriptedModel(answer, name="sub")
+    events: list[ev.Event] = []
+    async with RLM(
+        model=root,
+        sub_model=sub,
+        max_concurrency=5,
+        cell_timeout=1.5,
+        repl=ReplOptions(interrupt_grace=5),
+        sandbox=SandboxOptions(bwrap=bwrap),
+        on_event=events.append,
+    ) as rlm:
+        result = await rlm.completion("text", "q")
+    assert result.answer == "x"
+    timed_out = root.requests[1].messages[-1].content
+    assert "3 of 5" in timed_out and "partial_answers" in timed_out
+    kept = root.requests[2].messages[-1].content
+    assert "answer to fast 0" in kept and "answer to fast 2" in kept
+    assert kept.count("Error: timed out") == 2
+    # The REPL kept its state: no restart, and the answers were not asked for again.
+    assert result.metadata["repl_restarts"] == 0
+    assert len(sub.requests) == 5
+    # The calls in flight at the limit were timed out, not "cancelled by its caller".
+    finished = [e for e in events if isinstance(e, ev.SubCallFinished) and not e.ok]
+    assert len(finished) == 2
+    for event in finished:
+        assert "timed out" in event.answer
+        assert "cancelled" not in event.answer
