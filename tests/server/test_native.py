@@ -57,9 +57,10 @@ async def test_options_tighten_the_servers_limits() -> None:
         response = await client.post(
             "/v1/rlm", json={"context": "x", "query": "q", "options": {"max_iterations": 2}}
         )
-    # Two turns and the final "answer now" turn; the server's own RLM is unchanged.
-    assert response.json()["iterations"] == 3
-    assert len(root.requests) == 3
+    # Two turns, the "answer now" turn and, since that reply was code, its one retry; the
+    # server's own RLM is unchanged.
+    assert response.json()["iterations"] == 4
+    assert len(root.requests) == 4
     assert rlm.max_iterations == 10
 
 
