@@ -293,7 +293,8 @@ class ChildProcess:
             try:
                 # Before the child may exit: once it is gone, what it started (a setsid
                 # grandchild) would be reparented out of reach, to init.
-                kill_descendants(self.pid)
+                if self.popen.returncode is None:  # not reaped: the pid is still ours
+                    kill_descendants(self.pid)
                 if shutdown_message is not None and self.popen.poll() is None:
                     with contextlib.suppress(OSError), anyio.move_on_after(grace):
                         await self.send(shutdown_message)
@@ -321,7 +322,8 @@ class ChildProcess:
     def _kill(self) -> None:
         # Descendants first, with the child stopped and still their (sub)reaper: killed
         # first, it would hand them to init, out of reach.
-        kill_descendants(self.pid, keep_stopped=True)
+        if self.popen.returncode is None:  # not reaped: the pid cannot have been reused
+            kill_descendants(self.pid, keep_stopped=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
         with contextlib.suppress(ProcessLookupError):
