@@ -19,6 +19,7 @@ from rlm_async._context import ContextInfo
 from rlm_async._windows import UNKNOWN_WINDOW, Window, prompt_chars_for
 
 __all__ = [
+    "PROSE_IN_CODE_NOTE",
     "build_system_prompt",
     "final_turn_prompt",
     "final_turn_retry_prompt",
@@ -195,12 +196,22 @@ def turn_feedback_prompt(
         if many:
             parts.append(f"[block {index}]")
         parts.append(output)
-    parts.append("")
     if note:
-        parts.append(note)
         parts.append("")
-    parts.append(_NEXT_STEP.format(turn=turn, max_iterations=max_iterations, query=query))
+        parts.append(note)
+    if turn <= max_iterations:
+        # After the last turn the final-turn prompt follows instead: "write another code
+        # block" next to "no more code will run" would contradict it.
+        parts.append("")
+        parts.append(_NEXT_STEP.format(turn=turn, max_iterations=max_iterations, query=query))
     return "\n".join(parts)
+
+
+PROSE_IN_CODE_NOTE = (
+    "Note: your code block holds a sentence, not Python, and the REPL runs only Python. "
+    "To give your answer, write FINAL(your answer) on a line of its own outside any code "
+    "block; to go on, write Python code in the block."
+)
 
 
 def no_code_prompt(query: str, info: ContextInfo | None = None) -> str:

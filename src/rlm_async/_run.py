@@ -37,7 +37,7 @@ from rlm_async._prompts import (
 )
 from rlm_async._subcalls import SubCallServer
 from rlm_async._text import cap_middle
-from rlm_async._turns import RepeatWatch
+from rlm_async._turns import RepeatWatch, prose_note
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
 from rlm_async._windows import prompt_chars_for
 from rlm_async.providers._base import CompletionRequest
@@ -319,7 +319,10 @@ class _Run:
                         return self._finish(value, "variable"), number
                     outputs.append(output)
             if not blocks and directive is None:
-                messages.append(Message(role="user", content=no_code_prompt(self.query, info)))
+                if number < rlm.max_iterations:  # else the final-turn prompt says what to do
+                    messages.append(
+                        Message(role="user", content=no_code_prompt(self.query, info))
+                    )
                 continue
             messages.append(
                 Message(
@@ -330,7 +333,14 @@ class _Run:
                         turn=number + 1,
                         max_iterations=rlm.max_iterations,
                         query=self.query,
-                        note=watch.note(number, blocks, outputs, self.turn.prompt_chars),
+                        note="\n".join(
+                            note
+                            for note in (
+                                prose_note(blocks, outputs),
+                                watch.note(number, blocks, outputs, self.turn.prompt_chars),
+                            )
+                            if note
+                        ),
                     ),
                 )
             )
@@ -349,7 +359,13 @@ class _Run:
         prompt = final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations)
         for attempt in range(2):
             self.turn = _Turn(number=number + attempt)
-            messages.append(Message(role="user", content=prompt))
+            if messages[-1].role == "user":
+                # The last turn's output: one user message with it, not two in a row (some
+                # chat templates reject or merge consecutive user messages).
+                last = messages.pop()
+                messages.append(Message(role="user", content=f"{last.content}\n\n{prompt}"))
+            else:
+                messages.append(Message(role="user", content=prompt))
             reply = await self._root_turn(system, messages, final_turn=True)
             reading = read_last_reply(reply.text)
             if reading is not None:

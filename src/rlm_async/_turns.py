@@ -9,13 +9,19 @@ hold any of the context, that the sub-model reads only its prompt.
 
 from __future__ import annotations
 
+import keyword
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rlm_async._context import ContextInfo
-from rlm_async._prompts import repeat_note
+from rlm_async._prompts import PROSE_IN_CODE_NOTE, repeat_note
 
-__all__ = ["RepeatWatch"]
+__all__ = ["RepeatWatch", "prose_note"]
+
+# A sentence: four or more words of letters, digits and light punctuation, no brackets,
+# operators or colons (which a line of Python would have).
+_SENTENCE = re.compile(r"[^\W\d_][\w'’,-]*(?:[ \t]+[\w'’,%$-]+){3,}[ \t]*[.!?]?")
 
 # A sub-call prompt this much longer than the query could hold some context; a shorter
 # one is the query (or a rewording of it) alone.
@@ -77,3 +83,23 @@ class RepeatWatch:
             info=self.info,
             chunk_chars=self.chunk_chars,
         )
+
+
+def prose_note(codes: Sequence[str], outputs: Sequence[str]) -> str:
+    """A note for a turn whose code block holds a sentence instead of Python ("" if none).
+
+    A 1.5B model answered inside a repl fence for six turns
+    (```` ```repl\nThe largest city by population is Tokyo.\n``` ````) and read only the
+    ``SyntaxError`` back each time. A block whose first line reads as a sentence (not a
+    Python keyword, four or more words, no brackets or operators) and failed to compile
+    gets a note on where an answer goes.
+    """
+    for code, output in zip(codes, outputs, strict=False):
+        first = next((line.strip() for line in code.splitlines() if line.strip()), "")
+        if (
+            "SyntaxError" in output
+            and _SENTENCE.fullmatch(first)
+            and not keyword.iskeyword(first.split()[0])
+        ):
+            return PROSE_IN_CODE_NOTE
+    return ""

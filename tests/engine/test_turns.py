@@ -3,6 +3,7 @@ cut short by the cell's time limit. The real REPL child runs every cell."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import anyio
@@ -117,3 +118,46 @@ async def test_a_batch_cut_short_by_the_cell_limit_keeps_the_answers_that_finish
     for event in finished:
         assert "timed out" in event.answer
         assert "cancelled" not in event.answer
+
+
+async def test_an_answer_written_as_a_sentence_in_a_code_block_is_told_where_answers_go() -> None:
+    # Qwen2.5-Coder-1.5B, 20 cities: this exact block for six turns, a SyntaxError each time.
+    prose = repl("The largest city by population is Tokyo.")
+    root = ScriptedModel([prose, "FINAL(Tokyo)"])
+    async with RLM(model=root) as rlm:
+        result = await rlm.completion("Tokyo: population 9", "Which city is largest?")
+    assert result.answer == "Tokyo"
+    feedback = root.requests[1].messages[-1].content
+    assert "SyntaxError" in feedback
+    assert "holds a sentence, not Python" in feedback
+    assert "FINAL(your answer) on a line of its own outside any code block" in feedback
+
+
+async def test_a_syntax_error_in_real_code_gets_no_sentence_note() -> None:
+    root = ScriptedModel([repl("for line in context.splitlines()\n    print(line)"), "FINAL(x)"])
+    async with RLM(model=root) as rlm:
+        await rlm.completion("text", "q")
+    feedback = root.requests[1].messages[-1].content
+    assert "SyntaxError" in feedback
+    assert "holds a sentence" not in feedback
+
+
+@pytest.mark.parametrize(
+    "last_reply", [repl("print(len(context))"), "Let me think about it first."]
+)
+async def test_the_last_turn_is_one_user_message_that_never_asks_for_more_code(
+    last_reply: str,
+) -> None:
+    # After the last turn the model was told "Turn 5 of 4 ... Write another code block" and,
+    # in a second user message, "No more code will run".
+    root = ScriptedModel([repl("print(1)"), last_reply, "FINAL(done)"])
+    async with RLM(model=root, max_iterations=2) as rlm:
+        result = await rlm.completion("text", "q")
+    assert result.answer == "done"
+    final_request = root.requests[-1].messages
+    roles = [message.role for message in final_request]
+    assert all(a != b for a, b in itertools.pairwise(roles)), roles
+    last = final_request[-1].content
+    assert "No more code will run" in last
+    assert "Turn 3 of 2" not in last
+    assert "Write another code block" not in last
