@@ -164,6 +164,22 @@ async def test_past_the_connection_cap_new_connections_are_refused_until_idle_on
     assert health.status_code == 200
 
 
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout() -> None:
+    """An answered client that keeps its connection open and silent holds an fd until the
+    keep-alive timeout; then the server closes it (and the next request gets a new one)."""
+    async with (
+        server(header_timeout=4 * WITHIN, keep_alive_timeout=HEADER_TIMEOUT) as (host, port),
+        await anyio.connect_tcp(host, port) as connection,
+    ):
+        await connection.send(f"GET /health HTTP/1.1\r\nhost: {host}:{port}\r\n\r\n".encode())
+        with anyio.fail_after(WITHIN):
+            # Closed by the keep-alive timeout (0.5 s), not the header timeout (40 s), with
+            # the first answer, a 200, the only thing sent.
+            answer = await closed_by_server(connection)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert answer.count(b"HTTP/1.1 ") == 1
+
+
 async def test_the_server_options_are_checked() -> None:
     from rlm_async import ConfigurationError
 
