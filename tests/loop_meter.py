@@ -1,7 +1,9 @@
-"""The event loop's longest stall, measured by a ticker task next to the code under test."""
+"""The event loop's longest stall and the parent's peak memory, measured by a ticker task
+next to the code under test."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,11 +13,20 @@ import anyio
 TICK = 0.01
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
+
 class LoopMeter:
-    """How long the event loop went without running a task that asked to wake every 10 ms."""
+    """How long the event loop went without running a task that asked to wake every 10 ms,
+    and how far the resident memory rose above what it was when the meter was made."""
 
     def __init__(self) -> None:
         self.longest_stall = 0.0
+        self.baseline = rss_mib()
+        self.peak = self.baseline
 
     async def tick(self) -> None:
         last = time.perf_counter()
@@ -23,7 +34,13 @@ class LoopMeter:
             await anyio.sleep(TICK)
             now = time.perf_counter()
             self.longest_stall = max(self.longest_stall, now - last - TICK)
+            self.peak = max(self.peak, rss_mib())
             last = now
+
+    @property
+    def growth(self) -> float:
+        """MiB of resident memory gained at the peak."""
+        return self.peak - self.baseline
 
 
 @asynccontextmanager

@@ -7,10 +7,8 @@ stays responsive (the event loop's longest stall) and flat (its resident memory)
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -20,6 +18,7 @@ from rlm_async import RLM, ReplOptions, ReplSession, SandboxOptions
 from rlm_async.repl._protocol import LLMRequest
 from rlm_async.repl._sandbox_options import probe_sandbox
 from rlm_async.testing import ScriptedModel
+from tests.loop_meter import loop_meter
 
 BWRAP_USABLE = probe_sandbox()["bwrap"]["usable"]
 IN_FD = "int(sys.argv[sys.argv.index('--in-fd') + 1])"
@@ -47,43 +46,6 @@ def answer_with(text: str) -> Callable[[LLMRequest], Awaitable[list[dict[str, An
         return [{"ok": True, "text": text} for _ in request.prompts]
 
     return handler
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
-
-
-class Meter:
-    """The event loop's longest stall and the parent's peak resident memory, from a ticker."""
-
-    def __init__(self) -> None:
-        self.baseline = rss_mib()
-        self.peak = self.baseline
-        self.longest_stall = 0.0
-
-    async def tick(self) -> None:
-        last = time.perf_counter()
-        while True:
-            await anyio.sleep(0.01)
-            now = time.perf_counter()
-            self.longest_stall = max(self.longest_stall, now - last - 0.01)
-            self.peak = max(self.peak, rss_mib())
-            last = now
-
-    @property
-    def growth(self) -> float:
-        return self.peak - self.baseline
-
-
-@contextlib.asynccontextmanager
-async def measuring() -> AsyncIterator[Meter]:
-    """Measure the event loop and the parent's memory while the body runs."""
-    meter = Meter()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(meter.tick)
-        yield meter
-        tg.cancel_scope.cancel()
 
 
 # ---- 1. a child that stops reading its input --------------------------------------
@@ -133,6 +95,45 @@ async def test_a_cell_sent_to_a_child_that_stopped_reading_restarts_the_repl(
     assert after.stdout == "'ctx'\n"
 
 
+async def test_requests_forged_during_the_interrupt_grace_are_bounded(
+    sandbox: SandboxOptions,
+) -> None:
+    """A cell that catches the interrupt and floods forged requests for the rest of its grace:
+    refused without a task per line, then killed once too many were refused. It used to take
+    5.7 s instead of ~4, stall the loop 1.4 s and grow the parent by 43 MiB."""
+    code = (
+        "import json, os, sys, time\n"
+        f"fd = {OUT_FD}\n"
+        "request = {'type': 'llm_request', 'id': 1, 'cell': 1, 'kind': 'llm', 'prompts': ['x']}\n"
+        "lines = b''.join(\n"
+        "    json.dumps({**request, 'id': 10**6 + i}).encode() + b'\\n' for i in range(1000)\n"
+        ")\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    end = time.monotonic() + 2.5\n"
+        "    while time.monotonic() < end:\n"
+        "        os.write(fd, lines)\n"
+    )
+    options = ReplOptions(cell_timeout=1, interrupt_grace=3, sandbox=sandbox)
+    async with ReplSession("ctx", options=options, subcall_handler=answer_with("ok")) as repl:
+        async with loop_meter() as meter:
+            started = time.perf_counter()
+            result = await repl.execute(code)
+            elapsed = time.perf_counter() - started
+        after = await repl.execute("context")
+    print(
+        f"execute {elapsed:.2f} s, longest stall {meter.longest_stall:.3f} s, "
+        f"RSS growth {meter.growth:.0f} MiB"
+    )
+    assert result.timed_out and result.restarted, result.render()
+    assert result.error is not None and "kept sending sub-call requests" in result.error
+    assert elapsed < 1 + 3  # killed as soon as too many were refused, not after the grace
+    assert meter.longest_stall < 0.25
+    assert meter.growth < 20
+    assert after.stdout == "'ctx'\n"
+
+
 # ---- 2. many answers written at once --------------------------------------------------
 
 
@@ -178,6 +179,36 @@ async def test_a_completion_whose_threads_get_megabyte_answers_finishes_without_
     assert result.answer == f"{[1 << 20]}"
 
 
+async def test_answers_queued_behind_each_other_do_not_count_as_a_hung_child(
+    sandbox: SandboxOptions,
+) -> None:
+    """16 megabyte answers to a child that reads steadily but slowly (0.2 s a message): the
+    last one waits ~3 s for its turn, longer than ``write_timeout``, yet every write makes
+    progress. The deadline used to cover the wait for the lock too: the REPL was killed."""
+    code = (
+        "import threading, time\n"
+        "_repl = llm_query.__self__\n"
+        "_deliver = _repl.deliver\n"
+        "def slow(message):\n"
+        "    time.sleep(0.2)\n"
+        "    _deliver(message)\n"
+        "_repl.deliver = slow\n"
+        "sizes = []\n"
+        "def ask():\n"
+        "    sizes.append(len(llm_query('x')))\n"
+        "ts = [threading.Thread(target=ask) for _ in range(16)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "_repl.deliver = _deliver\n"
+        "sizes"
+    )
+    options = ReplOptions(cell_timeout=60, write_timeout=1.5, sandbox=sandbox)
+    handler = answer_with("A" * (1 << 20))
+    async with ReplSession("", options=options, subcall_handler=handler) as repl:
+        result = await repl.execute(code)
+    assert not result.restarted, result.render()
+    assert result.stdout == f"{[1 << 20] * 16}\n"
+
+
 # ---- 3. tens of thousands of pending sub-calls ----------------------------------------
 
 
@@ -209,7 +240,7 @@ async def test_fifty_thousand_pending_sub_calls_keep_the_parent_flat_and_respons
     )
     options = ReplOptions(cell_timeout=240, sandbox=sandbox)
     async with (
-        measuring() as meter,
+        loop_meter() as meter,
         ReplSession("", options=options, subcall_handler=handler, max_pending_subcalls=64) as repl,
     ):
         result = await repl.execute(code)
@@ -240,7 +271,7 @@ async def test_a_huge_protocol_line_is_refused_at_the_default_limit_without_bloa
         "import time; time.sleep(60)"
     )
     options = ReplOptions(cell_timeout=60, sandbox=sandbox)
-    async with measuring() as meter, ReplSession("ctx", options=options) as repl:
+    async with loop_meter() as meter, ReplSession("ctx", options=options) as repl:
         result = await repl.execute(code)
         after = await repl.execute("context")
     print(f"longest stall {meter.longest_stall:.3f} s, RSS growth {meter.growth:.0f} MiB")
@@ -263,7 +294,7 @@ async def test_a_large_legitimate_message_is_decoded_without_stalling_the_loop(
 
     options = ReplOptions(cell_timeout=60, sandbox=sandbox)
     async with (
-        measuring() as meter,
+        loop_meter() as meter,
         ReplSession("", options=options, subcall_handler=handler) as repl,
     ):
         result = await repl.execute(code)

@@ -115,6 +115,7 @@ class ChildProcess:
         # BusyResourceError), and two interleaved messages would corrupt the stream.
         self._write_lock = anyio.Lock()
         self._torn = False  # a write was cut mid-message (cancelled): the line is garbage
+        self._stalled: str | None = None  # why the child was found not reading, once it was
         self.output = HeadTailBuffer(output_limit)
         self._pidfd: int | None = None
         self._pidfd_waited = False
@@ -129,38 +130,45 @@ class ChildProcess:
     # ---- protocol -----------------------------------------------------------------
 
     async def send(self, data: bytes, *, within: float = DEFAULT_WRITE_TIMEOUT) -> None:
-        """Write one framed message, waiting for the pipe at most ``within`` seconds.
+        """Write one framed message; the child must take some of it every ``within`` seconds.
 
         The child reads its input in a thread of its own, whatever its cell does, so a
-        message that cannot be written in time means model code stopped that thread.
+        pipe that accepts no byte for that long means model code stopped that thread. The
+        deadline is on progress, not on the whole message nor on the wait for the writers
+        ahead of this one: 64 megabyte answers queued behind each other to a child that
+        reads steadily are not a hung child. Once one write failed for lack of progress,
+        every later one fails at once: the child is hung, and no queue waits on it again.
 
         Raises:
-            ChildStoppedReading: the message (or the wait for an earlier one) took longer.
+            ChildStoppedReading: no byte of the message was taken for ``within`` seconds
+                (or an earlier message found the child hung).
             BrokenPipeError: the child is gone.
         """
-        try:
-            with anyio.fail_after(within):
-                async with self._write_lock:
-                    if self._torn:
-                        # End the cut line first: the child drops it as unparsable, and
-                        # this message arrives whole instead of glued to its remains.
-                        data = b"\n" + data
-                        self._torn = False
-                    await self._write_all(data)
-        except TimeoutError:
-            raise ChildStoppedReading(
-                f"the REPL stopped reading its input: a {len(data):,}-byte message could "
-                f"not be written to it within {within:g} s"
-            ) from None
+        async with self._write_lock:
+            if self._stalled is not None:
+                raise ChildStoppedReading(self._stalled)
+            if self._torn:
+                # End the cut line first: the child drops it as unparsable, and this
+                # message arrives whole instead of glued to its remains.
+                data = b"\n" + data
+                self._torn = False
+            await self._write_all(data, within)
 
-    async def _write_all(self, data: bytes) -> None:
+    async def _write_all(self, data: bytes, within: float) -> None:
         view = memoryview(data)
         try:
             while view:
                 try:
                     written = os.write(self._to_child, view)
                 except BlockingIOError:
-                    await anyio.wait_writable(self._to_child)
+                    with anyio.move_on_after(within) as waited:
+                        await anyio.wait_writable(self._to_child)
+                    if waited.cancelled_caught:
+                        self._stalled = (
+                            f"the REPL stopped reading its input: it took no byte of a "
+                            f"{len(data):,}-byte message for {within:g} s"
+                        )
+                        raise ChildStoppedReading(self._stalled) from None
                     continue
                 view = view[written:]
         finally:

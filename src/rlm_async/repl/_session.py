@@ -457,8 +457,12 @@ class ReplSession:
 
         ``slots`` bounds the requests served at once: with none free, the pump stops
         reading and the child's next write waits. ``None`` (the cell is past its limit
-        and interrupted): new requests are refused, so the result is still read.
+        and interrupted): new requests are refused, one at a time and without a task per
+        request (a cell that floods forged requests then cannot grow the parent), so the
+        result is still read; past ``max_pending_subcalls`` refusals the cell is only
+        spending its grace on requests, and is ended.
         """
+        refused = 0
         while True:
             try:
                 message = await child.receive()
@@ -473,8 +477,18 @@ class ReplSession:
                 continue  # a stale result of an earlier, abandoned cell
             if isinstance(message, LLMRequest):
                 if slots is None:
-                    refused = [_PAST_LIMIT] * len(message.prompts)
-                    tg.start_soon(self._answer, child, message.id, refused, tg.cancel_scope)
+                    refused += 1
+                    if refused > self._max_pending:
+                        return (
+                            f"the cell ran past its time limit and, once interrupted, kept "
+                            f"sending sub-call requests ({refused:,} refused), so the REPL "
+                            "was killed"
+                        )
+                    results = [_PAST_LIMIT] * len(message.prompts)
+                    # Inline: the next request is read once this refusal is written.
+                    await self._answer(child, message.id, results, tg.cancel_scope)
+                    if self._hung is not None:
+                        return self._hung
                 else:
                     await slots.acquire()
                     tg.start_soon(self._serve, child, message, tg.cancel_scope, slots)
