@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
-from rlm_async import RLM, RLMResult
+from rlm_async import RLM, ProviderResponseError, RLMResult
 from rlm_async import events as ev
+from rlm_async._trajectory_thread import BackgroundTrajectory
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import ScriptedModel
 from rlm_async.trajectory import (
@@ -22,6 +27,7 @@ from rlm_async.trajectory import (
     write_trajectory,
 )
 from tests.helpers import repl
+from tests.loop_meter import loop_meter
 
 SUB_LATENCY = 0.05
 
@@ -287,7 +293,6 @@ async def test_each_line_is_flushed_as_it_is_written(tmp_path: Path) -> None:
 
     def listener(event: ev.Event) -> None:
         writer(event)
-        writer.flush()  # the line is written in the writer's thread; wait for it
         seen_on_disk.append(len(path.read_text(encoding="utf-8").splitlines()))
 
     async with RLM(model=ScriptedModel(["FINAL(1)"]), on_event=listener) as rlm:
@@ -365,3 +370,110 @@ def test_a_last_line_cut_short_by_a_crash_is_dropped_not_fatal(tmp_path: Path) -
     path.write_text(header_line() + EVENT + EVENT[:20], encoding="utf-8")
     trajectory = read_trajectory(path)
     assert trajectory.truncated and len(trajectory.events) == 1
+
+
+# ---- the engine's trajectory: written off the event loop (review of issue 11 item 6) ----
+
+
+def test_a_users_writer_has_each_line_on_disk_when_the_call_returns(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TrajectoryWriter(path) as writer:
+        writer(ev.TurnStarted(run_id="r", turn=1))
+        assert len(path.read_text(encoding="utf-8").splitlines()) == 2  # header + event
+
+
+def replace_by_a_file(directory: Path) -> None:
+    """Make ``directory`` unusable for the trajectory: a regular file of that name."""
+    directory.rmdir()
+    directory.write_text("not a directory", encoding="utf-8")
+
+
+async def test_a_trajectory_write_failure_does_not_replace_the_result(tmp_path: Path) -> None:
+    directory = tmp_path / "trajectories"
+    async with RLM(model=ScriptedModel(["FINAL(1)"]), trajectory_dir=directory) as rlm:
+        replace_by_a_file(directory)  # made by RLM(); the writer's mkdir now fails
+        result = await rlm.completion("ctx", "q")
+    assert result.answer == "1" and result.finished
+    assert "FileExistsError" in result.metadata["trajectory_error"]
+
+
+async def test_a_trajectory_write_failure_does_not_replace_the_runs_own_error(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "trajectories"
+    # One reply for a run that needs two: the second turn fails in the provider.
+    model = ScriptedModel(["```repl\nprint(1)\n```"])
+    async with RLM(model=model, trajectory_dir=directory) as rlm:
+        replace_by_a_file(directory)
+        with pytest.raises(ProviderResponseError):
+            await rlm.completion("ctx", "q")
+
+
+def emit_from_a_thread(call: Callable[[], None]) -> bool:
+    """Run ``call`` in a thread; whether it returned within 10 s (it must not block)."""
+    returned = threading.Event()
+
+    def run() -> None:
+        call()
+        returned.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return returned.wait(timeout=10)
+
+
+RUN_STARTED = {
+    "run_id": "r", "model": "m", "sub_model": "s", "query": "q", "context": "c",
+    "max_iterations": 1, "max_depth": 1,
+}  # fmt: skip
+
+
+def big_event(n: int) -> ev.Event:
+    return ev.TurnFinished(run_id="r", turn=n, model="m", text="x" * 10_000)
+
+
+async def test_the_engines_trajectory_never_blocks_the_loop_on_a_stuck_disk(
+    tmp_path: Path,
+) -> None:
+    # A FIFO with no reader: the writer thread blocks opening it, as on a hung disk.
+    path = tmp_path / "trajectory.jsonl"
+    os.mkfifo(path)
+    background = BackgroundTrajectory(TrajectoryWriter(path), max_pending_bytes=100_000)
+
+    def emit_many() -> None:
+        background(ev.RunStarted(**RUN_STARTED))
+        for n in range(1, 40):  # 390 KB: past the 100 KB bound
+            background(big_event(n))
+
+    if not emit_from_a_thread(emit_many):
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # let the writer go
+        pytest.fail("handing an event to the writer blocked on the disk")
+    lines: list[str] = []
+    release = threading.Event()
+
+    def drain() -> None:
+        release.wait(timeout=5)  # a close that blocks the loop is let go after 5 s
+        with path.open(encoding="utf-8") as reader:
+            lines.extend(reader.read().splitlines())
+
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
+    problem_box: list[str | None] = []
+
+    async def close() -> None:
+        problem_box.append(await background.aclose())
+
+    async with loop_meter() as meter, anyio.create_task_group() as tg:
+        tg.start_soon(close)
+        # A window in which the close waits on the stuck writer: the loop must keep
+        # running through it (a join on the loop stalled it until the 5 s release).
+        await anyio.sleep(0.3)
+        release.set()
+    drainer.join(timeout=10)
+    assert meter.longest_stall < 0.2
+    # The events that fitted in the bound, then nothing: a prefix of the run, as if the
+    # process had died there; the result says so.
+    written = [json.loads(line) for line in lines]
+    assert written[0]["type"] == "trajectory" and 2 <= len(written) <= 12
+    assert [w.get("turn") for w in written[2:]] == list(range(1, len(written) - 1))
+    (problem,) = problem_box
+    assert problem is not None and "fell behind" in problem

@@ -28,7 +28,7 @@ from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
 
 if TYPE_CHECKING:
-    from rlm_async.trajectory import TrajectoryWriter
+    from rlm_async._trajectory_thread import BackgroundTrajectory
 
 __all__ = ["RLM"]
 
@@ -502,29 +502,40 @@ class RLM:
 
         writer = None
         if self.trajectory_dir is not None:
+            from rlm_async._trajectory_thread import BackgroundTrajectory
             from rlm_async.trajectory import TrajectoryWriter
 
-            writer = TrajectoryWriter.in_directory(self.trajectory_dir)
+            # Written in a thread of its own: the loop never waits on the disk.
+            writer = BackgroundTrajectory(TrajectoryWriter.in_directory(self.trajectory_dir))
             listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
         tree = RunTree(rlm=self, emit=fan_out, stream_text=stream_text)
         closing = anyio.CancelScope()
         self._running.add(closing)
+        result: RLMResult | None = None
         try:
             with closing:
-                return await self._run_tree(tree, writer, context, query)
+                result = await self._run_tree(tree, writer, context, query)
+                return result
             raise ConfigurationError(
                 "this RLM was closed (aclose() or the end of its `async with` block) while "
                 "the completion was running; close it after its completions finish"
             )
+        except BudgetExceeded as exc:
+            result = exc.partial  # raised with what the run had: it reports the trajectory
+            raise
         finally:
             self._running.discard(closing)
             if not self._running and self._drained is not None:
                 self._drained.set()
             if writer is not None:
-                writer.close()
+                # Never raises: a trajectory that failed is logged and said in the result,
+                # and does not replace the result or the run's own exception.
+                problem = await writer.aclose()
+                if problem is not None and result is not None:
+                    result.metadata["trajectory_error"] = problem
 
     async def _run_tree(
-        self, tree: RunTree, writer: TrajectoryWriter | None, context: Any, query: str
+        self, tree: RunTree, writer: BackgroundTrajectory | None, context: Any, query: str
     ) -> RLMResult:
         """The run under the time budget; a spent budget raises or returns the partial."""
         deadline = self.budget.max_seconds
@@ -534,7 +545,7 @@ class RLM:
             with anyio.move_on_after(math.inf if deadline is None else deadline):
                 result = await run_rlm(tree, context, query)
                 if writer is not None:
-                    result.metadata["trajectory_path"] = str(writer.path)
+                    result.metadata["trajectory_path"] = writer.path
                 return result
             error = BudgetExceeded(
                 f"the time budget of {deadline:g} s ran out; the run was cancelled",
@@ -545,7 +556,7 @@ class RLM:
         _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
         error.partial = tree.partial_result()
         if writer is not None:
-            error.partial.metadata["trajectory_path"] = str(writer.path)
+            error.partial.metadata["trajectory_path"] = writer.path
         if self.on_budget_exceeded == "return":
             return error.partial
         raise error

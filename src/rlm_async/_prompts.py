@@ -295,15 +295,25 @@ output confirms it, reply with the FINAL line again and no code; if not, go on.
 
 """
 
+_UNCONFIRMED_FINAL_LAST = """\
+You wrote FINAL({answer}) in the same reply as code, before you had seen what the code \
+printed, so it was not taken as your answer. Check it against the real output below.
+
+"""
+
 _FINAL_TURN_RETRY = """\
 Your last reply gave no answer: {why}. No code runs now. Reply with one line \
 FINAL(your answer), your best answer from what the REPL has shown you. The query: {query}"""
 
 
-def unconfirmed_final_prompt(answer: str) -> str:
-    """Said before a turn's output when the reply gave a literal FINAL next to its code."""
+def unconfirmed_final_prompt(answer: str, *, last: bool = False) -> str:
+    """Said before a turn's output when the reply gave a literal FINAL next to its code.
+
+    After the last regular turn (``last``) the final-turn prompt follows, which asks for
+    the answer with no code: "if not, go on" would contradict it.
+    """
     shown = answer if len(answer) <= 200 else answer[:200] + "..."
-    return _UNCONFIRMED_FINAL.format(answer=shown)
+    return (_UNCONFIRMED_FINAL_LAST if last else _UNCONFIRMED_FINAL).format(answer=shown)
 
 
 def final_turn_retry_prompt(query: str, *, why: str) -> str:

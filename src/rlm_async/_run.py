@@ -327,7 +327,11 @@ class _Run:
             messages.append(
                 Message(
                     role="user",
-                    content=(unconfirmed_final_prompt(unconfirmed) if unconfirmed else "")
+                    content=(
+                        unconfirmed_final_prompt(unconfirmed, last=number == rlm.max_iterations)
+                        if unconfirmed
+                        else ""
+                    )
                     + turn_feedback_prompt(
                         outputs,
                         turn=number + 1,
@@ -351,12 +355,15 @@ class _Run:
     ) -> tuple[str, int]:
         """The last turn: no code runs, the reply is read for an answer in any form.
 
-        A reply that is code with no answer (or names a variable the REPL lacks) gets one
-        more turn saying so; if that one has no answer either, the run ends unfinished
-        (``finished=False``, an empty answer, ``answer_source`` ``None``).
+        A reply that is code with no answer (or names a variable the REPL lacks, or an
+        expression that fails), or prose next to code, gets one more turn saying so; if
+        that one has no answer either, the run ends with the first reply's prose when it
+        had some (``"last_reply"``), else unfinished (``finished=False``, an empty answer,
+        ``answer_source`` ``None``).
         """
         number = self.rlm.max_iterations + 1
         prompt = final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations)
+        kept: str | None = None  # prose written next to code, the answer if nothing better
         for attempt in range(2):
             self.turn = _Turn(number=number + attempt)
             if messages[-1].role == "user":
@@ -368,29 +375,45 @@ class _Run:
                 messages.append(Message(role="user", content=prompt))
             reply = await self._root_turn(system, messages, final_turn=True)
             reading = read_last_reply(reply.text)
-            if reading is not None:
-                answer, source = await self._read_directive(repl, reading.directive)
+            if reading is not None and reading.beside_code and attempt == 0:
+                # Prose next to code may be an answer or "Let me run some code.": ask once
+                # more, and keep the prose as the answer if the next reply has none.
+                kept = reading.directive.value
+                why = "it was code, and no code runs now"
+            elif reading is not None:
+                answer, source, why = await self._read_directive(repl, reading.directive)
                 if answer is not None:
-                    source = source or reading.source
-                    return self._finish(answer, source), number + attempt
-                why = f"the REPL has no variable named {reading.directive.value!r}"
+                    return self._finish(answer, source or reading.source), number + attempt
             else:
                 why = "it was code, with no answer"
             messages.append(Message(role="assistant", content=reply.text))
             prompt = final_turn_retry_prompt(self.query, why=why)
+        if kept is not None:
+            return self._finish(kept, "last_reply"), number + 1
         self.finished = False
         return "", number + 1
 
     async def _read_directive(
         self, repl: ReplSession, directive: FinalDirective
-    ) -> tuple[str | None, str | None]:
-        """The answer a last-turn directive gives, and its source if it is a variable."""
+    ) -> tuple[str | None, str | None, str]:
+        """The answer a last-turn directive gives, its source when the REPL gave it, and
+        why there is none.
+
+        A fenced ``FINAL(expression)`` is evaluated as the one-line cell
+        ``FINAL(expression)``: the model meant that value, and the REPL's own ``FINAL``
+        gives it (source ``"code"``). Nothing else of the reply runs.
+        """
         if directive.kind == "answer":
-            return directive.value, None
+            return directive.value, None, ""
+        if directive.kind == "expression":
+            output, value = await self._run_cell(repl, f"FINAL({directive.value})")
+            if value is not None:
+                return value, "code", ""
+            return None, None, f"FINAL({directive.value}) did not give a value: {output[:500]}"
         _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
         if value is not None:
-            return value, "variable"
-        return directive.fallback, None
+            return value, "variable", ""
+        return directive.fallback, None, f"the REPL has no variable named {directive.value!r}"
 
     def _finish(self, answer: str, source: str) -> str:
         """The run's answer, capped at ``max_answer_chars``, announced as ``FinalAnswer``.

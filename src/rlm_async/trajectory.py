@@ -11,11 +11,10 @@ and every further line is one event of the run, exactly ``event.model_dump(mode=
 field. The schema version is ``events.TRAJECTORY_SCHEMA_VERSION``; readers refuse a file of
 another version rather than guess.
 
-:class:`TrajectoryWriter` is an event listener (``RLM(on_event=writer)``): it hands each event
-to a worker thread, which writes and flushes it as one line, so the event loop never waits
-on the disk and a run that crashes still leaves a readable file. Before anything is written,
-strings that look like API keys (and the values of ``*_API_KEY`` environment variables) are
-replaced by ``[REDACTED]``: a trajectory can be shared without leaking keys.
+:class:`TrajectoryWriter` is an event listener (``RLM(on_event=writer)``): it writes and
+flushes line by line, so a run that crashes still leaves a readable file. Before anything is
+written, strings that look like API keys (and the values of ``*_API_KEY`` environment
+variables) are replaced by ``[REDACTED]``: a trajectory can be shared without leaking keys.
 
 :func:`read_trajectory` validates every line and says which line is wrong. :func:`build_tree`
 arranges events as nested runs → turns → cells → sub-calls, with each sub-RLM run hung under
@@ -27,9 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import queue
 import re
-import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,7 +63,6 @@ __all__ = [
 ]
 
 REDACTED = "[REDACTED]"
-_MAX_PENDING = 256  # events queued for the writer thread; a caller waits beyond that
 
 # Key formats of the providers we speak to (and a few common others). Anchored on a
 # non-word boundary so "task-…" or "disk-…" are not taken for "sk-…".
@@ -189,11 +185,10 @@ class TrajectoryWriter:
     whose ``RunStarted`` fills the header. ``ModelDelta`` events (streamed text, repeated in
     full by ``TurnFinished``) are left out unless ``include_deltas=True``.
 
-    Writing happens in a worker thread of the writer's own: the caller (the event loop)
-    only queues the event, so a slow disk or a large event (a 1 MB answer, scrubbed of keys)
-    never stalls it. At most 256 events wait; beyond that the caller waits for the disk.
-    Each line is flushed as it is written; :meth:`flush` waits until every event handed
-    over so far is on disk, and :meth:`close` does too.
+    Writing is synchronous: each line is written and flushed before the call returns, so
+    a listener sees it on disk and a run that crashes leaves a readable file. (The engine's
+    own trajectory, ``RLM(trajectory_dir=...)``, feeds a writer from a thread of its own so
+    the event loop never waits on the disk; see ``docs/trajectory.md``.)
 
     Args:
         path: The file to write (parent directories are created).
@@ -230,10 +225,6 @@ class TrajectoryWriter:
         self._file: IO[str] | None = None
         self._closed = False
         self.events_written = 0
-        self._queue: queue.Queue[ev.Event | None] | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._lock = threading.Lock()
 
     @classmethod
     def in_directory(
@@ -264,6 +255,8 @@ class TrajectoryWriter:
         return self._closed
 
     def _name(self, first: ev.Event | None) -> Path:
+        """The file's path, chosen at the first event (no I/O: the engine calls it on
+        its event loop so the path is known before the writer thread opens the file)."""
         if self.path is None:
             assert self._directory is not None  # one of the two is always set
             run_id = first.run_id if first is not None else uuid.uuid4().hex[:12]
@@ -287,91 +280,35 @@ class TrajectoryWriter:
         self._file.write(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
         self._file.flush()
 
-    def _work(self, first: ev.Event, pending: queue.Queue[ev.Event | None]) -> None:
-        """The writer thread: open the file, then write each queued event until ``None``."""
-        try:
-            self._open(first)
-        except BaseException as exc:
-            self._error = exc
-        while True:
-            event = pending.get()
-            try:
-                if event is None:
-                    return
-                if self._error is None:
-                    data = event.model_dump(mode="json")
-                    self._write_line({"type": data.pop("type"), **data})  # "type" first
-                    self.events_written += 1
-            except BaseException as exc:
-                # Kept for the caller (raised by the next call, or close()); the thread
-                # goes on draining so a caller waiting on a full queue is never stuck.
-                self._error = exc
-            finally:
-                pending.task_done()
-
     def __call__(self, event: ev.Event) -> None:
-        """Queue one event for the file (the listener interface).
-
-        Raises:
-            TrajectoryError: the writer is closed.
-            OSError: an earlier write failed (the file could not be created, a full disk).
-        """
+        """Write one event (the listener interface)."""
         if self._closed:
             raise TrajectoryError(
                 f"this TrajectoryWriter ({self.path}) is closed; create a new one per run"
             )
-        if self._error is not None:
-            raise self._error
         if isinstance(event, ev.ModelDelta) and not self.include_deltas:
             return
-        with self._lock:
-            if self._queue is None:
-                self._name(event)  # the path is known at once, as before
-                self._queue = queue.Queue(_MAX_PENDING)
-                self._thread = threading.Thread(
-                    target=self._work,
-                    args=(event, self._queue),
-                    name="rlm-trajectory-writer",
-                    daemon=True,  # an unclosed writer must not keep the process alive
-                )
-                self._thread.start()
-        self._queue.put(event)
-
-    def flush(self) -> None:
-        """Wait until every event handed to the writer so far is written and flushed.
-
-        Raises:
-            OSError: a write failed.
-        """
-        if self._queue is not None:
-            self._queue.join()
-        if self._error is not None:
-            raise self._error
+        if self._file is None:
+            self._open(event)
+        data = event.model_dump(mode="json")
+        self._write_line({"type": data.pop("type"), **data})  # "type" first reads better
+        self.events_written += 1
 
     def close(self) -> None:
-        """Write what is queued, finish the file; idempotent.
+        """Finish the file; idempotent.
 
         With no event written, a writer given a path leaves a header-only file (the run
         never started), and one from :meth:`in_directory` leaves no file.
-
-        Raises:
-            OSError: a write failed (raised once).
         """
         if self._closed:
             return
-        self._closed = True
         try:
-            if self._queue is not None and self._thread is not None:
-                self._queue.put(None)
-                self._thread.join()
-            elif self.path is not None:
+            if self._file is None and self.path is not None:
                 self._open(None)
         finally:
+            self._closed = True
             if self._file is not None:
                 self._file.close()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
 
 
 def write_trajectory(

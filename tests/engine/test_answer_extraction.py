@@ -18,6 +18,7 @@ import pytest
 from rlm_async import RLM, ReplOptions, SandboxOptions
 from rlm_async import events as ev
 from rlm_async._text import cap_middle
+from rlm_async._trajectory_thread import BackgroundTrajectory
 from rlm_async.testing import ScriptedModel
 from rlm_async.trajectory import TrajectoryWriter, read_trajectory
 from tests.loop_meter import loop_meter
@@ -69,6 +70,17 @@ async def test_a_literal_final_written_with_code_is_confirmed_against_the_output
     # The model sees the real output, and why its FINAL(5) was not taken yet.
     assert "11" in feedback and "FINAL(5)" in feedback
     assert result.answer == "11" and result.iterations == 2
+
+
+async def test_a_literal_final_with_code_on_the_last_regular_turn_is_not_told_to_go_on() -> None:
+    root = ScriptedModel(["```repl\nprint(len(context))\n```\nOutput: 5\n\nFINAL(5)", "FINAL(11)"])
+    async with RLM(model=root, max_iterations=1) as rlm:
+        result = await rlm.completion(CONTEXT, "How long?")
+    prompt = last_user_message(root, 1)
+    assert "11" in prompt and "FINAL(5)" in prompt and "No more code will run" in prompt
+    # "if not, go on" asks for more code, which the last turn no longer runs.
+    assert "go on" not in prompt
+    assert (result.answer, result.iterations) == ("11", 2)
 
 
 async def test_a_final_called_in_code_with_other_code_is_taken_at_once() -> None:
@@ -167,12 +179,12 @@ async def test_an_answer_under_the_cap_says_nothing_of_truncation() -> None:
 # ---- trajectory writes off the loop (issue 11 item 6) -----------------------------------
 
 
-def test_the_trajectory_writer_does_its_file_work_off_the_callers_thread(tmp_path: Path) -> None:
+def test_the_engines_trajectory_does_its_file_work_off_the_callers_thread(tmp_path: Path) -> None:
     # A FIFO with no reader: opening it for writing blocks until one comes. A writer that
     # wrote on the caller's thread (the event loop) would block the caller right there.
     path = tmp_path / "trajectory.jsonl"
     os.mkfifo(path)
-    writer = TrajectoryWriter(path)
+    writer = BackgroundTrajectory(TrajectoryWriter(path))
     returned = threading.Event()
 
     def emit() -> None:
@@ -184,7 +196,7 @@ def test_the_trajectory_writer_does_its_file_work_off_the_callers_thread(tmp_pat
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # let the blocked writer go
         pytest.fail("the writer blocked its caller opening the file")
     with path.open(encoding="utf-8") as reader:  # lets the writer's open() through
-        writer.close()
+        assert writer.close() is None
         lines = reader.read().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["type"] == "turn_started"
 

@@ -145,13 +145,94 @@ def test_the_last_reply_is_read_for_the_answer_the_model_meant(
     [
         '```repl\nllm_query("...")\n```',
         "```repl\nx = len(context)\nprint(x)\n```",
-        "I need one more look:\n```python\nprint(context[:100])\n```",
         "```repl\n```",
         "",
+        # the first user prompt pasted back (issue 12 item 5): a repl fence of broken code
+        "```repl\nrepl code; do not answer yet.\n```",
+        # a FINAL inside a loop: which value it meant needs the loop to run
+        "```repl\nfor c in cities:\n    final(c)\n```",
+        "```\nprint(len(context))\n```",
+        "```\nllm_query('more')\n```",
+        "```\nx = 3\n```",
     ],
 )
 def test_a_last_reply_that_is_code_or_nothing_is_not_an_answer(reply: str) -> None:
     assert read_last_reply(reply) is None
+
+
+# ---- review fixes: prose with example code, fenced expressions, fenced text --------------
+
+
+def test_a_last_reply_with_prose_and_example_code_is_the_prose() -> None:
+    reply = "The answer is 7. I computed it with:\n```python\nn = sum(...)\n```"
+    expected = FinalDirective("answer", "The answer is 7. I computed it with:")
+    assert read_last_reply(reply) == LastReply(expected, "last_reply", beside_code=True)
+    reply = "I need one more look:\n```python\nprint(context[:100])\n```\nBut it is 7."
+    assert read_last_reply(reply) == LastReply(
+        FinalDirective("answer", "I need one more look:\nBut it is 7."),
+        "last_reply",
+        beside_code=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ('```repl\nFINAL("Tokyo")\n```', FinalDirective("answer", "Tokyo")),
+        ("```repl\nFINAL(7.50)\n```", FinalDirective("answer", "7.50")),
+        ("```repl\nFINAL(answer.upper())\n```", FinalDirective("expression", "answer.upper()")),
+        ("```repl\nFINAL(len(cities))\n```", FinalDirective("expression", "len(cities)")),
+        ("```repl\nFINAL(Ostrava Minor)\n```", FinalDirective("answer", "Ostrava Minor")),
+        (
+            "```repl\nFINAL(Tokyo, Japan)\n```",
+            FinalDirective("answer", "Tokyo, Japan"),
+        ),
+    ],
+)
+def test_a_fenced_final_on_the_last_turn_is_a_literal_or_an_expression_to_evaluate(
+    reply: str, expected: FinalDirective
+) -> None:
+    assert read_last_reply(reply) == LastReply(expected, "forced")
+
+
+@pytest.mark.parametrize(
+    ("reply", "value"),
+    [
+        ("```\nParis (France)\n```", "Paris (France)"),
+        ("```\n3 + 4\n```", "3 + 4"),
+        ("```text\n3 + 4\n```", "3 + 4"),
+        ("```plain\nParis (France)\n```", "Paris (France)"),
+        ("```markdown\n**Paris** (France)\n```", "**Paris** (France)"),
+        ("```\nParis\nLondon\n```", "Paris\nLondon"),
+    ],
+)
+def test_fenced_plain_text_with_parentheses_or_arithmetic_is_a_value(
+    reply: str, value: str
+) -> None:
+    assert read_last_reply(reply) == LastReply(FinalDirective("answer", value), "last_reply")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "final(ly), I think it is Paris.",
+        "Final(ly) it is Paris.",
+        "final_var(x) is what I would call",
+    ],
+)
+def test_prose_starting_with_final_in_another_case_is_not_a_directive(text: str) -> None:
+    assert find_final(text) is None
+    assert read_last_reply(text) == LastReply(FinalDirective("answer", text), "last_reply")
+
+
+def test_a_case_variant_counts_where_its_line_is_a_call() -> None:
+    assert find_final("final(Paris)  \n") == FinalDirective("answer", "Paris")
+    assert find_final("Final(The answer\nspans lines)") == FinalDirective(
+        "answer", "The answer\nspans lines"
+    )
+    assert find_final("So:\nfinal_var(best)\n") == FinalDirective("variable", "best")
+    # The upper-case directive is what the prompt asks for: it counts as before.
+    assert find_final("FINAL(42) is my answer") == FinalDirective("answer", "42")
 
 
 # ---- linear time (issue 11 item 5) --------------------------------------------------------
