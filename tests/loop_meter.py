@@ -27,15 +27,22 @@ class LoopMeter:
         self.longest_stall = 0.0
         self.baseline = rss_mib()
         self.peak = self.baseline
+        self._last = time.perf_counter()
 
     async def tick(self) -> None:
-        last = time.perf_counter()
+        # Not restarted here: a block that holds the loop before the ticker first runs is
+        # a stall since the meter was made.
         while True:
             await anyio.sleep(TICK)
-            now = time.perf_counter()
-            self.longest_stall = max(self.longest_stall, now - last - TICK)
-            self.peak = max(self.peak, rss_mib())
-            last = now
+            self.measure()
+
+    def measure(self) -> None:
+        """Count the time since the last tick (also called as the block ends: a stall just
+        before that would otherwise be cancelled with the ticker, never seen)."""
+        now = time.perf_counter()
+        self.longest_stall = max(self.longest_stall, now - self._last - TICK)
+        self.peak = max(self.peak, rss_mib())
+        self._last = now
 
     @property
     def growth(self) -> float:
@@ -50,4 +57,5 @@ async def loop_meter() -> AsyncIterator[LoopMeter]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(meter.tick)
         yield meter
+        meter.measure()
         tg.cancel_scope.cancel()

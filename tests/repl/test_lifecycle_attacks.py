@@ -65,14 +65,15 @@ async def test_closing_the_protocol_fd_is_a_crash_and_the_repl_restarts() -> Non
 async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive(
     bwrap: Literal["always", "never"],
 ) -> None:
-    """Case 17: a setsid grandchild holding the pipes; cancelling is bounded, none survive.
+    """Case 17: a grandchild in a process group of its own (setsid is refused) holding the
+    pipes; cancelling is bounded, none survive.
 
     With bubblewrap its pid namespace ends them; without it, the REPL child is their
     subreaper and the parent kills its whole tree before the child itself.
     """
     code = (
         "import subprocess\n"
-        "p = subprocess.Popen(['sleep', '300'], start_new_session=True, pass_fds=(1, 2))\n"
+        "p = subprocess.Popen(['sleep', '300'], process_group=0, pass_fds=(1, 2))\n"
         "print(p.pid, flush=True)\n"
         "import time; time.sleep(300)"
     )

@@ -25,7 +25,7 @@ import anyio.lowlevel
 
 from rlm_async._exceptions import ReplProtocolError
 from rlm_async.repl._protocol import ChildMessage, decode_child_message, encode_message
-from rlm_async.repl._tree import kill_descendants
+from rlm_async.repl._tree import kill_descendants, kill_session
 
 __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
@@ -260,7 +260,7 @@ class ChildProcess:
             pass  # it is gone: the pump sees the end of its pipe
 
     def exit_description(self) -> str:
-        code = self.popen.poll()
+        code = self._exit_status()
         if code is None:
             return "it stopped answering"
         if code < 0:
@@ -271,9 +271,26 @@ class ChildProcess:
             return f"it was killed by {name}"
         return f"it exited with status {code}"
 
+    def _exit_status(self) -> int | None:
+        """The exit status as ``Popen.returncode`` gives it, ``None`` while running.
+
+        Without reaping the child: until ``close_fds`` reaps it, its pid cannot be reused,
+        so the processes whose session id is that pid are still the child's session (see
+        ``_end_session``), never a newcomer's that got the pid.
+        """
+        if self.popen.returncode is not None:
+            return self.popen.returncode
+        try:
+            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.popen.poll()  # reaped already (by subprocess): it knows the status
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     async def wait_exit(self, within: float) -> bool:
         """Wait at most ``within`` seconds for the process to exit; True if it did."""
-        if self.popen.poll() is not None:
+        if self._exit_status() is not None:
             return True
         with anyio.move_on_after(within):
             if self._pidfd is not None and not self._pidfd_waited:
@@ -286,56 +303,76 @@ class ChildProcess:
                     self._pidfd_waited = False
             else:
                 # No pidfd (not Linux), or another task waits on it: poll the process table.
-                while self.popen.poll() is None:  # noqa: ASYNC110
+                while self._exit_status() is None:  # noqa: ASYNC110
                     await anyio.sleep(0.005)
-        return self.popen.poll() is not None
+        return self._exit_status() is not None
 
     async def terminate(self, *, grace: float, shutdown_message: bytes | None = None) -> None:
-        """Ask the child to stop, then kill its whole process group; always bounded in time.
+        """Ask the child to stop, then kill it and all it started; always bounded in time.
 
-        Shielded from cancellation: a cancelled run still cleans up its processes.
+        Shielded from cancellation: a cancelled run still cleans up its processes. The
+        walks of ``/proc`` (up to a second each with a process that keeps forking) run in
+        a worker thread, not on the event loop; the shield lets each finish its kill.
         """
         if self.closed:
             return
         with anyio.CancelScope(shield=True):
             try:
-                # Before the child may exit: once it is gone, what it started (a setsid
-                # grandchild) would be reparented out of reach, to init.
+                # Before the child may exit: once it is gone, what it started would be
+                # reparented out of its tree (found again by session only, see below).
                 if self.popen.returncode is None:  # not reaped: the pid is still ours
-                    kill_descendants(self.pid)
-                if shutdown_message is not None and self.popen.poll() is None:
+                    await anyio.to_thread.run_sync(kill_descendants, self.pid)
+                if shutdown_message is not None and self._exit_status() is None:
                     with contextlib.suppress(OSError), anyio.move_on_after(grace):
                         await self.send(shutdown_message)
                     # Closing our end of its input is the other way the child learns to exit.
                     self._close_fd(self._to_child)
                     await self.wait_exit(grace)
+                await anyio.to_thread.run_sync(self._kill)
+                await self.wait_exit(2.0)
+                await anyio.to_thread.run_sync(self._end_session)
             except BaseException:
                 self.kill_now()  # a native cancel got through the shield: no more waiting
                 raise
-            self._kill()
-            try:
-                await self.wait_exit(2.0)
             finally:
                 self.close_fds()
 
     def kill_now(self) -> None:
-        """Kill the child's process group and close every pipe, without waiting.
+        """Kill the child, all it started, and close every pipe, without awaiting.
 
-        For paths that cannot await (a callback, a clean-up already being cancelled); the
-        exit is reaped by ``close_fds``' poll or by ``subprocess`` later.
+        For paths that cannot await (a callback, a clean-up already being cancelled, the
+        interpreter's exit); the walks of ``/proc`` are bounded (a second each). The exit
+        is reaped by ``close_fds``' poll or by ``subprocess`` later.
         """
         self._kill()
+        self._end_session()
         self.close_fds()
 
     def _kill(self) -> None:
         # Descendants first, with the child stopped and still their (sub)reaper: killed
-        # first, it would hand them to init, out of reach.
+        # first, it would hand them to init, out of its tree.
         if self.popen.returncode is None:  # not reaped: the pid cannot have been reused
             kill_descendants(self.pid, keep_stopped=True)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # the child leads its own session
-        with contextlib.suppress(ProcessLookupError):
-            self.popen.kill()
+        if self.popen.returncode is None:
+            # Not Popen.kill(): it reaps a child that has exited, and the pid must stay
+            # the child's until its session is ended (_end_session).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def _end_session(self) -> None:
+        """Kill every process left in the child's session: what it started and outlived it.
+
+        A child that dies on its own (``os._exit`` in a cell) hands its descendants to init,
+        out of its tree and, if they made process groups of their own, out of ``killpg``'s
+        reach. They stay in its session: model code cannot leave it (seccomp refuses
+        ``setsid``), and the session id is the child's pid, which the kernel does not reuse
+        while the child is unreaped (ours to reap: ``close_fds``) or any process has it as
+        session id. Under bwrap the child's pid namespace ends them as well.
+        """
+        if self.popen.returncode is None:  # not reaped: the session is still the child's
+            kill_session(self.pid)
 
     def _close_fd(self, fd: int) -> None:
         if fd in self._fds:

@@ -16,7 +16,8 @@ before any other thread exists and before the context is loaded. Layers, in this
    sandbox (ABI >= 6).
 6. **seccomp** (through ``libseccomp.so.2``, by soname): socket creation, io_uring, ptrace and
    process-memory calls, bpf, perf, userfaultfd, keyrings, mount and namespace calls, signals
-   to other processes, fork/exec, System V IPC and POSIX message queues. Denied calls fail
+   to other processes, fork/exec, System V IPC and POSIX message queues, new sessions
+   (``setsid``: descendants stay in the child's session). Denied calls fail
    with ``EPERM`` so model code gets a ``PermissionError`` it can read; nothing kills the REPL.
 
 The policy is a plain JSON dict written by the parent (``SandboxOptions.to_policy``)::
@@ -162,6 +163,10 @@ _ALWAYS_DENIED = (
     "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl",
     "semget", "semop", "semtimedop", "semctl", "ipc",
     "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
+    # A new session: the child leads its own (made before this filter, by the parent's
+    # Popen or bwrap), and every process it starts must stay in it, where the parent finds
+    # what to kill once the child is gone. setpgid stays: a process group is harmless.
+    "setsid",
 )  # fmt: skip
 # Calls too new for older libseccomp releases to know by name, denied by number: system
 # calls added since Linux 5.1 have one number on every architecture.
@@ -768,6 +773,10 @@ def explain_denial(exc: BaseException) -> str | None:
         blocked.append("network sockets")
     if not _applied.get("allow_subprocess"):
         blocked.append("subprocesses")
+    else:
+        blocked.append(
+            "new sessions (os.setsid, start_new_session=True: use process_group=0 instead)"
+        )
     blocked.append("signals to other processes")
     return (
         f"[sandbox] This REPL is sandboxed: {', '.join(blocked)} are not allowed. "

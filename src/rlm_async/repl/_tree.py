@@ -9,6 +9,8 @@ Both are the parent's clean-up after a run, so both are bounded and never raise:
 * ``kill_descendants`` kills every live descendant of a process (``setsid`` and double-forked
   ones included: the REPL child is a child subreaper, so they stay in its tree), walking
   ``/proc/<pid>/task/<tid>/children`` again until none is left or the deadline passes.
+* ``kill_session`` kills every live process of a session, wherever it was reparented: what
+  a REPL child that died on its own left behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 
 from rlm_async._logging import get_logger
 
-__all__ = ["descendants", "kill_descendants", "remove_tree"]
+__all__ = ["descendants", "kill_descendants", "kill_session", "remove_tree"]
 
 _log = get_logger("rlm_async.repl")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -220,3 +222,52 @@ def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = Fals
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGCONT)
     return killed
+
+
+def _session_of(pid: str) -> int | None:
+    """The session id of a live process (field 6 of ``/proc/<pid>/stat``), else ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if len(fields) < 4 or fields[0] in (b"Z", b"X"):
+        return None
+    try:
+        return int(fields[3])
+    except ValueError:
+        return None
+
+
+def kill_session(sid: int, *, within: float = 1.0) -> int:
+    """SIGKILL every live process whose session id is ``sid``; bounded by ``within`` s.
+
+    Scans all of ``/proc`` (a few milliseconds for hundreds of processes: call it off the
+    event loop), again until a pass finds none or the deadline passes. The caller makes
+    sure ``sid`` is the session it means: a session id is the pid of the process that made
+    the session, which the kernel does not give to another process while that one is
+    unreaped or any process is still in the session. Returns how many were signalled.
+    """
+    if sid <= 1:
+        return 0
+    own = os.getpid()
+    killed = 0
+    deadline = time.monotonic() + within
+    while True:
+        found = 0
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return killed
+        for entry in entries:
+            if entry.isdigit() and int(entry) != own and _session_of(entry) == sid:
+                found += 1
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed += 1
+        if not found:
+            return killed
+        if time.monotonic() >= deadline:
+            _log.warning("rlm_async.repl.session_left", sid=sid, seconds=within)
+            return killed
+        os.sched_yield()  # let the kernel finish the exits before the next pass
