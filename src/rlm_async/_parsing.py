@@ -29,6 +29,7 @@ __all__ = [
     "LastReply",
     "find_code_blocks",
     "find_final",
+    "has_untagged_block",
     "read_last_reply",
     "strip_code_blocks",
 ]
@@ -143,6 +144,15 @@ class _Reply:
 def find_code_blocks(text: str) -> list[str]:
     """The code of every non-empty ```` ```repl ```` / ```` ```python ```` block, in order."""
     return [b.body for b in _scan(text).blocks if b.runnable and b.body.strip()]
+
+
+def has_untagged_block(text: str) -> bool:
+    """Whether the reply has a non-empty fenced block with no language word (which never runs).
+
+    A small model answered the example ```` ```repl ```` block of the first prompt with a
+    plain ```` ``` ```` block holding the output it expected ("492 characters ...").
+    """
+    return any(b.lang == "" and b.body.strip() for b in _scan(text).blocks)
 
 
 def strip_code_blocks(text: str) -> str:

@@ -84,7 +84,7 @@ Write another code block to go on, or, if the output above gives you the answer,
 with a line FINAL(your answer) or FINAL_VAR(variable_name)."""
 
 _NO_CODE = """\
-Your reply had no code block and no FINAL(...) line, so nothing ran. The query: {query}
+{why} The query: {query}
 A code block starts with a line of three backticks and the word repl, and ends with a line \
 of three backticks, like this:
 {example}
@@ -214,9 +214,22 @@ PROSE_IN_CODE_NOTE = (
 )
 
 
-def no_code_prompt(query: str, info: ContextInfo | None = None) -> str:
-    """After a reply with no code block and no final answer."""
-    return _NO_CODE.format(query=query, example=_example_block(info))
+_NOTHING_RAN = "Your reply had no code block and no FINAL(...) line, so nothing ran."
+_UNTAGGED = (
+    "Your reply's block had no word repl after its opening backticks, so nothing ran: only a "
+    "```repl block runs, and only the REPL's output tells you what `context` holds. Do not "
+    "write the output you expect; write the code and wait for its real output."
+)
+
+
+def no_code_prompt(query: str, info: ContextInfo | None = None, *, untagged: bool = False) -> str:
+    """After a reply with no code block and no final answer.
+
+    ``untagged``: the reply had a fenced block without a language word, which did not run
+    (models write the output they expect in one, as if the REPL had answered).
+    """
+    why = _UNTAGGED if untagged else _NOTHING_RAN
+    return _NO_CODE.format(why=why, query=query, example=_example_block(info))
 
 
 def repeat_note(

@@ -25,7 +25,13 @@ from rlm_async._exceptions import (
     RateLimitError,
 )
 from rlm_async._logging import get_logger
-from rlm_async._parsing import FinalDirective, find_code_blocks, find_final, read_last_reply
+from rlm_async._parsing import (
+    FinalDirective,
+    find_code_blocks,
+    find_final,
+    has_untagged_block,
+    read_last_reply,
+)
 from rlm_async._prompts import (
     build_system_prompt,
     final_turn_prompt,
@@ -321,7 +327,12 @@ class _Run:
             if not blocks and directive is None:
                 if number < rlm.max_iterations:  # else the final-turn prompt says what to do
                     messages.append(
-                        Message(role="user", content=no_code_prompt(self.query, info))
+                        Message(
+                            role="user",
+                            content=no_code_prompt(
+                                self.query, info, untagged=has_untagged_block(reply.text)
+                            ),
+                        )
                     )
                 continue
             messages.append(

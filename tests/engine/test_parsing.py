@@ -256,5 +256,6 @@ def test_reading_a_reply_takes_linear_time(name: str) -> None:
     find_code_blocks(text)
     find_final(text)
     read_last_reply(text)
-    # Quadratic parsing took 4-5 s for 120,000 backticks; linear takes milliseconds.
-    assert time.perf_counter() - started < 0.5
+    # Quadratic parsing took 4-5 s for 120,000 backticks (some 18 s for these 240,000);
+    # linear takes well under a second even on a loaded 2-core machine.
+    assert time.perf_counter() - started < 2.0

@@ -161,3 +161,19 @@ async def test_the_last_turn_is_one_user_message_that_never_asks_for_more_code(
     assert "No more code will run" in last
     assert "Turn 3 of 2" not in last
     assert "Write another code block" not in last
+
+
+async def test_the_output_a_model_expected_written_in_a_plain_fence_is_told_it_did_not_run() -> None:
+    # Qwen2.5-Coder-1.5B's reply to the first prompt's example block, six turns running: the
+    # output it expected, in a fence with no language word.
+    invented = (
+        "```\n492 characters\nThe quick brown fox jumps over the lazy dog. There are no "
+        "specific city names mentioned in the provided context.\n```"
+    )
+    root = ScriptedModel([invented, "FINAL(x)"])
+    async with RLM(model=root) as rlm:
+        await rlm.completion("Tokyo: population 9", "Which city is largest?")
+    feedback = root.requests[1].messages[-1].content
+    assert "no word repl after its opening backticks, so nothing ran" in feedback
+    assert "Do not write the output you expect" in feedback
+    assert "```repl\n" in feedback  # with an example of a block that runs
