@@ -163,7 +163,7 @@ async def test_the_last_turn_is_one_user_message_that_never_asks_for_more_code(
     assert "Write another code block" not in last
 
 
-async def test_the_output_a_model_expected_written_in_a_plain_fence_is_told_it_did_not_run() -> None:
+async def test_the_output_a_model_expected_in_a_plain_fence_is_told_it_did_not_run() -> None:
     # Qwen2.5-Coder-1.5B's reply to the first prompt's example block, six turns running: the
     # output it expected, in a fence with no language word.
     invented = (
