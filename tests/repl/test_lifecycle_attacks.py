@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import uuid
 from typing import Literal
 
 import anyio
@@ -71,9 +72,11 @@ async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive(
     With bubblewrap its pid namespace ends them; without it, the REPL child is their
     subreaper and the parent kills its whole tree before the child itself.
     """
+    # A duration of this test's own, so another run's `sleep` on the machine never counts.
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
     code = (
         "import subprocess\n"
-        "p = subprocess.Popen(['sleep', '300'], process_group=0, pass_fds=(1, 2))\n"
+        f"p = subprocess.Popen(['sleep', '{marker}'], process_group=0, pass_fds=(1, 2))\n"
         "print(p.pid, flush=True)\n"
         "import time; time.sleep(300)"
     )
@@ -95,13 +98,13 @@ async def test_a_setsid_grandchild_cannot_keep_a_cancelled_run_waiting_or_alive(
                 tg.cancel_scope.cancel()
     assert spawned
     assert not any(alive(pid) for pid in spawned)
-    # No `sleep 300` of ours survives anywhere (it ran in the REPL's pid namespace or session).
+    # No `sleep` of ours survives anywhere (it ran in the REPL's pid namespace or session).
     survivors = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                    if handle.read() == b"sleep\x00300\x00":
+                    if handle.read() == f"sleep\x00{marker}\x00".encode():
                         survivors.append(pid)
             except OSError:
                 continue
