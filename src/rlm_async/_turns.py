@@ -90,16 +90,17 @@ def prose_note(codes: Sequence[str], outputs: Sequence[str]) -> str:
 
     A 1.5B model answered inside a repl fence for six turns
     (```` ```repl\nThe largest city by population is Tokyo.\n``` ````) and read only the
-    ``SyntaxError`` back each time. A block whose first line reads as a sentence (not a
-    Python keyword, four or more words, no brackets or operators) and failed to compile
-    gets a note on where an answer goes.
+    ``SyntaxError`` back each time (another wrote ``492`` and then a paragraph: the output
+    it expected). A block that failed to compile and has a line that reads as a sentence
+    (four or more words, no brackets or operators, not starting with a Python keyword) gets
+    a note on where an answer goes.
     """
     for code, output in zip(codes, outputs, strict=False):
-        first = next((line.strip() for line in code.splitlines() if line.strip()), "")
-        if (
-            "SyntaxError" in output
-            and _SENTENCE.fullmatch(first)
-            and not keyword.iskeyword(first.split()[0])
-        ):
+        if "SyntaxError" in output and any(_is_sentence(line) for line in code.splitlines()):
             return PROSE_IN_CODE_NOTE
     return ""
+
+
+def _is_sentence(line: str) -> bool:
+    line = line.strip()
+    return bool(_SENTENCE.fullmatch(line)) and not keyword.iskeyword(line.split()[0])

@@ -133,6 +133,15 @@ async def test_an_answer_written_as_a_sentence_in_a_code_block_is_told_where_ans
     assert "FINAL(your answer) on a line of its own outside any code block" in feedback
 
 
+async def test_a_sentence_after_an_invented_output_line_is_noticed_too() -> None:
+    # The same model's first block in another run: the output it expected, then a paragraph.
+    invented = repl("492\nThe history of the city of Paris, which has been the capital of France.")
+    root = ScriptedModel([invented, "FINAL(x)"])
+    async with RLM(model=root) as rlm:
+        await rlm.completion("Tokyo: population 9", "Which city is largest?")
+    assert "holds a sentence, not Python" in root.requests[1].messages[-1].content
+
+
 async def test_a_syntax_error_in_real_code_gets_no_sentence_note() -> None:
     root = ScriptedModel([repl("for line in context.splitlines()\n    print(line)"), "FINAL(x)"])
     async with RLM(model=root) as rlm:
