@@ -10,6 +10,7 @@ from rlm_async._budget import Budget
 from rlm_async._compat import RLM_REPL
 from rlm_async._complete import llm_complete
 from rlm_async._engine import RLM
+from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -26,6 +27,7 @@ from rlm_async._exceptions import (
     ReplError,
     ReplProtocolError,
     ReplTimeout,
+    RLMClosed,
     RLMError,
     SandboxError,
 )
@@ -63,7 +65,9 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "RLMClosed",
     "RLMError",
+    "RLMOptions",
     "RLMResult",
     "RateLimit",
     "RateLimitError",

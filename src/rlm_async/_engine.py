@@ -1,40 +1,70 @@
-"""``RLM``: the public engine. Owns the provider clients and the live REPLs of its runs."""
+"""``RLM``: the public engine. Owns the provider clients and the live REPLs of its runs.
+
+An ``RLM`` is three things: its options (an immutable ``RLMOptions``), its models (a
+``ModelRoutes``) and its resources (an ``EngineResources``: clients, rate limiters, warm
+REPLs, live sessions). A completion hands the first two, with per-call overrides laid
+over the options, and the resources to a run (``_run.run_rlm``); the run never sees the
+``RLM``. ``with_options`` is a view with other options and the same resources.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import math
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from rlm_async import events as ev
 from rlm_async._budget import Budget
-from rlm_async._exceptions import BudgetExceeded, ConfigurationError
+from rlm_async._engine_options import RLMOptions
+from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
 from rlm_async._logging import get_logger
-from rlm_async._ratelimit import RateLimit, RateLimiter
+from rlm_async._models import ModelChoice, ModelRoutes, needs_settings
+from rlm_async._ratelimit import RateLimit
+from rlm_async._resources import EngineResources, build_rate_limiters
 from rlm_async._run import RunTree, run_rlm
 from rlm_async._settings import Settings
 from rlm_async._tasks import run_cancel_safely, wait_out
 from rlm_async._types import RLMResult
 from rlm_async._windows import ContextWindows, Window, output_chars_for
 from rlm_async.providers import ProviderPool, ResolvedModel
-from rlm_async.providers._base import Provider
-from rlm_async.repl import ReplOptions, ReplSession
+from rlm_async.repl import ReplOptions
 from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
 
 if TYPE_CHECKING:
+    import os
+
     from rlm_async._trajectory_thread import BackgroundTrajectory
 
 __all__ = ["RLM"]
 
 _log = get_logger("rlm_async.engine")
 
-ModelSpec = str | Provider
+ModelSpec = ModelChoice
+
+#: Options given in a call: a whole ``RLMOptions`` or a dict of the fields to change.
+Overrides = RLMOptions | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How this RLM's resources were made: ``completion_sync`` makes fresh ones from it
+    (HTTP clients belong to one event loop)."""
+
+    model: object
+    sub_model: object
+    depth_models: object
+    allowed_models: object
+    settings: Settings | None
+    rate_limits: object
+    connections: int
+    context_windows: Mapping[str, int] | None
+    warm_repls: int
 
 
 class RLM:
@@ -79,7 +109,8 @@ class RLM:
             Landlock, seccomp, never root, bwrap when it works), or ``False`` to run it with
             only the always-on protections (not a security boundary).
         settings: Keys and endpoints (default: from the environment).
-        load_dotenv: Also read a ``.env`` file for keys and endpoints.
+        load_dotenv: Also read a ``.env`` file for keys and endpoints (only when a model
+            is given by name: Provider instances need no keys from it).
         enable_logging: Print a readable, coloured view of the run to stderr.
         on_event: A callback for every event of every run (see ``rlm_async.events``).
         trajectory_preview_chars: Characters of prompts and answers kept in events.
@@ -95,7 +126,10 @@ class RLM:
             a 429 from the provider slows the whole fan-out down together.
         trajectory_dir: Write each completion's trajectory (JSON Lines, see
             ``rlm_async.trajectory``) to ``<dir>/<UTC time>-<run_id>.jsonl``; its path is
-            in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``.
+            in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``. The
+            directory is made by the first completion, not here.
+        options: An ``RLMOptions`` (or a dict of its fields) to start from; the keyword
+            arguments above that are given win over it.
         max_connections: HTTP connections per provider, shared by every completion of this
             ``RLM`` (default: ``max(4 * max_concurrency, 256)``); requests beyond it wait in
             one FIFO queue.
@@ -104,17 +138,24 @@ class RLM:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
             result = await rlm.completion(huge_text, "Which city is mentioned most?")
             print(result.answer, result.usage)
+            quick = await rlm.completion(huge_text, "Any dates?", options={"max_iterations": 3})
     """
+
+    _options: RLMOptions
+    _models: ModelRoutes
+    _resources: EngineResources
+    _recipe: _Recipe
 
     def __init__(
         self,
         model: ModelSpec = "gpt-5",
         sub_model: ModelSpec | None = None,
         *,
-        max_iterations: int = 20,
-        max_depth: int = 1,
+        options: Overrides = None,
+        max_iterations: int | None = None,
+        max_depth: int | None = None,
         depth_models: Sequence[ModelSpec] = (),
-        max_concurrency: int = 16,
+        max_concurrency: int | None = None,
         allowed_models: Sequence[str] = (),
         cell_timeout: float | None = None,
         max_output_chars: int | None = None,
@@ -126,236 +167,200 @@ class RLM:
         sandbox: SandboxOptions | bool | None = None,
         settings: Settings | None = None,
         load_dotenv: bool = False,
-        enable_logging: bool = False,
+        enable_logging: bool | None = None,
         on_event: Callable[[ev.Event], None] | None = None,
-        trajectory_preview_chars: int = 2_000,
+        trajectory_preview_chars: int | None = None,
         budget: Budget | None = None,
-        on_budget_exceeded: Literal["raise", "return"] = "raise",
+        on_budget_exceeded: Literal["raise", "return"] | None = None,
         warm_repls: int = 0,
         rate_limits: Mapping[str, RateLimit] | None = None,
         trajectory_dir: str | os.PathLike[str] | None = None,
         max_connections: int | None = None,
         context_windows: Mapping[str, int] | None = None,
     ) -> None:
-        self._init_args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        _check_int("max_iterations", max_iterations, 1)
-        _check_int("max_depth", max_depth, 1)
-        _check_int("max_concurrency", max_concurrency, 1)
-        if max_output_chars is not None:
-            _check_int("max_output_chars", max_output_chars, 100)
-        _check_int("trajectory_preview_chars", trajectory_preview_chars, 0)
+        given = {
+            "max_iterations": max_iterations,
+            "max_depth": max_depth,
+            "max_concurrency": max_concurrency,
+            "max_output_chars": max_output_chars,
+            "max_tokens": max_tokens,
+            "sub_max_tokens": sub_max_tokens,
+            "temperature": temperature,
+            "sub_temperature": sub_temperature,
+            "repl": repl,
+            "budget": budget,
+            "on_budget_exceeded": on_budget_exceeded,
+            "trajectory_preview_chars": trajectory_preview_chars,
+            "trajectory_dir": trajectory_dir,
+            "enable_logging": enable_logging,
+            "on_event": on_event,
+        }
+        base = RLMOptions().merged(options)
+        chosen = base.merged({k: v for k, v in given.items() if v is not None})
+        chosen = chosen.merged({"repl": _repl_options(chosen.repl, cell_timeout, sandbox)})
         _check_int("warm_repls", warm_repls, 0)
-        for name, value in (("max_tokens", max_tokens), ("sub_max_tokens", sub_max_tokens)):
-            if value is not None:
-                _check_int(name, value, 1)
-        for setting, number in (("temperature", temperature), ("sub_temperature", sub_temperature)):
-            if number is not None and (
-                isinstance(number, bool)
-                or not isinstance(number, int | float)
-                or not math.isfinite(number)
-            ):
-                raise ConfigurationError(f"{setting} must be a number, got {number!r}")
-        self.windows = ContextWindows(context_windows)
-        if repl is not None and not isinstance(repl, ReplOptions):
-            raise ConfigurationError(
-                f"repl must be a rlm_async.ReplOptions, got {type(repl).__name__}"
-            )
-        if budget is not None and not isinstance(budget, Budget):
-            raise ConfigurationError(
-                f"budget must be a rlm_async.Budget, got {type(budget).__name__}"
-            )
-        if on_event is not None and not callable(on_event):
-            raise ConfigurationError(
-                f"on_event must be a function taking one event, got {type(on_event).__name__}"
-            )
+        if max_connections is not None:
+            _check_int("max_connections", max_connections, 1)
         if settings is not None and not isinstance(settings, Settings):
             raise ConfigurationError(
                 f"settings must be a rlm_async.Settings, got {type(settings).__name__}; "
                 "build one with Settings(...) or Settings.from_env()"
             )
-        if rate_limits is not None and not isinstance(rate_limits, Mapping):
-            raise ConfigurationError(
-                "rate_limits must be a mapping of provider name to rlm_async.RateLimit, "
-                f"e.g. {{'openai': RateLimit(requests_per_minute=500)}}; got "
-                f"{type(rate_limits).__name__}"
-            )
-        depth_models = _check_names("depth_models", depth_models, models=True)
-        allowed_models = _check_names("allowed_models", allowed_models, models=False)
-        trajectory_dir = _check_trajectory_dir(trajectory_dir)
-        if on_budget_exceeded not in ("raise", "return"):
-            raise ConfigurationError(
-                f"on_budget_exceeded must be 'raise' or 'return', got {on_budget_exceeded!r}"
-            )
-        self.budget = budget or Budget()
-        self.on_budget_exceeded = on_budget_exceeded
-        self.max_iterations = max_iterations
-        self.max_depth = max_depth
-        self.max_concurrency = max_concurrency
-        self.max_tokens = max_tokens
-        # Sub-calls sample like the root unless told otherwise.
-        self.sub_max_tokens = max_tokens if sub_max_tokens is None else sub_max_tokens
-        self.temperature = temperature
-        self.sub_temperature = temperature if sub_temperature is None else sub_temperature
-        self.enable_logging = enable_logging
-        self.trajectory_preview_chars = trajectory_preview_chars
-        self._on_event = on_event
-        self.repl_options = self._repl_options(repl, cell_timeout, sandbox)
-
-        if settings is None:
+        if settings is None and needs_settings(model, sub_model, depth_models, allowed_models):
+            # Only a model given by name needs keys: Provider instances read no .env file.
             settings = Settings.from_env(load_dotenv=load_dotenv)
-        if max_connections is not None:
-            _check_int("max_connections", max_connections, 1)
-        # Sized for the process, not one completion: every completion of this RLM shares it.
-        connections = max_connections or max(4 * max_concurrency, 256)
-        self._pool = ProviderPool(settings, max_connections=connections)
+        recipe = _Recipe(
+            model=model,
+            sub_model=sub_model,
+            depth_models=depth_models,
+            allowed_models=allowed_models,
+            settings=settings,
+            rate_limits=rate_limits,
+            # Sized for the process, not one completion: every completion shares it.
+            connections=max_connections or max(4 * chosen.max_concurrency, 256),
+            context_windows=context_windows,
+            warm_repls=warm_repls,
+        )
+        self._setup(recipe, chosen)
+
+    def _setup(self, recipe: _Recipe, options: RLMOptions) -> None:
+        windows = ContextWindows(recipe.context_windows)
+        limiters = build_rate_limiters(recipe.rate_limits)
+        registry = ProviderPool(recipe.settings, max_connections=recipe.connections)
         # Resolve every model now: an unknown name or a missing key fails here, with a
         # message that says how to fix it, not in the middle of a run.
-        self._root = self._pool.resolve(_check_model("model", model))
-        self._sub = (
-            self._root
-            if sub_model is None
-            else self._pool.resolve(_check_model("sub_model", sub_model))
+        models = ModelRoutes.resolve(
+            registry, recipe.model, recipe.sub_model, recipe.depth_models, recipe.allowed_models
         )
-        self._depth_models = [
-            self._pool.resolve(_check_model("depth_models[]", m)) for m in depth_models
-        ]
-        # Sized for the root model: a small model reads a small cell output.
-        self.max_output_chars: int = (
-            max_output_chars
-            if max_output_chars is not None
-            else output_chars_for(self.window_of(self._root).tokens)
+        self._recipe = recipe
+        self._options = options
+        self._models = models
+        self._resources = EngineResources(
+            providers=registry,
+            windows=windows,
+            rate_limiters=limiters,
+            warm_repls=recipe.warm_repls,
         )
-        self._allowed: dict[str, ResolvedModel] = {}
-        for resolved in (self._sub, self._root, *self._depth_models):
-            self._allowed.setdefault(resolved.label, resolved)
-        for name in allowed_models:
-            resolved = self._pool.resolve(_check_model("allowed_models[]", name))
-            self._allowed.setdefault(resolved.label, resolved)
-            self._allowed.setdefault(name, resolved)
-        for spec, resolved in ((model, self._root), (sub_model, self._sub)):
-            if isinstance(spec, str):
-                self._allowed.setdefault(spec, resolved)
-        self._sessions: set[ReplSession] = set()
-        # The cancel scope of every run in progress: aclose() cancels them and waits, so no
-        # run is left restarting a REPL that aclose() is killing.
-        self._running: set[anyio.CancelScope] = set()
-        self._drained: anyio.Event | None = None
-        self._close_done: anyio.Event | None = None
-        self._closed = False
-        self._warm_repls = warm_repls
-        self.trajectory_dir = trajectory_dir
-        self._rate_limiters: dict[str, RateLimiter] = {}
-        for key, limit in (rate_limits or {}).items():
-            if not isinstance(limit, RateLimit):
-                raise ConfigurationError(
-                    f"rate_limits[{key!r}] must be a rlm_async.RateLimit, "
-                    f"got {type(limit).__name__}"
-                )
-            self._rate_limiters[key] = RateLimiter(limit)
-        # Retries inside an HTTP adapter report 429s to its provider's limiter, so the
-        # whole fan-out backs off together (see providers._retry.run_with_retries).
-        for resolved in {
-            m.label: m
-            for m in (self._root, self._sub, *self._depth_models, *self._allowed.values())
-        }.values():
-            gate = self._rate_limiters.get(resolved.label.split(":", 1)[0])
-            if gate is not None and hasattr(resolved.provider, "rate_gate"):
-                resolved.provider.rate_gate = gate
-        self.repl_pool: ReplPool | None = None
 
-    # ---- configuration helpers used by runs ---------------------------------------------
+    # ---- options ---------------------------------------------------------------------
 
-    @staticmethod
-    def _repl_options(
-        repl: ReplOptions | None, cell_timeout: float | None, sandbox: Any
-    ) -> ReplOptions:
-        options = repl or ReplOptions()
-        updates: dict[str, Any] = {}
-        if cell_timeout is not None:
-            if (
-                not isinstance(cell_timeout, int | float)
-                or isinstance(cell_timeout, bool)
-                or not math.isfinite(cell_timeout)
-                or cell_timeout <= 0
-            ):
-                raise ConfigurationError(
-                    f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
-                )
-            updates["cell_timeout"] = float(cell_timeout)
-        if sandbox is False:
-            updates["sandbox"] = None
-        elif isinstance(sandbox, SandboxOptions):
-            updates["sandbox"] = sandbox
-        elif sandbox is not None and sandbox is not True:
-            raise ConfigurationError(
-                f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
-            )
-        return options.model_copy(update=updates) if updates else options
+    @property
+    def options(self) -> RLMOptions:
+        """The options completions of this ``RLM`` run with (before per-call overrides)."""
+        return self._options
 
-    def _model_for_depth(self, depth: int) -> ResolvedModel:
-        if depth < len(self._depth_models):
-            return self._depth_models[depth]
-        return self._root if depth == 0 else self._sub
+    def with_options(self, options: Overrides = None, /, **changes: Any) -> RLM:
+        """A view of this ``RLM`` with other options, sharing its clients, limiters and REPLs.
 
-    def _sub_model_for_depth(self, depth: int) -> ResolvedModel:
-        return (
-            self._model_for_depth(depth + 1) if depth + 1 < len(self._depth_models) else self._sub
-        )
+        Closing either closes both (they hold the same resources).
+
+        Args:
+            options: An ``RLMOptions``, or a dict of the fields to change.
+            **changes: Fields to change, e.g. ``max_iterations=5``.
+
+        Raises:
+            ConfigurationError: an unknown field or a bad value, naming it.
+
+        Example:
+            quick = rlm.with_options(max_iterations=3, budget=Budget(max_seconds=30))
+        """
+        view = object.__new__(RLM)
+        view._recipe = self._recipe
+        view._models = self._models
+        view._resources = self._resources
+        view._options = self._options.merged(options).merged(changes or None)
+        return view
+
+    @property
+    def budget(self) -> Budget:
+        return self._options.budget
+
+    @property
+    def on_budget_exceeded(self) -> Literal["raise", "return"]:
+        return self._options.on_budget_exceeded
+
+    @property
+    def max_iterations(self) -> int:
+        return self._options.max_iterations
+
+    @property
+    def max_depth(self) -> int:
+        return self._options.max_depth
+
+    @property
+    def max_concurrency(self) -> int:
+        return self._options.max_concurrency
+
+    @property
+    def max_tokens(self) -> int | None:
+        return self._options.max_tokens
+
+    @property
+    def sub_max_tokens(self) -> int | None:
+        return self._options.sub_call_max_tokens
+
+    @property
+    def temperature(self) -> float | None:
+        return self._options.temperature
+
+    @property
+    def sub_temperature(self) -> float | None:
+        return self._options.sub_call_temperature
+
+    @property
+    def repl_options(self) -> ReplOptions:
+        return self._options.repl
+
+    @property
+    def trajectory_dir(self) -> os.PathLike[str] | None:
+        return self._options.trajectory_dir
+
+    @property
+    def max_output_chars(self) -> int:
+        """Characters of a cell's output fed back (sized for the root model by default)."""
+        chosen = self._options.max_output_chars
+        return chosen or output_chars_for(self.window_of(self._models.root).tokens)
+
+    @property
+    def windows(self) -> ContextWindows:
+        return self._resources.windows
+
+    @property
+    def repl_pool(self) -> ReplPool | None:
+        return self._resources.repl_pool
 
     def window_of(self, model: ResolvedModel) -> Window:
         """The context window of a resolved model (from ``context_windows`` and the table)."""
-        return self.windows.for_label(model.label, model.model)
-
-    def _allowed_model(self, name: str) -> ResolvedModel:
-        found = self._allowed.get(name)
-        if found is None:
-            allowed = ", ".join(sorted({m.label for m in self._allowed.values()}))
-            raise ConfigurationError(
-                f"model {name!r} is not allowed here; allowed: {allowed}. "
-                "(The application can allow more with RLM(allowed_models=[...]).)"
-            )
-        return found
+        return self._resources.window_of(model)
 
     @property
     def allowed_model_names(self) -> list[str]:
         """Model labels the REPL may ask for with ``model=``, the default sub-model first."""
-        names = [self._sub.label]
-        names += [m.label for m in self._allowed.values() if m.label not in names]
-        return names if len(names) > 1 else []
+        return self._models.allowed_names
 
     @property
     def closed(self) -> bool:
         """``True`` once ``aclose()`` ran: no new completions are accepted."""
-        return self._closed
+        return self._resources.closed
 
     @property
     def model(self) -> str:
-        return self._root.label
+        return self._models.root.label
 
     @property
     def sub_model(self) -> str:
-        return self._sub.label
-
-    def _rate_limiter(self, label: str) -> RateLimiter | None:
-        """The limiter for a model label: by full label first, then by provider name."""
-        if not self._rate_limiters:
-            return None
-        return self._rate_limiters.get(label) or self._rate_limiters.get(label.split(":", 1)[0])
-
-    def _track(self, session: ReplSession) -> None:
-        self._sessions.add(session)
-
-    def _untrack(self, session: ReplSession) -> None:
-        self._sessions.discard(session)
+        return self._models.sub.label
 
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def __aenter__(self) -> RLM:
-        if self._closed:
+        resources = self._resources
+        if resources.closed:
             raise ConfigurationError("this RLM is closed; create a new one")
-        if self._warm_repls and self.repl_pool is None:
-            self.repl_pool = ReplPool(self.repl_options, self._warm_repls)
-            await self.repl_pool.__aenter__()
+        resources.trajectory_dir(self._options)  # a bad directory fails here, not mid-run
+        if resources.warm_repls and resources.repl_pool is None:
+            resources.repl_pool = ReplPool(self._options.repl, resources.warm_repls)
+            await resources.repl_pool.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -363,32 +368,19 @@ class RLM:
 
     async def aclose(self) -> None:
         """Close every REPL of runs still going and every HTTP client; idempotent."""
-        if self._closed:
-            if self._close_done is not None:  # another task is closing it: wait for that
-                await self._close_done.wait()
+        resources = self._resources
+        if resources.closed:
+            if resources.close_done is not None:  # another task is closing it: wait for that
+                await resources.close_done.wait()
             return
-        self._closed = True
-        self._close_done = anyio.Event()
+        resources.closed = True
+        resources.close_done = anyio.Event()
         try:
             # Its own task, like a completion: a native cancel of the caller (a second
             # Ctrl-C) must not leave the pool, the sessions or the clients open.
-            await run_cancel_safely(self._close)
+            await run_cancel_safely(resources.close)
         finally:
-            self._close_done.set()
-
-    async def _close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            if self._running:
-                self._drained = anyio.Event()
-                for scope in list(self._running):
-                    scope.cancel()
-                with anyio.move_on_after(10):  # each run's own clean-up is bounded in time
-                    await self._drained.wait()
-            if self.repl_pool is not None:
-                await self.repl_pool.aclose()
-            for session in list(self._sessions):
-                await session.aclose()
-            await self._pool.aclose()
+            resources.close_done.set()
 
     # ---- running --------------------------------------------------------------------------
 
@@ -398,6 +390,7 @@ class RLM:
         query: str,
         *,
         on_event: Callable[[ev.Event], None] | None = None,
+        options: Overrides = None,
     ) -> RLMResult:
         """Answer ``query`` about ``context``.
 
@@ -406,19 +399,25 @@ class RLM:
                 messages. It is loaded into the REPL as ``context``; the root model never
                 reads it whole.
             query: The question.
-            on_event: A callback for this run's events (after the ``RLM``'s own ``on_event``).
+            on_event: A callback for this run's events (after the options' own ``on_event``).
+            options: Options for this call only: an ``RLMOptions``, or a dict of the fields
+                to change, e.g. ``{"max_iterations": 5}``.
 
         Returns:
             The answer with usage per model, iterations, elapsed time and the trajectory.
 
         Raises:
+            ConfigurationError: a bad option (named), or the ``RLM`` is already closed.
             ContextTypeError: the context is of a type the REPL cannot hold.
             ProviderError: the root model failed after retries (or a sub-model's key is bad).
             ReplCrashed: the REPL kept crashing.
+            BudgetExceeded: a budget ran out (with ``on_budget_exceeded="raise"``).
+            RLMClosed: the ``RLM`` was closed while the completion was running.
         """
-        emit = self._on_event
+        chosen = self._options.merged(options)
+        emit = chosen.on_event
         if on_event is not None:
-            callbacks = [c for c in (self._on_event, on_event) if c is not None]
+            callbacks = [c for c in (chosen.on_event, on_event) if c is not None]
 
             def emit(event: ev.Event) -> None:
                 for callback in callbacks:
@@ -426,32 +425,40 @@ class RLM:
 
         # In a task of its own: a native cancel (asyncio.timeout, task.cancel) of the caller
         # must not cut through the shielded clean-up that kills the run's REPL processes.
-        return await run_cancel_safely(functools.partial(self._run, context, query, emit))
+        return await run_cancel_safely(functools.partial(self._run, chosen, context, query, emit))
 
-    async def stream(self, context: Any, query: str) -> AsyncIterator[ev.Event]:
+    async def stream(
+        self, context: Any, query: str, *, options: Overrides = None
+    ) -> AsyncIterator[ev.Event]:
         """Run a completion and yield its events as they happen.
 
         The last event is ``RunFinished`` (with the answer) or ``RunFailed``, after which the
         error is raised. Leaving the loop early cancels the run and cleans up its REPLs.
+
+        Args:
+            context: As for ``completion``.
+            query: The question.
+            options: Options for this call only, as for ``completion``.
 
         Example:
             async for event in rlm.stream(context, query):
                 if event.type == "subcall_finished":
                     print(event.model, event.latency)
         """
+        chosen = self._options.merged(options)
         queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
         scopes: list[anyio.CancelScope] = []
 
         def emit(event: ev.Event) -> None:
-            if self._on_event is not None:
-                self._on_event(event)
+            if chosen.on_event is not None:
+                chosen.on_event(event)
             queue.put_nowait(event)
 
         async def produce() -> RLMResult | None:
             try:
                 with anyio.CancelScope() as scope:
                     scopes.append(scope)
-                    return await self._run(context, query, emit, stream_text=True)
+                    return await self._run(chosen, context, query, emit, stream_text=True)
                 return None  # cancelled through the scope: the consumer went away
             finally:
                 queue.put_nowait(None)
@@ -478,20 +485,23 @@ class RLM:
 
     async def _run(
         self,
+        options: RLMOptions,
         context: Any,
         query: str,
         emit: Callable[[ev.Event], None] | None,
         *,
         stream_text: bool = False,
     ) -> RLMResult:
-        if self._closed:
+        resources = self._resources
+        if resources.closed:
             raise ConfigurationError("this RLM is closed; create a new one")
         if not isinstance(query, str):
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
+        trajectory_dir = resources.trajectory_dir(options)
         listeners: list[Callable[[ev.Event], None]] = []
         if emit is not None:
             listeners.append(emit)
-        if self.enable_logging:
+        if options.enable_logging:
             from rlm_async._console import ConsoleRenderer
 
             listeners.append(ConsoleRenderer())
@@ -501,22 +511,28 @@ class RLM:
                 listener(event)
 
         writer = None
-        if self.trajectory_dir is not None:
+        if trajectory_dir is not None:
             from rlm_async._trajectory_thread import BackgroundTrajectory
             from rlm_async.trajectory import TrajectoryWriter
 
             # Written in a thread of its own: the loop never waits on the disk.
-            writer = BackgroundTrajectory(TrajectoryWriter.in_directory(self.trajectory_dir))
+            writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
             listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
-        tree = RunTree(rlm=self, emit=fan_out, stream_text=stream_text)
+        tree = RunTree(
+            options=options,
+            models=self._models,
+            resources=resources,
+            emit=fan_out,
+            stream_text=stream_text,
+        )
         closing = anyio.CancelScope()
-        self._running.add(closing)
+        resources.running.add(closing)
         result: RLMResult | None = None
         try:
             with closing:
                 result = await self._run_tree(tree, writer, context, query)
                 return result
-            raise ConfigurationError(
+            raise RLMClosed(
                 "this RLM was closed (aclose() or the end of its `async with` block) while "
                 "the completion was running; close it after its completions finish"
             )
@@ -524,9 +540,7 @@ class RLM:
             result = exc.partial  # raised with what the run had: it reports the trajectory
             raise
         finally:
-            self._running.discard(closing)
-            if not self._running and self._drained is not None:
-                self._drained.set()
+            resources.run_ended(closing)
             if writer is not None:
                 # Never raises: a trajectory that failed is logged and said in the result,
                 # and does not replace the result or the run's own exception.
@@ -538,7 +552,7 @@ class RLM:
         self, tree: RunTree, writer: BackgroundTrajectory | None, context: Any, query: str
     ) -> RLMResult:
         """The run under the time budget; a spent budget raises or returns the partial."""
-        deadline = self.budget.max_seconds
+        deadline = tree.options.budget.max_seconds
         if deadline is not None:
             tree.deadline = anyio.current_time() + deadline
         try:
@@ -557,11 +571,11 @@ class RLM:
         error.partial = tree.partial_result()
         if writer is not None:
             error.partial.metadata["trajectory_path"] = writer.path
-        if self.on_budget_exceeded == "return":
+        if tree.options.on_budget_exceeded == "return":
             return error.partial
         raise error
 
-    def completion_sync(self, context: Any, query: str) -> RLMResult:
+    def completion_sync(self, context: Any, query: str, *, options: Overrides = None) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).
 
         Raises:
@@ -576,59 +590,44 @@ class RLM:
             raise ConfigurationError(
                 "completion_sync() cannot run inside an event loop; use `await rlm.completion(...)`"
             )
+        chosen = self._options.merged(options)
 
         async def main() -> RLMResult:
-            # HTTP clients belong to one event loop, so this call gets its own RLM with the
-            # same settings, closed when the call's loop ends.
-            async with RLM(**self._init_args) as rlm:
-                return await rlm.completion(context, query)
+            # HTTP clients belong to one event loop, so this call gets fresh resources made
+            # the same way, closed when the call's loop ends.
+            fresh = object.__new__(RLM)
+            fresh._setup(self._recipe, chosen)
+            async with fresh:
+                return await fresh.completion(context, query)
 
         return asyncio.run(main())
+
+
+def _repl_options(options: ReplOptions, cell_timeout: object, sandbox: object) -> ReplOptions:
+    """``options`` with the ``cell_timeout`` and ``sandbox`` shortcuts of ``RLM`` applied."""
+    updates: dict[str, Any] = {}
+    if cell_timeout is not None:
+        if (
+            not isinstance(cell_timeout, int | float)
+            or isinstance(cell_timeout, bool)
+            or not math.isfinite(cell_timeout)
+            or cell_timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
+            )
+        updates["cell_timeout"] = float(cell_timeout)
+    if sandbox is False:
+        updates["sandbox"] = None
+    elif isinstance(sandbox, SandboxOptions):
+        updates["sandbox"] = sandbox
+    elif sandbox is not None and sandbox is not True:
+        raise ConfigurationError(
+            f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
+        )
+    return options.model_copy(update=updates) if updates else options
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
-
-
-def _check_names(name: str, value: object, *, models: bool) -> Sequence[Any]:
-    """A list of model names (or, for ``depth_models``, Provider instances too)."""
-    kind = "model names or Provider instances" if models else "model names"
-    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
-        raise ConfigurationError(
-            f"{name} must be a list of {kind}, e.g. {name}=['gpt-5-mini'], got {value!r}"
-        )
-    return list(value)
-
-
-def _check_trajectory_dir(value: object) -> str | os.PathLike[str] | None:
-    """A directory for trajectory files: made now, so a bad path fails here, not mid-run."""
-    if value is None:
-        return None
-    if not isinstance(value, str | os.PathLike):
-        raise ConfigurationError(
-            f"trajectory_dir must be a path (str or pathlib.Path), got {type(value).__name__}"
-        )
-    try:
-        os.makedirs(value, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"trajectory_dir {os.fspath(value)!r} cannot be used as a directory: "
-            f"{exc.strerror or exc}; pass a writable directory"
-        ) from exc
-    return value
-
-
-def _check_model(name: str, value: object) -> ModelSpec:
-    if isinstance(value, str):
-        if not value.strip():
-            raise ConfigurationError(
-                f"{name} must not be empty; e.g. 'gpt-5' or 'anthropic:claude-sonnet-4-5'"
-            )
-        return value
-    if isinstance(value, Provider):
-        return value
-    raise ConfigurationError(
-        f"{name} must be a model name (e.g. 'gpt-5', 'openai:gpt-4o', 'ollama:llama3.1') or a "
-        f"Provider instance, got {type(value).__name__}"
-    )

@@ -19,7 +19,8 @@ Everything the library raises on purpose is an :class:`RLMError`; cancellation
     │   ├── ReplTimeout               it did not start or stop in time
     │   ├── ReplProtocolError         it sent something that is not our protocol
     │   └── SandboxError              a sandbox layer was required (strict) but is unavailable
-    └── BudgetExceeded                a budget ended the run; carries the partial result
+    ├── BudgetExceeded                a budget ended the run; carries the partial result
+    └── RLMClosed                     the RLM was closed (aclose()) while the run was going
 
 Errors inside a cell (a ``NameError`` in model code, a timed-out cell that was interrupted)
 are not raised: they are fed back to the model as the cell's output, which is how it learns.
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "RLMClosed",
     "RLMError",
     "RateLimitError",
     "ReplCrashed",
@@ -199,3 +201,12 @@ class BudgetExceeded(RLMError):
         super().__init__(message)
         self.budget = budget
         self.partial = partial
+
+
+class RLMClosed(RLMError):
+    """The ``RLM`` was closed (``aclose()``, or the end of its ``async with`` block) while
+    this completion was running, which cut it short.
+
+    Not a configuration mistake and not a provider failure: close an ``RLM`` after its
+    completions finish, or expect this from the ones still running.
+    """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +18,15 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._budget import BudgetTracker, estimate_tokens
-from rlm_async._context import PreparedContext, prepare_context
+from rlm_async._context import PreparedContext
+from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import (
     BudgetExceeded,
     ProviderResponseError,
     RateLimitError,
 )
 from rlm_async._logging import get_logger
+from rlm_async._models import ModelRoutes
 from rlm_async._parsing import (
     FinalDirective,
     find_code_blocks,
@@ -32,6 +34,7 @@ from rlm_async._parsing import (
     has_untagged_block,
     read_last_reply,
 )
+from rlm_async._prepare import prepare
 from rlm_async._prompts import (
     build_system_prompt,
     final_turn_prompt,
@@ -41,29 +44,32 @@ from rlm_async._prompts import (
     turn_feedback_prompt,
     unconfirmed_final_prompt,
 )
+from rlm_async._resources import EngineResources
 from rlm_async._subcalls import SubCallServer
 from rlm_async._text import cap_middle
 from rlm_async._turns import RepeatWatch, prose_note
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
-from rlm_async._windows import prompt_chars_for
+from rlm_async._windows import output_chars_for, prompt_chars_for
 from rlm_async.providers._base import CompletionRequest
-from rlm_async.repl import ReplSession
+from rlm_async.providers._retry import pacing
 
 if TYPE_CHECKING:
-    from rlm_async._engine import RLM
     from rlm_async.providers import ResolvedModel
+    from rlm_async.repl import ReplSession
 
 __all__ = ["RunTree", "run_rlm"]
 
 _log = get_logger("rlm_async.engine")
-_LARGE_CONTEXT = 1_000_000  # characters: prepare larger str contexts in a worker thread
 
 
 @dataclass
 class RunTree:
-    """What all runs of one completion share."""
+    """What all runs of one completion share: its options, models and resources, never
+    the ``RLM`` itself (a run needs nothing else from it)."""
 
-    rlm: RLM
+    options: RLMOptions
+    models: ModelRoutes
+    resources: EngineResources
     emit: Callable[[ev.Event], None]
     started: float = field(default_factory=time.perf_counter)
     usage: UsageSummary = field(default_factory=UsageSummary)
@@ -83,13 +89,17 @@ class RunTree:
     def cancel_reason(self) -> tuple[str, str]:
         """Why the runs are being cancelled, for their last event."""
         if self.deadline is not None and anyio.current_time() >= self.deadline:
-            seconds = self.rlm.budget.max_seconds
+            seconds = self.options.budget.max_seconds
             return "BudgetExceeded", f"the time budget of {seconds:g} s ran out"
         return "Cancelled", "the run was cancelled (by its caller, or the RLM was closed)"
 
     def __post_init__(self) -> None:
-        self.limiter = anyio.CapacityLimiter(self.rlm.max_concurrency)
-        self.budget = BudgetTracker(self.rlm.budget, self.usage)
+        self.limiter = anyio.CapacityLimiter(self.options.max_concurrency)
+        self.budget = BudgetTracker(self.options.budget, self.usage)
+        # Sized for the root model: a small model reads a small cell output.
+        self.output_chars = self.options.max_output_chars or output_chars_for(
+            self.resources.window_of(self.models.root).tokens
+        )
 
     def partial_result(self) -> RLMResult:
         """What a run that a budget ended has to show: usage, trajectory, last root reply."""
@@ -127,22 +137,6 @@ class _Turn:
     prompt_chars: list[int] = field(default_factory=list)  # each sub-call prompt's length
 
 
-async def prepare(context: Any) -> PreparedContext:
-    """``prepare_context``, off the event loop unless the context is a short string.
-
-    Counting the lines of a 10M-line string takes ~0.2 s, and sizing a list or dict walks
-    every item (4M ints: seconds). How large a list or dict is cannot be told without
-    walking it, so every one goes to a worker thread: one thread hop is nothing next to
-    starting a REPL.
-
-    Raises:
-        ContextTypeError: for a context the REPL cannot hold.
-    """
-    if isinstance(context, str) and len(context) <= _LARGE_CONTEXT:
-        return prepare_context(context)
-    return await anyio.to_thread.run_sync(prepare_context, context)
-
-
 async def run_rlm(
     tree: RunTree,
     context: Any,
@@ -170,7 +164,7 @@ class _Run:
         parent_run_id: str | None,
     ) -> None:
         self.tree = tree
-        self.rlm = tree.rlm
+        self.options = tree.options
         self.query = query
         self.depth = depth
         self.parent_run_id = parent_run_id
@@ -181,25 +175,51 @@ class _Run:
         self.answer_truncated: dict[str, int] | None = None
         self._final_chars: int | None = None  # the last cell's answer length before the cap
         self.prepared = prepared
-        self.root: ResolvedModel = self.rlm._model_for_depth(depth)
-        self.sub: ResolvedModel = self.rlm._sub_model_for_depth(depth)
+        self.root: ResolvedModel = tree.models.for_depth(depth)
+        self.sub: ResolvedModel = tree.models.sub_for_depth(depth)
         self.turn = _Turn()
-        self.preview = self.rlm.trajectory_preview_chars
+        self.preview = self.options.trajectory_preview_chars
 
-    async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
-        """One provider call, paced by the target's rate limiter when there is one."""
-        limiter = self.rlm._rate_limiter(target.label)
+    @contextlib.asynccontextmanager
+    async def _paced(
+        self, target: ResolvedModel, request: CompletionRequest
+    ) -> AsyncIterator[None]:
+        """A provider call under the target's rate limiter, every attempt of it.
+
+        The first attempt is paced here; an HTTP adapter's retries queue on the same
+        limiter (handed to them per call through ``pacing``), so a per-model limit paces
+        retries too and one Provider object shared by two ``RLM``s keeps each one's limits.
+        """
+        limiter = self.tree.resources.limiter_for(target)
         if limiter is None:
-            return await target.provider.complete(request)
+            yield
+            return
         chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
         await limiter.acquire(estimate_tokens(chars))
         try:
-            completion = await target.provider.complete(request)
+            with pacing(limiter):
+                yield
         except RateLimitError as exc:
             limiter.backoff(exc.retry_after if exc.retry_after is not None else 1.0)
             raise
         limiter.succeeded()
-        return completion
+
+    async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
+        """One provider call, paced by the target's rate limiter when there is one."""
+        async with self._paced(target, request):
+            return await target.provider.complete(request)
+        raise AssertionError("unreachable")  # pragma: no cover  (mypy: the block returns)
+
+    async def child_run(self, prepared: PreparedContext, prompt: str, subcall: str) -> RLMResult:
+        """A sub-RLM: a run one level deeper in the same tree, with its own REPL."""
+        return await run_rlm(
+            self.tree,
+            prepared,
+            prompt,
+            depth=self.depth + 1,
+            parent_run_id=self.run_id,
+            parent_subcall=subcall,
+        )
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         if cls is ev.FinalAnswer:
@@ -207,7 +227,8 @@ class _Run:
         self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
 
     async def run(self) -> RLMResult:
-        rlm = self.rlm
+        options = self.options
+        resources = self.tree.resources
         started = time.perf_counter()
         self.event(
             ev.RunStarted,
@@ -217,31 +238,31 @@ class _Run:
             sub_model=self.sub.label,
             query=self.query,
             context=self.prepared.info.describe(),
-            max_iterations=rlm.max_iterations,
-            max_depth=rlm.max_depth,
+            max_iterations=options.max_iterations,
+            max_depth=options.max_depth,
         )
         if self.depth == 0:
             refusal = self.tree.budget.acquire_repl()
             if refusal is not None:
                 raise BudgetExceeded(refusal, budget="max_live_repls")
         try:
-            async with ReplSession(
+            async with resources.repl_factory(
                 self.prepared,
-                options=rlm.repl_options,
+                options=options.repl,
                 subcall_handler=SubCallServer(self),
                 on_restart=self._on_restart,
-                pool=rlm.repl_pool,
+                pool=resources.repl_pool,
                 # Requests past this wait in the child's pipe, not as tasks in the parent.
-                max_pending_subcalls=4 * rlm.max_concurrency,
+                max_pending_subcalls=4 * options.max_concurrency,
             ) as repl:
-                rlm._track(repl)
+                resources.track(repl)
                 try:
                     if self.depth == 0:
                         self.tree.sandbox_report = repl.sandbox_report
                         self.tree.repl_warm = repl.warm
                     answer, iterations = await self._loop(repl)
                 finally:
-                    rlm._untrack(repl)
+                    resources.untrack(repl)
         except BaseException as exc:
             # Every run ends with an event, cancelled ones too: a trajectory reader must
             # not be left with a run that just stops.
@@ -279,27 +300,28 @@ class _Run:
     # ---- the loop -------------------------------------------------------------------
 
     async def _loop(self, repl: ReplSession) -> tuple[str, int]:
-        rlm = self.rlm
+        opts = self.options
+        sub_window = self.tree.resources.window_of(self.sub)
         system = build_system_prompt(
             self.prepared.info,
-            max_iterations=rlm.max_iterations,
-            max_concurrency=rlm.max_concurrency,
+            max_iterations=opts.max_iterations,
+            max_concurrency=opts.max_concurrency,
             depth=self.depth,
-            max_depth=rlm.max_depth,
-            allowed_models=rlm.allowed_model_names,
-            sub_window=rlm.window_of(self.sub),
-            sub_reply_tokens=rlm.sub_max_tokens,
-            cell_timeout=rlm.repl_options.cell_timeout,
-            output_chars=rlm.max_output_chars,
+            max_depth=opts.max_depth,
+            allowed_models=self.tree.models.allowed_names,
+            sub_window=sub_window,
+            sub_reply_tokens=opts.sub_call_max_tokens,
+            cell_timeout=opts.repl.cell_timeout,
+            output_chars=self.tree.output_chars,
         )
         info = self.prepared.info
         # The example chunk in a repeat note: what one sub-call reads, less its question.
-        chunk = prompt_chars_for(rlm.window_of(self.sub).tokens, rlm.sub_max_tokens) * 4 // 5
+        chunk = prompt_chars_for(sub_window.tokens, opts.sub_call_max_tokens) * 4 // 5
         watch = RepeatWatch(self.query, info, chunk_chars=chunk)
         messages: list[Message] = [
             Message(role="user", content=first_user_prompt(self.query, info))
         ]
-        for number in range(1, rlm.max_iterations + 1):
+        for number in range(1, opts.max_iterations + 1):
             self.turn = _Turn(number=number)
             reply = await self._root_turn(system, messages)
             messages.append(Message(role="assistant", content=reply.text))
@@ -325,7 +347,7 @@ class _Run:
                         return self._finish(value, "variable"), number
                     outputs.append(output)
             if not blocks and directive is None:
-                if number < rlm.max_iterations:  # else the final-turn prompt says what to do
+                if number < opts.max_iterations:  # else the final-turn prompt says what to do
                     messages.append(
                         Message(
                             role="user",
@@ -339,14 +361,14 @@ class _Run:
                 Message(
                     role="user",
                     content=(
-                        unconfirmed_final_prompt(unconfirmed, last=number == rlm.max_iterations)
+                        unconfirmed_final_prompt(unconfirmed, last=number == opts.max_iterations)
                         if unconfirmed
                         else ""
                     )
                     + turn_feedback_prompt(
                         outputs,
                         turn=number + 1,
-                        max_iterations=rlm.max_iterations,
+                        max_iterations=opts.max_iterations,
                         query=self.query,
                         note="\n".join(
                             note
@@ -372,8 +394,8 @@ class _Run:
         had some (``"last_reply"``), else unfinished (``finished=False``, an empty answer,
         ``answer_source`` ``None``).
         """
-        number = self.rlm.max_iterations + 1
-        prompt = final_turn_prompt(self.query, max_iterations=self.rlm.max_iterations)
+        number = self.options.max_iterations + 1
+        prompt = final_turn_prompt(self.query, max_iterations=self.options.max_iterations)
         kept: str | None = None  # prose written next to code, the answer if nothing better
         for attempt in range(2):
             self.turn = _Turn(number=number + attempt)
@@ -432,7 +454,7 @@ class _Run:
         The child caps answers from code before sending them (and says how long they
         were); answers from text are capped here. A cap is reported in the result.
         """
-        limit = self.rlm.repl_options.max_answer_chars
+        limit = self.options.repl.max_answer_chars
         original = len(answer)
         if source in ("code", "variable") and self._final_chars is not None:
             original = self._final_chars  # capped by the child (or _run_cell) already
@@ -454,8 +476,8 @@ class _Run:
             model=self.root.model,
             messages=list(messages),
             system=system,
-            max_tokens=self.rlm.max_tokens,
-            temperature=self.rlm.temperature,
+            max_tokens=self.options.max_tokens,
+            temperature=self.options.temperature,
         )
         if self.tree.stream_text:
             completion = await self._stream_turn(request)
@@ -480,11 +502,12 @@ class _Run:
 
     async def _stream_turn(self, request: CompletionRequest) -> Completion:
         completion: Completion | None = None
-        async for item in self.root.provider.stream(request):
-            if isinstance(item, Completion):
-                completion = item
-            elif item.text:
-                self.event(ev.ModelDelta, turn=self.turn.number, text=item.text)
+        async with self._paced(self.root, request):
+            async for item in self.root.provider.stream(request):
+                if isinstance(item, Completion):
+                    completion = item
+                elif item.text:
+                    self.event(ev.ModelDelta, turn=self.turn.number, text=item.text)
         if completion is None:
             raise ProviderResponseError(
                 "the stream ended without a final completion", provider=self.root.provider.name
@@ -504,10 +527,10 @@ class _Run:
         self.turn.cell_started = anyio.current_time()  # before the REPL starts its clock
         result = await repl.execute(code)
         final, self._final_chars = result.final, result.final_chars
-        limit = self.rlm.repl_options.max_answer_chars
+        limit = self.options.repl.max_answer_chars
         if final is not None and len(final) > limit + 100:  # not capped by our child: forged
             final, self._final_chars = cap_middle(final, limit), len(final)
-        output = cap_middle(result.render(), self.rlm.max_output_chars)
+        output = cap_middle(result.render(), self.tree.output_chars)
         self.event(
             ev.CellFinished,
             turn=self.turn.number,

@@ -37,6 +37,7 @@ from rlm_async._exceptions import (
     ProviderError,
     RLMError,
 )
+from rlm_async._prepare import prepare
 from rlm_async._types import Completion, Message
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl._protocol import LLMRequest
@@ -99,7 +100,7 @@ class SubCallServer:
 
     def _abandon_reason(self) -> str:
         """Why the calls of an abandoned request did not finish."""
-        limit = self.run.rlm.repl_options.cell_timeout
+        limit = self.run.options.repl.cell_timeout
         if anyio.current_time() >= self.run.turn.cell_started + limit:
             return f"timed out: the cell ran past its {limit:g} s limit before this answer came"
         return "abandoned: the cell stopped waiting for this answer"
@@ -108,12 +109,12 @@ class SubCallServer:
         """Answer one request from the REPL: every prompt concurrently, order kept."""
         turn, cell = self.run.turn.number, self.run.turn.cell
         count = len(request.prompts)
-        recursive = request.kind == "rlm" and self.run.depth + 1 < self.run.rlm.max_depth
+        recursive = request.kind == "rlm" and self.run.depth + 1 < self.run.options.max_depth
         try:
             target = (
                 self.run.sub
                 if request.model is None
-                else self.run.rlm._allowed_model(request.model)
+                else self.run.tree.models.allowed_model(request.model)
             )
         except ConfigurationError as exc:
             return [{"ok": False, "error": str(exc)}] * count
@@ -129,7 +130,7 @@ class SubCallServer:
                 results[index] = {"ok": False, "error": EMPTY_PROMPT}
         if not sent:
             return results
-        output_reserve = self.run.rlm.sub_max_tokens or 0
+        output_reserve = self.run.options.sub_call_max_tokens or 0
         refusal = self.run.tree.budget.refuse_batch(
             [len(request.prompts[i]) for i in sent], output_reserve
         )
@@ -170,7 +171,7 @@ class SubCallServer:
             with anyio.CancelScope() as batch:
                 self._batches[request.id] = batch
                 async with anyio.create_task_group() as tg:
-                    for _ in range(min(len(sent), self.run.rlm.max_concurrency)):
+                    for _ in range(min(len(sent), self.run.options.max_concurrency)):
                         tg.start_soon(worker)
         finally:
             self._batches.pop(request.id, None)
@@ -190,8 +191,8 @@ class SubCallServer:
             request = CompletionRequest(
                 model=target.model,
                 messages=[Message(role="user", content=prompt)],
-                max_tokens=self.run.rlm.sub_max_tokens,
-                temperature=self.run.rlm.sub_temperature,
+                max_tokens=self.run.options.sub_call_max_tokens,
+                temperature=self.run.options.sub_call_temperature,
             )
             try:
                 completion = await self.run.call_model(target, request)
@@ -213,8 +214,6 @@ class SubCallServer:
 
     async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> dict[str, Any]:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
-        from rlm_async._run import prepare, run_rlm  # a sub-RLM is a run one level deeper
-
         try:
             # Model code chose this context: one the REPL cannot hold is its error to read,
             # not the end of the completion.
@@ -224,17 +223,10 @@ class SubCallServer:
         refusal = self.run.tree.budget.acquire_repl()
         if refusal is not None:
             return {"ok": False, "error": refusal}
-        label = self.run.rlm._model_for_depth(self.run.depth + 1).label
+        label = self.run.tree.models.for_depth(self.run.depth + 1).label
         started = self._subcall_started(call, label, prompt)
         try:
-            result = await run_rlm(
-                self.run.tree,
-                prepared,
-                prompt,
-                depth=self.run.depth + 1,
-                parent_run_id=self.run.run_id,
-                parent_subcall=call.id,
-            )
+            result = await self.run.child_run(prepared, prompt, call.id)
         except RLMError as exc:
             self._subcall_finished(call, label, started, error=exc)
             if isinstance(exc, FATAL_SUBCALL_ERRORS):

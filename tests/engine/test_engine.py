@@ -15,6 +15,7 @@ from rlm_async import (
     AuthenticationError,
     ConfigurationError,
     ContextTypeError,
+    RLMClosed,
     RLMResult,
 )
 from rlm_async import events as ev
@@ -252,7 +253,6 @@ async def test_a_bad_context_type_fails_before_any_model_call() -> None:
         ({"allowed_models": "gpt-5"}, "list of model names"),
         ({"depth_models": None}, "depth_models must be a list"),
         ({"trajectory_dir": 123}, "trajectory_dir must be a path"),
-        ({"trajectory_dir": "/proc/no-such-place"}, "cannot be used as a directory"),
     ],
 )
 def test_bad_options_raise_configuration_errors_that_say_what_to_do(
@@ -345,7 +345,7 @@ async def test_closing_an_rlm_cancels_its_running_completions() -> None:
     async def run(rlm: RLM) -> None:
         try:
             await rlm.completion("abc", "q")
-        except ConfigurationError as exc:
+        except RLMClosed as exc:
             failures.append(exc)
 
     async with anyio.create_task_group() as tg:
@@ -376,7 +376,7 @@ async def test_a_second_aclose_waits_for_the_first_to_finish() -> None:
     await rlm.aclose()  # e.g. a second shutdown path: returns when the RLM is closed
     assert first.done()
     assert child_pids() <= before
-    with pytest.raises(ConfigurationError, match="closed"):
+    with pytest.raises(RLMClosed, match="closed"):
         await task
 
 
@@ -442,3 +442,45 @@ async def test_completion_takes_a_per_call_event_callback() -> None:
     async with RLM(model=ScriptedModel(["FINAL(x)"])) as rlm:
         await rlm.completion("abc", "q", on_event=lambda e: seen.append(e.type))
     assert seen[0] == "run_started" and seen[-1] == "run_finished"
+
+
+def test_constructing_an_rlm_creates_no_directory_until_a_completion_runs(tmp_path: Path) -> None:
+    directory = tmp_path / "not" / "yet"
+    rlm = RLM(model=ScriptedModel(["FINAL(1)"]), trajectory_dir=directory)
+    assert not (tmp_path / "not").exists()
+    result = rlm.completion_sync("abc", "q")
+    assert directory.is_dir()
+    assert result.metadata["trajectory_path"].startswith(str(directory))
+
+
+async def test_a_trajectory_dir_that_cannot_be_made_fails_the_completion_saying_so() -> None:
+    rlm = RLM(model=ScriptedModel(["FINAL(1)"]), trajectory_dir="/proc/no-such-place")
+    try:
+        with pytest.raises(ConfigurationError, match="cannot be used as a directory"):
+            await rlm.completion("abc", "q")
+        with pytest.raises(ConfigurationError, match="cannot be used as a directory"):
+            await rlm.__aenter__()
+    finally:
+        await rlm.aclose()
+
+
+def test_an_rlm_of_provider_instances_reads_no_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rlm_async._settings as settings_module
+
+    read: list[object] = []
+    real = settings_module._read_dotenv
+
+    def recording(path: str | None) -> dict[str, str]:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(settings_module, "_read_dotenv", recording)
+    (tmp_path / ".env").write_text("OPENAI_API_KEY=from-dotenv\n")
+    monkeypatch.chdir(tmp_path)
+    rlm = RLM(model=ScriptedModel(["FINAL(1)"]), load_dotenv=True)
+    assert rlm.completion_sync("abc", "q").answer == "1"
+    assert read == []
+    RLM(model="openai:gpt-5", load_dotenv=True)  # a name needs its key: read now
+    assert read == [None]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 
 import anyio
+import httpx
 import pytest
+import respx
 
-from rlm_async import ConfigurationError
+from rlm_async import RLM, ConfigurationError, Settings
 from rlm_async._ratelimit import RateLimit, RateLimiter
+from rlm_async.providers import OpenAIProvider
 
 
 class VirtualClock:
@@ -86,3 +89,58 @@ async def test_without_limits_acquire_never_waits() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="requests_per_minute"):
         RateLimit(requests_per_minute=0)
+
+
+# ---- one path: every attempt of a call passes its model's limiter (issue 13 item 3) ----
+
+URL = "https://api.openai.com/v1/chat/completions"
+
+
+def _openai_mock() -> respx.Route:
+    """A 429 (retry at once), then a reply that answers the run."""
+    too_many = httpx.Response(
+        429,
+        headers={"retry-after": "0"},
+        json={"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+    )
+    answer = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "FINAL(1)"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }
+    return respx.post(URL).mock(side_effect=[too_many, httpx.Response(200, json=answer)])
+
+
+async def test_a_per_model_limit_paces_the_retries_of_that_model_too() -> None:
+    settings = Settings(openai_api_key="sk-test-openai-0123456789")
+    limits = {"openai:gpt-4o": RateLimit(requests_per_minute=6_000)}
+    with respx.mock:
+        route = _openai_mock()
+        async with RLM(model="openai:gpt-4o", settings=settings, rate_limits=limits) as rlm:
+            result = await rlm.completion("abc", "q")
+    assert result.answer == "1"
+    assert route.call_count == 2
+    # The retry's 429 reached the per-model limiter: the whole fan-out slows down.
+    # (Halved pace, then the success recovers a little of it.)
+    assert rlm._resources.rate_limiters["openai:gpt-4o"].slowdown == pytest.approx(1.95)
+
+
+async def test_two_rlms_sharing_one_provider_object_each_keep_their_own_limits() -> None:
+    settings = Settings(openai_api_key="sk-test-openai-0123456789")
+    provider = OpenAIProvider(settings=settings, model="gpt-4o")
+    first = RLM(model=provider, rate_limits={"openai": RateLimit(requests_per_minute=6_000)})
+    second = RLM(model=provider, rate_limits={"openai": RateLimit(requests_per_minute=6_000)})
+    with respx.mock:
+        _openai_mock()
+        async with provider, first, second:
+            assert (await first.completion("abc", "q")).answer == "1"
+    assert first._resources.rate_limiters["openai"].slowdown == pytest.approx(1.95)
+    assert second._resources.rate_limiters["openai"].slowdown == 1.0

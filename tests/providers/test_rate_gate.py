@@ -9,6 +9,7 @@ import respx
 from rlm_async._ratelimit import RateLimit, RateLimiter
 from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
+from rlm_async.providers._retry import pacing
 from tests.providers.support import KEYS, fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"
@@ -49,8 +50,8 @@ async def test_a_429_pauses_the_shared_gate_and_the_retry_queues_behind_it() -> 
             ]
         )
         async with OpenAIProvider(settings=settings, retry=retry) as provider:
-            provider.rate_gate = gate
-            completion = await provider.complete(request("gpt-4o"))
+            with pacing(gate):  # the engine hands each call its model's gate this way
+                completion = await provider.complete(request("gpt-4o"))
     assert route.call_count == 2
     assert completion.text
     # Every caller of the provider is held until the server's retry time has passed.

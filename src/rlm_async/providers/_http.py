@@ -44,7 +44,12 @@ from rlm_async.providers._errors import (
     scrub,
 )
 from rlm_async.providers._framing import is_json_reply, iter_lines, read_capped, replay
-from rlm_async.providers._retry import RateGate, RetryableFailure, RetryPolicy, run_with_retries
+from rlm_async.providers._retry import (
+    RetryableFailure,
+    RetryPolicy,
+    current_gate,
+    run_with_retries,
+)
 
 __all__ = ["HTTPProvider", "build_client", "merge_extra"]
 
@@ -133,8 +138,6 @@ class HTTPProvider:
         self.model: str | None = model
         self._retry = retry or RetryPolicy()
         self._prices = prices if prices is not None else PriceTable(settings.prices)
-        #: A shared rate limiter (set by ``RLM(rate_limits=...)``) that retries report 429s to.
-        self.rate_gate: RateGate | None = None
         if not isinstance(max_connections, int) or max_connections < 1:
             raise ConfigurationError(
                 f"max_connections must be an int >= 1, got {max_connections!r}"
@@ -261,7 +264,7 @@ class HTTPProvider:
             return self._ok_body(text, response), response
 
         return await run_with_retries(
-            self._retry, self.name, attempt, gate=self.rate_gate, tokens=tokens
+            self._retry, self.name, attempt, gate=current_gate(), tokens=tokens
         )
 
     @asynccontextmanager
@@ -287,7 +290,7 @@ class HTTPProvider:
                 text = scrub(response.text, self._secrets())
                 raise failure_from_response(self.name, response, text)
 
-            response = await run_with_retries(self._retry, self.name, attempt, gate=self.rate_gate)
+            response = await run_with_retries(self._retry, self.name, attempt, gate=current_gate())
             try:
                 with map_transport_errors(self.name, hint=self.connect_hint):
                     yield response

@@ -18,7 +18,9 @@ import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
@@ -32,6 +34,8 @@ __all__ = [
     "RateGate",
     "RetryPolicy",
     "RetryableFailure",
+    "current_gate",
+    "pacing",
     "parse_duration",
     "retry_delay_hint",
     "run_with_retries",
@@ -107,6 +111,30 @@ class RateGate(Protocol):
     async def acquire(self, tokens: int = 0) -> None: ...
 
     def backoff(self, seconds: float) -> None: ...
+
+
+# The rate gate of the call in progress, chosen by the engine per call from the model it
+# calls (see ``pacing``). A context variable rather than an argument because
+# ``Provider.complete(request)`` is the whole public interface a user's provider implements;
+# and not an attribute of the provider, because one Provider object may serve two ``RLM``s
+# with different limits.
+_gate: ContextVar[RateGate | None] = ContextVar("rlm_async_rate_gate", default=None)
+
+
+@contextmanager
+def pacing(gate: RateGate | None) -> Iterator[None]:
+    """Provider calls made in this block retry through ``gate`` (their first attempt is
+    the caller's to pace: the engine does, so that providers without retries are paced too)."""
+    token = _gate.set(gate)
+    try:
+        yield
+    finally:
+        _gate.reset(token)
+
+
+def current_gate() -> RateGate | None:
+    """The rate gate that the caller set with :func:`pacing` for this call, if any."""
+    return _gate.get()
 
 
 async def run_with_retries(

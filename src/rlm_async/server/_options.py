@@ -7,7 +7,6 @@ service decides what a request may cost. An unknown option is a 400, not ignored
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,16 +79,11 @@ def apply_options(rlm: RLM, options: RunOptions | None, *, param: str = "options
         if allowed is not None and value > allowed:
             raise _over_limit(name, allowed, value, param)
         budget_update[field] = value
-    # A shallow copy of the RLM: same provider pool, warm pool and live-session set.
-    # (RLM has no per-call overrides yet; this is the one place that relies on its
-    # attributes being read per run.)
-    view = copy.copy(rlm)
-    for name in _RLM_FIELDS:
-        if name in chosen:
-            setattr(view, name, chosen[name])
+    # A view: same provider clients, warm pool and live-session set, other options.
+    changes: dict[str, Any] = {name: chosen[name] for name in _RLM_FIELDS if name in chosen}
     if budget_update:
-        view.budget = rlm.budget.model_copy(update=budget_update)
-    return view
+        changes["budget"] = rlm.budget.model_copy(update=budget_update)
+    return rlm.with_options(changes)
 
 
 def _over_limit(name: str, allowed: object, value: object, param: str) -> ApiError:

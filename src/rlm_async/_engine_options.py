@@ -1,0 +1,165 @@
+"""``RLMOptions``: how an ``RLM`` runs its completions, as one immutable, validated value.
+
+Everything a completion reads from its ``RLM`` that is not a shared resource (provider
+clients, rate limiters, warm REPLs, the live-session set) is here. That makes per-call
+overrides a plain copy (``options.merged(max_iterations=5)``) rather than a shallow copy of
+the engine with attributes set on it, and lets a run be started from values alone.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+
+from rlm_async import events as ev
+from rlm_async._budget import Budget
+from rlm_async._exceptions import ConfigurationError
+from rlm_async._options import OptionsModel, describe_validation_error
+from rlm_async.repl import ReplOptions
+
+__all__ = ["RLMOptions"]
+
+
+class RLMOptions(OptionsModel):
+    """The options of an ``RLM``'s completions (see ``RLM`` for what each one does).
+
+    Build one and pass it as ``RLM(..., options=...)``, ``rlm.with_options(...)`` or
+    ``rlm.completion(..., options=...)``; the last two also take a dict of the fields to
+    change. Unknown fields and bad values are a ``ConfigurationError`` naming the field.
+
+    Attributes:
+        max_iterations: Root turns before the model is asked for its answer.
+        max_depth: Recursion depth (1: ``rlm_query`` is a plain call).
+        max_concurrency: Sub-calls in flight at once for the whole completion.
+        max_output_chars: Characters of a cell's output fed back to the model
+            (``None``: sized from the root model's context window).
+        max_tokens: Output token limit for root turns (``None``: provider default).
+        sub_max_tokens: Output token limit for sub-calls (``None``: ``max_tokens``).
+        temperature: Sampling temperature for root turns (``None``: omitted).
+        sub_temperature: Sampling temperature for sub-calls (``None``: ``temperature``).
+        repl: REPL process options (cell timeout, sandbox, limits).
+        budget: Limits for each completion's whole tree.
+        on_budget_exceeded: ``"raise"`` or ``"return"`` the partial result.
+        trajectory_preview_chars: Characters of prompts and answers kept in events.
+        trajectory_dir: Directory for each completion's trajectory file (made on first use).
+        enable_logging: Print a readable view of the run to stderr.
+        on_event: A callback for every event of every run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    max_iterations: int = Field(default=20, ge=1, strict=True)
+    max_depth: int = Field(default=1, ge=1, strict=True)
+    max_concurrency: int = Field(default=16, ge=1, strict=True)
+    max_output_chars: int | None = Field(default=None, ge=100, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    sub_max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    temperature: float | None = None
+    sub_temperature: float | None = None
+    repl: ReplOptions = Field(default_factory=ReplOptions)
+    budget: Budget = Field(default_factory=Budget)
+    on_budget_exceeded: Literal["raise", "return"] = "raise"
+    trajectory_preview_chars: int = Field(default=2_000, ge=0, strict=True)
+    trajectory_dir: Path | None = None
+    enable_logging: bool = False
+    on_event: Callable[[ev.Event], None] | None = None
+
+    @field_validator("temperature", "sub_temperature", mode="before")
+    @classmethod
+    def _finite_number(cls, value: object) -> object:
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"must be a number, got {value!r}")
+        return value
+
+    @field_validator("trajectory_dir", mode="before")
+    @classmethod
+    def _path(cls, value: object) -> object:
+        if value is not None and not isinstance(value, str | os.PathLike):
+            raise ValueError(
+                f"trajectory_dir must be a path (str or pathlib.Path), got {type(value).__name__}"
+            )
+        return value
+
+    @field_validator("on_event", mode="before")
+    @classmethod
+    def _callable(cls, value: object) -> object:
+        if value is not None and not callable(value):
+            raise ValueError(
+                f"on_event must be a function taking one event, got {type(value).__name__}"
+            )
+        return value
+
+    @field_validator("repl", "budget", mode="before")
+    @classmethod
+    def _option_object(cls, value: object, info: Any) -> object:
+        # A dict is not taken: a typo inside it would read as this object's field.
+        kind = {"repl": ReplOptions, "budget": Budget}[info.field_name]
+        if not isinstance(value, kind):
+            raise ValueError(
+                f"{info.field_name} must be a rlm_async.{kind.__name__}, got {type(value).__name__}"
+            )
+        return value
+
+    @property
+    def sub_call_max_tokens(self) -> int | None:
+        """Output token limit of sub-calls: they sample like the root unless told otherwise."""
+        return self.max_tokens if self.sub_max_tokens is None else self.sub_max_tokens
+
+    @property
+    def sub_call_temperature(self) -> float | None:
+        """Sampling temperature of sub-calls (``temperature`` unless set)."""
+        return self.temperature if self.sub_temperature is None else self.sub_temperature
+
+    def merged(self, overrides: RLMOptions | Mapping[str, Any] | None) -> RLMOptions:
+        """These options with ``overrides`` laid over them (a whole value, or some fields).
+
+        Raises:
+            ConfigurationError: an unknown field or a bad value, naming it.
+        """
+        if overrides is None:
+            return self
+        if isinstance(overrides, RLMOptions):
+            return overrides
+        if not isinstance(overrides, Mapping):
+            raise ConfigurationError(
+                "options must be a rlm_async.RLMOptions or a dict of its fields, "
+                f"e.g. {{'max_iterations': 5}}; got {type(overrides).__name__}"
+            )
+        unknown = sorted(set(overrides) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"the options are: {', '.join(type(self).model_fields)}"
+            )
+        # Validated again as a whole: model_copy(update=...) would skip validation.
+        try:
+            return type(self).model_validate({**dict(self), **overrides})
+        except ValidationError as exc:
+            fields = type(self).model_fields
+            raise ConfigurationError(describe_validation_error("RLMOptions", exc, fields)) from None
+
+    def ensure_trajectory_dir(self) -> Path | None:
+        """Make ``trajectory_dir`` (on first use, not at construction) and return it.
+
+        Raises:
+            ConfigurationError: the path cannot be made into a directory.
+        """
+        if self.trajectory_dir is None:
+            return None
+        try:
+            os.makedirs(self.trajectory_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"trajectory_dir {os.fspath(self.trajectory_dir)!r} cannot be used as a "
+                f"directory: {exc.strerror or exc}; pass a writable directory"
+            ) from exc
+        return self.trajectory_dir
