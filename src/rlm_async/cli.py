@@ -204,6 +204,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from rlm_async._engine import RLM
+    from rlm_async._engine_options import RLMOptions
+    from rlm_async.repl import ReplOptions
 
     context = _read_context(args.context, args.json)
     show_progress = args.progress
@@ -212,16 +214,20 @@ async def _run(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr) if show_progress else None
     writer = _writer(args)
     try:
-        async with RLM(
-            model=args.model,
-            sub_model=args.sub_model,
+        # The flags are one options value, checked as a whole before anything starts.
+        options = RLMOptions(
             max_iterations=args.max_iterations,
             max_depth=args.max_depth,
             max_concurrency=args.max_concurrency,
-            cell_timeout=args.cell_timeout,
-            load_dotenv=not args.no_dotenv,
+            repl=ReplOptions(cell_timeout=args.cell_timeout),
             enable_logging=args.verbose,
             on_event=_fan_out(writer, progress),
+        )
+        async with RLM(
+            model=args.model,
+            sub_model=args.sub_model,
+            options=options,
+            load_dotenv=not args.no_dotenv,
         ) as rlm:
             if progress is None:
                 result = await rlm.completion(context, args.query)

@@ -123,15 +123,17 @@ def _is_loopback(host: str) -> bool:
 
 def _make_rlm(args: argparse.Namespace, settings: Settings, model: str, sub: str | None) -> RLM:
     from rlm_async._engine import RLM
+    from rlm_async._engine_options import RLMOptions
 
-    return RLM(
-        model=model,
-        sub_model=sub,
+    # The server's limits: a request's own options may tighten them (with_options), never
+    # loosen them (see server._options).
+    options = RLMOptions(
         max_iterations=args.max_iterations,
         max_depth=args.max_depth,
         max_concurrency=args.max_concurrency,
-        warm_repls=args.warm_repls,
-        settings=settings,
+    )
+    return RLM(
+        model=model, sub_model=sub, options=options, warm_repls=args.warm_repls, settings=settings
     )
 
 
