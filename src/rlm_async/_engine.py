@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,15 +19,15 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._budget import Budget
-from rlm_async._engine_options import RLMOptions
-from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
+from rlm_async._engine_options import RLMOptions, check_int, with_repl_shortcuts
+from rlm_async._engine_run import run_completion, stream_run
+from rlm_async._exceptions import ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._models import ModelChoice, ModelRoutes, needs_settings
 from rlm_async._ratelimit import RateLimit
 from rlm_async._resources import EngineResources, build_rate_limiters
-from rlm_async._run import RunTree, run_rlm
 from rlm_async._settings import Settings
-from rlm_async._tasks import run_cancel_safely, wait_out
+from rlm_async._tasks import run_cancel_safely
 from rlm_async._types import RLMResult
 from rlm_async._windows import ContextWindows, Window, output_chars_for
 from rlm_async.providers import ProviderPool, ResolvedModel
@@ -39,7 +38,6 @@ from rlm_async.repl._sandbox_options import SandboxOptions
 if TYPE_CHECKING:
     import os
 
-    from rlm_async._trajectory_thread import BackgroundTrajectory
 
 __all__ = ["RLM"]
 
@@ -197,10 +195,10 @@ class RLM:
         }
         base = RLMOptions().merged(options)
         chosen = base.merged({k: v for k, v in given.items() if v is not None})
-        chosen = chosen.merged({"repl": _repl_options(chosen.repl, cell_timeout, sandbox)})
-        _check_int("warm_repls", warm_repls, 0)
+        chosen = chosen.merged({"repl": with_repl_shortcuts(chosen.repl, cell_timeout, sandbox)})
+        check_int("warm_repls", warm_repls, 0)
         if max_connections is not None:
-            _check_int("max_connections", max_connections, 1)
+            check_int("max_connections", max_connections, 1)
         if settings is not None and not isinstance(settings, Settings):
             raise ConfigurationError(
                 f"settings must be a rlm_async.Settings, got {type(settings).__name__}; "
@@ -427,7 +425,7 @@ class RLM:
         # must not cut through the shielded clean-up that kills the run's REPL processes.
         return await run_cancel_safely(functools.partial(self._run, chosen, context, query, emit))
 
-    async def stream(
+    def stream(
         self, context: Any, query: str, *, options: Overrides = None
     ) -> AsyncIterator[ev.Event]:
         """Run a completion and yield its events as they happen.
@@ -440,50 +438,24 @@ class RLM:
             query: The question.
             options: Options for this call only, as for ``completion``.
 
+        Raises:
+            ConfigurationError: a bad option (at once, before the first event).
+
         Example:
             async for event in rlm.stream(context, query):
                 if event.type == "subcall_finished":
                     print(event.model, event.latency)
         """
         chosen = self._options.merged(options)
-        queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
-        scopes: list[anyio.CancelScope] = []
 
-        def emit(event: ev.Event) -> None:
-            if chosen.on_event is not None:
-                chosen.on_event(event)
-            queue.put_nowait(event)
+        def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
+            return self._run(chosen, context, query, emit, stream_text=True)
 
-        async def produce() -> RLMResult | None:
-            try:
-                with anyio.CancelScope() as scope:
-                    scopes.append(scope)
-                    return await self._run(chosen, context, query, emit, stream_text=True)
-                return None  # cancelled through the scope: the consumer went away
-            finally:
-                queue.put_nowait(None)
+        # The generator itself, not one wrapped in another: leaving the loop early closes
+        # it (and cancels the run) at once, not when the wrapper is collected.
+        return stream_run(start, chosen.on_event)
 
-        # A task owned by this generator rather than a task group: an ``async for`` that
-        # breaks early finalises the generator from another task, where a task group's
-        # cancel scope could not be exited. The finally below always reaps the task.
-        task = asyncio.ensure_future(produce())
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-            # Raises the run's error, after its RunFailed event. Through a shield: a cancel
-            # of ours must not reach the task natively (see below).
-            await asyncio.shield(task)
-        finally:
-            if not task.done():
-                # Cancel through anyio, not Task.cancel(): the run's clean-up (killing its
-                # REPL processes) is shielded, and a native cancel would cut through it.
-                if scopes:
-                    scopes[0].cancel()
-                else:
-                    task.cancel()  # not started yet: nothing to clean up
-                await wait_out(task)
-
-    async def _run(
+    def _run(
         self,
         options: RLMOptions,
         context: Any,
@@ -491,89 +463,10 @@ class RLM:
         emit: Callable[[ev.Event], None] | None,
         *,
         stream_text: bool = False,
-    ) -> RLMResult:
-        resources = self._resources
-        if resources.closed:
-            raise ConfigurationError("this RLM is closed; create a new one")
-        if not isinstance(query, str):
-            raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
-        trajectory_dir = resources.trajectory_dir(options)
-        listeners: list[Callable[[ev.Event], None]] = []
-        if emit is not None:
-            listeners.append(emit)
-        if options.enable_logging:
-            from rlm_async._console import ConsoleRenderer
-
-            listeners.append(ConsoleRenderer())
-
-        def fan_out(event: ev.Event) -> None:
-            for listener in listeners:
-                listener(event)
-
-        writer = None
-        if trajectory_dir is not None:
-            from rlm_async._trajectory_thread import BackgroundTrajectory
-            from rlm_async.trajectory import TrajectoryWriter
-
-            # Written in a thread of its own: the loop never waits on the disk.
-            writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
-            listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
-        tree = RunTree(
-            options=options,
-            models=self._models,
-            resources=resources,
-            emit=fan_out,
-            stream_text=stream_text,
+    ) -> Awaitable[RLMResult]:
+        return run_completion(
+            options, self._models, self._resources, context, query, emit, stream_text=stream_text
         )
-        closing = anyio.CancelScope()
-        resources.running.add(closing)
-        result: RLMResult | None = None
-        try:
-            with closing:
-                result = await self._run_tree(tree, writer, context, query)
-                return result
-            raise RLMClosed(
-                "this RLM was closed (aclose() or the end of its `async with` block) while "
-                "the completion was running; close it after its completions finish"
-            )
-        except BudgetExceeded as exc:
-            result = exc.partial  # raised with what the run had: it reports the trajectory
-            raise
-        finally:
-            resources.run_ended(closing)
-            if writer is not None:
-                # Never raises: a trajectory that failed is logged and said in the result,
-                # and does not replace the result or the run's own exception.
-                problem = await writer.aclose()
-                if problem is not None and result is not None:
-                    result.metadata["trajectory_error"] = problem
-
-    async def _run_tree(
-        self, tree: RunTree, writer: BackgroundTrajectory | None, context: Any, query: str
-    ) -> RLMResult:
-        """The run under the time budget; a spent budget raises or returns the partial."""
-        deadline = tree.options.budget.max_seconds
-        if deadline is not None:
-            tree.deadline = anyio.current_time() + deadline
-        try:
-            with anyio.move_on_after(math.inf if deadline is None else deadline):
-                result = await run_rlm(tree, context, query)
-                if writer is not None:
-                    result.metadata["trajectory_path"] = writer.path
-                return result
-            error = BudgetExceeded(
-                f"the time budget of {deadline:g} s ran out; the run was cancelled",
-                budget="max_seconds",
-            )
-        except BudgetExceeded as exc:
-            error = exc
-        _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
-        error.partial = tree.partial_result()
-        if writer is not None:
-            error.partial.metadata["trajectory_path"] = writer.path
-        if tree.options.on_budget_exceeded == "return":
-            return error.partial
-        raise error
 
     def completion_sync(self, context: Any, query: str, *, options: Overrides = None) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).
@@ -601,33 +494,3 @@ class RLM:
                 return await fresh.completion(context, query)
 
         return asyncio.run(main())
-
-
-def _repl_options(options: ReplOptions, cell_timeout: object, sandbox: object) -> ReplOptions:
-    """``options`` with the ``cell_timeout`` and ``sandbox`` shortcuts of ``RLM`` applied."""
-    updates: dict[str, Any] = {}
-    if cell_timeout is not None:
-        if (
-            not isinstance(cell_timeout, int | float)
-            or isinstance(cell_timeout, bool)
-            or not math.isfinite(cell_timeout)
-            or cell_timeout <= 0
-        ):
-            raise ConfigurationError(
-                f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
-            )
-        updates["cell_timeout"] = float(cell_timeout)
-    if sandbox is False:
-        updates["sandbox"] = None
-    elif isinstance(sandbox, SandboxOptions):
-        updates["sandbox"] = sandbox
-    elif sandbox is not None and sandbox is not True:
-        raise ConfigurationError(
-            f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
-        )
-    return options.model_copy(update=updates) if updates else options
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")

@@ -21,8 +21,9 @@ from rlm_async._budget import Budget
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._options import OptionsModel, describe_validation_error
 from rlm_async.repl import ReplOptions
+from rlm_async.repl._sandbox_options import SandboxOptions
 
-__all__ = ["RLMOptions"]
+__all__ = ["RLMOptions", "check_int", "with_repl_shortcuts"]
 
 
 class RLMOptions(OptionsModel):
@@ -163,3 +164,34 @@ class RLMOptions(OptionsModel):
                 f"directory: {exc.strerror or exc}; pass a writable directory"
             ) from exc
         return self.trajectory_dir
+
+
+def with_repl_shortcuts(options: ReplOptions, cell_timeout: object, sandbox: object) -> ReplOptions:
+    """``options`` with the ``cell_timeout`` and ``sandbox`` shortcuts of ``RLM`` applied."""
+    updates: dict[str, Any] = {}
+    if cell_timeout is not None:
+        if (
+            not isinstance(cell_timeout, int | float)
+            or isinstance(cell_timeout, bool)
+            or not math.isfinite(cell_timeout)
+            or cell_timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"cell_timeout must be a positive number of seconds, got {cell_timeout!r}"
+            )
+        updates["cell_timeout"] = float(cell_timeout)
+    if sandbox is False:
+        updates["sandbox"] = None
+    elif isinstance(sandbox, SandboxOptions):
+        updates["sandbox"] = sandbox
+    elif sandbox is not None and sandbox is not True:
+        raise ConfigurationError(
+            f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
+        )
+    return options.model_copy(update=updates) if updates else options
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """A ``ConfigurationError`` unless ``value`` is an int (not a bool) ≥ ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")

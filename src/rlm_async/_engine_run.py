@@ -1,0 +1,178 @@
+"""A completion, run: from options, models and resources to a result or an event stream.
+
+``RLM.completion`` and ``RLM.stream`` are thin: they lay per-call options over the
+``RLM``'s and call :func:`run_completion` (in a task of its own) or :func:`stream_run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from rlm_async import events as ev
+from rlm_async._engine_options import RLMOptions
+from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
+from rlm_async._logging import get_logger
+from rlm_async._models import ModelRoutes
+from rlm_async._resources import EngineResources
+from rlm_async._run import RunTree, run_rlm
+from rlm_async._tasks import wait_out
+from rlm_async._types import RLMResult
+
+if TYPE_CHECKING:
+    from rlm_async._trajectory_thread import BackgroundTrajectory
+
+__all__ = ["run_completion", "stream_run"]
+
+_log = get_logger("rlm_async.engine")
+
+
+async def run_completion(
+    options: RLMOptions,
+    models: ModelRoutes,
+    resources: EngineResources,
+    context: Any,
+    query: str,
+    emit: Callable[[ev.Event], None] | None,
+    *,
+    stream_text: bool = False,
+) -> RLMResult:
+    """One completion: listeners, trajectory, the run tree under the time budget.
+
+    Raises:
+        ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
+        RLMClosed: the ``RLM`` was closed while it ran.
+        BudgetExceeded: a budget ran out (with ``on_budget_exceeded="raise"``).
+    """
+    if resources.closed:
+        raise ConfigurationError("this RLM is closed; create a new one")
+    if not isinstance(query, str):
+        raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
+    trajectory_dir = resources.trajectory_dir(options)
+    listeners: list[Callable[[ev.Event], None]] = []
+    if emit is not None:
+        listeners.append(emit)
+    if options.enable_logging:
+        from rlm_async._console import ConsoleRenderer
+
+        listeners.append(ConsoleRenderer())
+
+    def fan_out(event: ev.Event) -> None:
+        for listener in listeners:
+            listener(event)
+
+    writer = None
+    if trajectory_dir is not None:
+        from rlm_async._trajectory_thread import BackgroundTrajectory
+        from rlm_async.trajectory import TrajectoryWriter
+
+        # Written in a thread of its own: the loop never waits on the disk.
+        writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
+        listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
+    tree = RunTree(
+        options=options,
+        models=models,
+        resources=resources,
+        emit=fan_out,
+        stream_text=stream_text,
+    )
+    closing = anyio.CancelScope()
+    resources.running.add(closing)
+    result: RLMResult | None = None
+    try:
+        with closing:
+            result = await _run_tree(tree, writer, context, query)
+            return result
+        raise RLMClosed(
+            "this RLM was closed (aclose() or the end of its `async with` block) while "
+            "the completion was running; close it after its completions finish"
+        )
+    except BudgetExceeded as exc:
+        result = exc.partial  # raised with what the run had: it reports the trajectory
+        raise
+    finally:
+        resources.run_ended(closing)
+        if writer is not None:
+            # Never raises: a trajectory that failed is logged and said in the result,
+            # and does not replace the result or the run's own exception.
+            problem = await writer.aclose()
+            if problem is not None and result is not None:
+                result.metadata["trajectory_error"] = problem
+
+
+async def _run_tree(
+    tree: RunTree, writer: BackgroundTrajectory | None, context: Any, query: str
+) -> RLMResult:
+    """The run under the time budget; a spent budget raises or returns the partial."""
+    deadline = tree.options.budget.max_seconds
+    if deadline is not None:
+        tree.deadline = anyio.current_time() + deadline
+    try:
+        with anyio.move_on_after(math.inf if deadline is None else deadline):
+            result = await run_rlm(tree, context, query)
+            if writer is not None:
+                result.metadata["trajectory_path"] = writer.path
+            return result
+        error = BudgetExceeded(
+            f"the time budget of {deadline:g} s ran out; the run was cancelled",
+            budget="max_seconds",
+        )
+    except BudgetExceeded as exc:
+        error = exc
+    _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
+    error.partial = tree.partial_result()
+    if writer is not None:
+        error.partial.metadata["trajectory_path"] = writer.path
+    if tree.options.on_budget_exceeded == "return":
+        return error.partial
+    raise error
+
+
+async def stream_run(
+    start: Callable[[Callable[[ev.Event], None]], Awaitable[RLMResult]],
+    on_event: Callable[[ev.Event], None] | None,
+) -> AsyncIterator[ev.Event]:
+    """The events of the run ``start(emit)`` starts, as they happen; then its error, if any.
+
+    ``on_event`` (the options' callback) sees each event first.
+    """
+    queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
+    scopes: list[anyio.CancelScope] = []
+
+    def emit(event: ev.Event) -> None:
+        if on_event is not None:
+            on_event(event)
+        queue.put_nowait(event)
+
+    async def produce() -> RLMResult | None:
+        try:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                return await start(emit)
+            return None  # cancelled through the scope: the consumer went away
+        finally:
+            queue.put_nowait(None)
+
+    # A task owned by this generator rather than a task group: an ``async for`` that
+    # breaks early finalises the generator from another task, where a task group's
+    # cancel scope could not be exited. The finally below always reaps the task.
+    task = asyncio.ensure_future(produce())
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        # Raises the run's error, after its RunFailed event. Through a shield: a cancel
+        # of ours must not reach the task natively (see below).
+        await asyncio.shield(task)
+    finally:
+        if not task.done():
+            # Cancel through anyio, not Task.cancel(): the run's clean-up (killing its
+            # REPL processes) is shielded, and a native cancel would cut through it.
+            if scopes:
+                scopes[0].cancel()
+            else:
+                task.cancel()  # not started yet: nothing to clean up
+            await wait_out(task)
