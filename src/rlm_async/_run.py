@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -127,6 +127,18 @@ class RunTree:
         event = cls(seq=self.seq, t=round(time.perf_counter() - self.started, 6), **fields)
         self.trajectory.append(event)
         self.emit(event)
+
+
+# Reading a reply costs ~2 µs a character in pure Python: past this size it runs in a worker
+# thread, which hands the GIL back every few ms, so a 16 MB reply cannot stall the loop.
+_OFF_LOOP_CHARS = 1 << 16
+_T = TypeVar("_T")
+
+
+async def _off_loop_if_large(read: Callable[[str], _T], text: str) -> _T:
+    if len(text) < _OFF_LOOP_CHARS:
+        return read(text)
+    return await anyio.to_thread.run_sync(read, text)
 
 
 @dataclass
@@ -325,14 +337,14 @@ class _Run:
             self.turn = _Turn(number=number)
             reply = await self._root_turn(system, messages)
             messages.append(Message(role="assistant", content=reply.text))
-            blocks = find_code_blocks(reply.text)
+            blocks = await _off_loop_if_large(find_code_blocks, reply.text)
             outputs: list[str] = []
             for code in blocks:
                 result = await self._run_cell(repl, code)
                 outputs.append(result[0])
                 if result[1] is not None:
                     return self._finish(result[1], "code"), number
-            directive = find_final(reply.text)
+            directive = await _off_loop_if_large(find_final, reply.text)
             unconfirmed: str | None = None
             if directive is not None:
                 if directive.kind == "answer" and not blocks:
@@ -348,14 +360,9 @@ class _Run:
                     outputs.append(output)
             if not blocks and directive is None:
                 if number < opts.max_iterations:  # else the final-turn prompt says what to do
-                    messages.append(
-                        Message(
-                            role="user",
-                            content=no_code_prompt(
-                                self.query, info, untagged=has_untagged_block(reply.text)
-                            ),
-                        )
-                    )
+                    untagged = await _off_loop_if_large(has_untagged_block, reply.text)
+                    prompt = no_code_prompt(self.query, info, untagged=untagged)
+                    messages.append(Message(role="user", content=prompt))
                 continue
             messages.append(
                 Message(
@@ -407,7 +414,7 @@ class _Run:
             else:
                 messages.append(Message(role="user", content=prompt))
             reply = await self._root_turn(system, messages, final_turn=True)
-            reading = read_last_reply(reply.text)
+            reading = await _off_loop_if_large(read_last_reply, reply.text)
             if reading is not None and reading.beside_code and attempt == 0:
                 # Prose next to code may be an answer or "Let me run some code.": ask once
                 # more, and keep the prose as the answer if the next reply has none.

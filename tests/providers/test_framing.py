@@ -159,3 +159,19 @@ async def test_a_json_reply_too_large_for_a_stream_request_is_refused(
         with pytest.raises(ProviderResponseError, match="JSON reply to a streaming request"):
             [item async for item in provider.stream(request("model"))]
     assert body.delivered < len(body.chunks)
+
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+async def test_a_reply_body_past_the_limit_is_refused_not_read_whole(
+    name: str, settings: Settings, retry: RetryPolicy, respx_mock: respx.MockRouter
+) -> None:
+    """A 50 MB reply (``FINAL(`` + 50 MB + ``)``) was read whole, then parsed on the event
+    loop for 10-20 s; now it is refused once 16 MiB have arrived, the rest left unread."""
+    body = Chunks([b'{"x": "', *[b"x" * _MIB] * 17])
+    headers = {"content-type": "application/json"}
+    respx_mock.route().mock(return_value=httpx.Response(200, headers=headers, stream=body))
+    async with PROVIDERS[name](settings=settings, retry=retry) as provider:
+        with pytest.raises(ProviderResponseError, match="the reply is longer than 16,777,216"):
+            await provider.complete(request("model"))
+    assert body.delivered < len(body.chunks)

@@ -44,8 +44,8 @@ _STREAM_TYPES: Final = frozenset(
 
 def _too_long(provider: str, what: str, limit: int) -> ProviderResponseError:
     return ProviderResponseError(
-        f"{what} is longer than {limit:,} bytes: the server is not sending a stream this "
-        "client can read (check the base URL and that it is the provider's API)",
+        f"{what} is longer than {limit:,} bytes, more than any model's reply: check the base "
+        "URL and that it is the provider's API",
         provider=provider,
     )
 
@@ -227,14 +227,18 @@ def is_json_reply(response: httpx.Response) -> bool:
 
 
 async def read_capped(
-    chunks: AsyncIterable[bytes], provider: str, *, limit: int = MAX_LINE_BYTES
+    chunks: AsyncIterable[bytes],
+    provider: str,
+    *,
+    limit: int = MAX_LINE_BYTES,
+    what: str = "the JSON reply to a streaming request",
 ) -> bytes:
     """The whole body, refused (:class:`ProviderResponseError`) as soon as it passes ``limit``."""
     body = bytearray()
     async for chunk in chunks:
         body += chunk
         if len(body) > limit:
-            raise _too_long(provider, "the JSON reply to a streaming request", limit)
+            raise _too_long(provider, what, limit)
     return bytes(body)
 
 

@@ -257,8 +257,18 @@ class HTTPProvider:
         async def attempt() -> tuple[dict[str, Any], httpx.Response]:
             async with self._clients.client() as client:
                 with self._retryable_transport():
-                    response = await client.post(url, json=payload, headers=headers)
-            text = scrub(response.text, self._secrets())
+                    request = client.build_request("POST", url, json=payload, headers=headers)
+                    response = await client.send(request, stream=True)
+                    try:
+                        # A reply (or error page) of hundreds of MB is no model's answer:
+                        # refused as it arrives rather than held, parsed and logged whole.
+                        raw = await read_capped(
+                            response.aiter_bytes(), self.name, what="the reply"
+                        )
+                    finally:
+                        await response.aclose()
+            decoded = raw.decode(response.encoding or "utf-8", errors="replace")
+            text = scrub(decoded, self._secrets())
             if not response.is_success:
                 raise failure_from_response(self.name, response, text)
             return self._ok_body(text, response), response
