@@ -61,6 +61,12 @@ __all__ = ["RunTree", "run_rlm"]
 
 _log = get_logger("rlm_async.engine")
 
+# The result's trajectory keeps a run's events up to this many; past it, sub-call events
+# (a cell can start 50,000 sub-calls: 100,000 events, +200 MiB and second-long garbage
+# collections) are counted, not kept. Listeners and trajectory files still get them all.
+MAX_KEPT_EVENTS = 20_000
+_COUNTED_PAST_THE_CAP = (ev.SubCallStarted, ev.SubCallFinished, ev.ModelDelta)
+
 
 @dataclass
 class RunTree:
@@ -78,6 +84,7 @@ class RunTree:
     subcalls: int = 0
     restarts: int = 0
     trajectory: list[ev.Event] = field(default_factory=list)
+    trajectory_dropped: int = 0  # events past MAX_KEPT_EVENTS not kept in ``trajectory``
     sandbox_report: dict[str, Any] = field(default_factory=dict)
     budget: BudgetTracker = field(init=False)
     root_turns: int = 0
@@ -115,17 +122,25 @@ class RunTree:
 
     def metadata(self) -> dict[str, Any]:
         """Facts about the run for ``RLMResult.metadata``."""
-        return {
+        facts: dict[str, Any] = {
             "subcalls": self.subcalls,
             "repl_restarts": self.restarts,
             "repl_warm": self.repl_warm,
             "sandbox": self.sandbox_report,
         }
+        if self.trajectory_dropped:
+            facts["trajectory_dropped"] = self.trajectory_dropped
+        return facts
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         self.seq += 1
         event = cls(seq=self.seq, t=round(time.perf_counter() - self.started, 6), **fields)
-        self.trajectory.append(event)
+        if len(self.trajectory) < MAX_KEPT_EVENTS or not isinstance(
+            event, _COUNTED_PAST_THE_CAP
+        ):
+            self.trajectory.append(event)
+        else:
+            self.trajectory_dropped += 1
         self.emit(event)
 
 

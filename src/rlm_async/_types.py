@@ -154,7 +154,10 @@ class RLMResult(BaseModel):
         iterations: Root turns taken (the last "give your answer now" turn included).
         usage: Tokens and cost per model and per depth.
         elapsed: Wall time of the run in seconds.
-        trajectory: Every event of the run, in order (see ``rlm_async.events``).
+        trajectory: Every event of the run, in order (see ``rlm_async.events``); past
+            20,000 events, sub-call and text-delta events are counted in
+            ``metadata["trajectory_dropped"]`` instead of kept (listeners and trajectory
+            files get them all).
         metadata: Facts about the run: REPL restarts, sandbox layers, sub-call count, and
             ``answer_source``: how the answer came (``"code"``/``"text"``/``"variable"``:
             a FINAL; ``"forced"``: FINAL in the last turn after ``max_iterations``;

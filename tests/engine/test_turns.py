@@ -198,3 +198,26 @@ async def test_a_huge_reply_is_read_without_stalling_the_loop() -> None:
         result = await rlm.completion("text", "q")
     assert result.answer == "done"
     assert meter.longest_stall < 1.0, f"the loop stalled {meter.longest_stall:.2f} s"
+
+
+async def test_a_flood_of_sub_calls_is_counted_not_kept_in_the_results_trajectory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 50,000 sub-calls in one cell kept 100,000 events on the result: +200 MiB and
+    # second-long garbage collections. Past the cap they are counted; listeners see all.
+    import rlm_async._run
+
+    monkeypatch.setattr(rlm_async._run, "MAX_KEPT_EVENTS", 10)
+    root = ScriptedModel([repl("print(len(llm_query_batched(['a'] * 20)))"), "FINAL(x)"])
+    seen: list[ev.Event] = []
+    sub = ScriptedModel(lambda request: "ok")
+    async with RLM(model=root, sub_model=sub, on_event=seen.append) as rlm:
+        result = await rlm.completion("text", "q")
+    kept_subcalls = [e for e in result.trajectory if isinstance(e, ev.SubCallStarted)]
+    all_subcalls = [e for e in seen if isinstance(e, ev.SubCallStarted)]
+    assert len(all_subcalls) == 20
+    assert len(kept_subcalls) < 20
+    assert result.metadata["trajectory_dropped"] == len(seen) - len(result.trajectory)
+    # The run's own events are always kept: its cells, its answer, its end.
+    assert isinstance(result.trajectory[-1], ev.RunFinished)
+    assert any(isinstance(e, ev.CellFinished) for e in result.trajectory)
