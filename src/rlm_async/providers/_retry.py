@@ -74,6 +74,7 @@ class RetryPolicy:
     max_retry_after: float = 90.0
     jitter: float = 0.5
     sleep: Callable[[float], Awaitable[Any]] | None = field(default=None, compare=False)
+    _retrying: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -157,12 +158,31 @@ async def run_with_retries(
     """
     attempts = 0
 
-    async def gated() -> T:
+    async def gated(*, gate: RateGate | None, provider: str) -> T:
         nonlocal attempts
         attempts += 1
         if gate is not None and attempts > 1:
             await gate.acquire(tokens)
         return await attempt()
+
+    try:
+        # The tenacity object is the policy's, built once: only ``gated`` is per call, and
+        # what the callbacks need of the call (its gate, the provider) rides in its kwargs.
+        return await _retrying(policy)(gated, gate=gate, provider=provider)
+    except RetryableFailure as failure:
+        raise failure.error from failure.error.__cause__
+
+
+def _retrying(policy: RetryPolicy) -> _t.AsyncRetrying:
+    """The policy's tenacity object, built on first use and kept on the policy.
+
+    One object serves concurrent calls safely because every callback here is synchronous:
+    tenacity's per-object iteration state is only used inside ``iter()``, which then never
+    suspends; everything per call lives in the call's own ``RetryCallState``.
+    """
+    cached: _t.AsyncRetrying | None = policy._retrying
+    if cached is not None:
+        return cached
 
     def wait(state: _t.RetryCallState) -> float:
         failure = _failure(state)
@@ -182,11 +202,12 @@ async def run_with_retries(
     def log(state: _t.RetryCallState) -> None:
         failure = _failure(state)
         error = failure.error if failure is not None else None
+        gate: RateGate | None = state.kwargs["gate"]
         if gate is not None and getattr(error, "status_code", None) == 429:
             gate.backoff(state.upcoming_sleep)
         _log.warning(
             "rlm_async.provider.retry_scheduled",
-            provider=provider,
+            provider=state.kwargs["provider"],
             attempt=state.attempt_number,
             max_attempts=policy.max_attempts,
             wait=round(state.upcoming_sleep, 3),
@@ -195,7 +216,7 @@ async def run_with_retries(
             message=getattr(error, "message", None),
         )
 
-    retrying: _t.AsyncRetrying = _t.AsyncRetrying(
+    built = _t.AsyncRetrying(
         stop=stop,
         wait=wait,
         retry=_t.retry_if_exception_type(RetryableFailure),
@@ -203,10 +224,8 @@ async def run_with_retries(
         before_sleep=log,
         reraise=True,
     )
-    try:
-        return await retrying(gated)
-    except RetryableFailure as failure:
-        raise failure.error from failure.error.__cause__
+    object.__setattr__(policy, "_retrying", built)  # a frozen dataclass: a cache, not state
+    return built
 
 
 def _failure(state: _t.RetryCallState) -> RetryableFailure | None:
