@@ -29,6 +29,7 @@ __all__ = [
     "iter_ndjson",
     "iter_sse",
     "loads_object",
+    "peek_first_byte",
     "read_capped",
     "replay",
 ]
@@ -240,6 +241,27 @@ async def read_capped(
         if len(body) > limit:
             raise _too_long(provider, what, limit)
     return bytes(body)
+
+
+async def peek_first_byte(
+    chunks: AsyncIterator[bytes], provider: str, *, limit: int = MAX_LINE_BYTES
+) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The body's first non-blank byte (``b""`` for an empty body) and the whole body again."""
+    seen = bytearray()
+    async for chunk in chunks:
+        seen += chunk
+        if seen.strip():
+            break
+        if len(seen) > limit:
+            raise _too_long(provider, "blank space before the reply", limit)
+
+    async def again() -> AsyncIterator[bytes]:
+        if seen:
+            yield bytes(seen)
+        async for chunk in chunks:
+            yield chunk
+
+    return bytes(seen.lstrip()[:1]), again()
 
 
 async def replay(data: bytes) -> AsyncIterator[bytes]:

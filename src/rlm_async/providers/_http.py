@@ -43,7 +43,13 @@ from rlm_async.providers._errors import (
     request_id_from,
     scrub,
 )
-from rlm_async.providers._framing import is_json_reply, iter_lines, read_capped, replay
+from rlm_async.providers._framing import (
+    is_json_reply,
+    iter_lines,
+    peek_first_byte,
+    read_capped,
+    replay,
+)
 from rlm_async.providers._retry import (
     RetryableFailure,
     RetryPolicy,
@@ -115,6 +121,9 @@ class HTTPProvider:
     name: str = "http"
     #: Added to connection-failure messages (e.g. how to start a local server).
     connect_hint: ClassVar[str] = ""
+    #: Streams come as server-sent events (a body starting with "{" is then one JSON reply,
+    #: whatever its content type says); Ollama's NDJSON streams start with "{" themselves.
+    sse_streams: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -202,7 +211,12 @@ class HTTPProvider:
         url = self._url(request, stream=True)
         async with self._open_stream(url, self._to_wire(request, stream=True)) as response:
             chunks: AsyncIterator[bytes] = response.aiter_bytes()
-            if is_json_reply(response):
+            whole = is_json_reply(response)
+            if not whole and self.sse_streams:
+                # A JSON reply labelled text/event-stream: no event line starts with "{".
+                first, chunks = await peek_first_byte(chunks, self.name)
+                whole = first == b"{"
+            if whole:
                 # Some OpenAI-compatible servers ignore "stream": true and send one reply.
                 body = await read_capped(chunks, self.name)
                 completion = self._whole_reply(body, response, request)

@@ -120,6 +120,7 @@ class OllamaProvider(HTTPProvider):
 
     name: str = "ollama"
     connect_hint = " (is Ollama running? start it with `ollama serve`, or set OLLAMA_HOST)"
+    sse_streams = False  # NDJSON: every line is a JSON object, one reply is one line
 
     def __init__(self, *, num_ctx: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
