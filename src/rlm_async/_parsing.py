@@ -73,24 +73,14 @@ _CODE_NODES = (
 )
 _PLAIN_NODES = (ast.Name, ast.Constant, ast.Tuple, ast.Load)  # "Tokyo, Japan": text
 _NOT_VALUES = (
+    *_CODE_NODES,
     ast.Call,
-    ast.Await,
-    ast.NamedExpr,
-    ast.Lambda,
-    ast.ListComp,
-    ast.SetComp,
-    ast.DictComp,
-    ast.GeneratorExp,
     ast.Attribute,
     ast.Subscript,
-    ast.Starred,
     ast.BinOp,
     ast.BoolOp,
     ast.Compare,
     ast.IfExp,
-    ast.JoinedStr,
-    ast.Yield,
-    ast.YieldFrom,
 )
 
 
