@@ -135,9 +135,7 @@ class RunTree:
     def event(self, cls: type[Any], **fields: Any) -> None:
         self.seq += 1
         event = cls(seq=self.seq, t=round(time.perf_counter() - self.started, 6), **fields)
-        if len(self.trajectory) < MAX_KEPT_EVENTS or not isinstance(
-            event, _COUNTED_PAST_THE_CAP
-        ):
+        if len(self.trajectory) < MAX_KEPT_EVENTS or not isinstance(event, _COUNTED_PAST_THE_CAP):
             self.trajectory.append(event)
         else:
             self.trajectory_dropped += 1
@@ -233,6 +231,8 @@ class _Run:
 
     async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
         """One provider call, paced by the target's rate limiter when there is one."""
+        if not self.tree.resources.rate_limiters:  # the common case: no context manager
+            return await target.provider.complete(request)
         async with self._paced(target, request):
             return await target.provider.complete(request)
         raise AssertionError("unreachable")  # pragma: no cover  (mypy: the block returns)
