@@ -33,7 +33,6 @@ from rlm_async.repl._sandbox_options import (
     SandboxOptions,
     build_child_command,
     create_child_file,
-    give_to_child,
     probe_sandbox,
 )
 from tests.repl._bait import SECRET, Host
@@ -60,7 +59,7 @@ env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": work, "TMPDIR": work,
        "MALLOC_ARENA_MAX": "2"}
 argv = [spec["python"], "-I", "-c", spec["source"], json.dumps(config)]
 try:
-    command = build_child_command(argv, work_dir=work, options=options, pass_fds=(), env=env)
+    command = build_child_command(argv, work_dir=work, options=options, env=env)
 except SandboxError as exc:
     print(json.dumps({"sandbox_error": str(exc)}), flush=True)
     raise SystemExit(0)
@@ -504,9 +503,5 @@ def test_giving_the_work_dir_to_run_as_touches_only_our_own_top_level_files(
         assert os.stat(Path(work_dir, "context.txt")).st_uid == command.uid
         assert os.stat(outside).st_uid == os.geteuid()
         assert os.stat(Path(work_dir, "sub", "deep.txt")).st_uid == os.geteuid()
-        late = Path(work_dir, "late-context.json")
-        late.write_text("{}")
-        give_to_child(str(late), command)
-        assert os.stat(late).st_uid == command.uid
     finally:
         shutil.rmtree(outside.parent, ignore_errors=True)

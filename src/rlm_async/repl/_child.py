@@ -1,9 +1,10 @@
 """The REPL child process: runs model-written cells. Standard library only.
 
-Started by the parent (``_session.py``) as ``python -I _child.py --in-fd N --out-fd M
---config PATH``. It talks JSON lines over two dedicated pipes, never over stdin/stdout,
-so model code that prints, writes to fd 1 or runs ``os.system`` cannot forge or corrupt
-the protocol. The parent validates everything it receives anyway.
+Started by the parent (``_start.py``) as ``python -I _child.py --in-fd N --out-fd M
+--config PATH``, blank: the context comes later, in a ``load_context`` message. It talks
+JSON lines over two dedicated pipes, never over stdin/stdout, so model code that prints,
+writes to fd 1 or runs ``os.system`` cannot forge or corrupt the protocol. The parent
+validates everything it receives anyway.
 
 Why stdlib only, and why loaded by path: the child must start in tens of milliseconds
 under any interpreter the parent uses, and must not import the parent's package (which
@@ -11,11 +12,12 @@ pulls in httpx and pydantic) into the process that runs untrusted code.
 
 Messages (one JSON object per line, ``type`` discriminates; see ``_protocol.py``):
 
-parent → child: ``exec`` (cell id, code), ``llm_response`` (request id, results),
-``shutdown``.
-child → parent: ``ready`` (pid, sandbox report, context facts), ``result`` (cell id,
-stdout, stderr, error, final), ``llm_request`` (request id, cell id, kind, prompts,
-model, contexts), ``cancel`` (request id abandoned by an interrupted cell), ``fatal``.
+parent → child: ``load_context`` (path, format), ``exec`` (cell id, code), ``interrupt``
+(cell id: stop that cell, state kept), ``llm_response`` (request id, results), ``shutdown``.
+child → parent: ``ready`` (pid, sandbox report), ``context_loaded`` (seconds or error),
+``result`` (cell id, stdout, stderr, error, final), ``llm_request`` (request id, cell id,
+kind, prompts, model, contexts), ``cancel`` (request id abandoned by an interrupted cell),
+``fatal``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections import deque
 
 import anyio
 
-from rlm_async._exceptions import ReplError
+from rlm_async._exceptions import ConfigurationError, ReplError
 from rlm_async._logging import get_logger
 from rlm_async._tasks import wait_out
 from rlm_async.repl._start import StartedChild, make_work_dir, remove_work_dir, start_child
@@ -39,9 +39,12 @@ class ReplPool:
         from rlm_async.repl._session import ReplOptions
 
         if not isinstance(options, ReplOptions):
-            raise TypeError("options must be ReplOptions")
+            raise ConfigurationError(
+                f"ReplPool takes ReplOptions, got {type(options).__name__}; "
+                "build them with ReplOptions(...)"
+            )
         if size < 1:
-            raise ValueError("a warm pool needs size >= 1")
+            raise ConfigurationError(f"a warm pool needs size >= 1, got {size}")
         self.options = options
         self.size = size
         self._ready: deque[StartedChild] = deque()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import errno
 import functools
 import os
 import signal
@@ -481,7 +480,3 @@ def spawn_child(
         max_message_bytes=max_message_bytes,
         output_limit=output_limit,
     )
-
-
-def is_broken_pipe(exc: OSError) -> bool:
-    return exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET)

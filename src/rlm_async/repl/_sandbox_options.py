@@ -56,7 +56,6 @@ __all__ = [
     "SandboxOptions",
     "build_child_command",
     "create_child_file",
-    "give_to_child",
     "probe_sandbox",
 ]
 
@@ -164,25 +163,11 @@ class ChildCommand:
     gid: int | None = None
 
 
-def give_to_child(path: str, command: ChildCommand) -> None:
-    """Make a file the parent wrote into the work dir the child's own (e.g. a late context).
-
-    A no-op unless the child runs as another uid (``run_as``).
-    """
-    if command.uid != os.geteuid():
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        try:
-            os.fchown(fd, command.uid, -1 if command.gid is None else command.gid)
-        finally:
-            os.close(fd)
-
-
 def build_child_command(
     python_argv: Sequence[str],
     *,
     work_dir: str,
     options: SandboxOptions,
-    pass_fds: tuple[int, ...] = (),
     env: Mapping[str, str] | None = None,
 ) -> ChildCommand:
     """Wrap the child's command line according to ``options`` and who we are.
@@ -191,7 +176,6 @@ def build_child_command(
         python_argv: ``[python, "-I", child_file, ...]``; protocol fds may be placeholders.
         work_dir: The child's work dir; chowned to the child's uid when that differs.
         options: The sandbox options.
-        pass_fds: Protocol fds (bwrap keeps inherited fds open, so nothing is added).
         env: The child's environment; pass the same mapping to ``Popen(env=...)``. It is
             never put on a command line (bwrap inherits it), so it stays out of
             ``/proc/<pid>/cmdline``.
@@ -200,7 +184,6 @@ def build_child_command(
         SandboxError: ``bwrap="always"`` and bwrap does not work here, or ``strict`` and
             the child would run as root.
     """
-    del pass_fds  # inherited by bwrap and its child as they are
     argv = list(python_argv)
     if argv and os.sep not in argv[0]:
         argv[0] = shutil.which(argv[0]) or argv[0]  # bwrap and the probes need a path

@@ -353,7 +353,7 @@ class ReplSession:
         handler raised to end the run).
         """
         if not isinstance(code, str):
-            raise TypeError(f"code must be a str, got {type(code).__name__}")
+            raise ConfigurationError(f"code must be a str, got {type(code).__name__}")
         if self._state != "open":
             raise ReplError(f"this ReplSession is {self._state}")
         limit = self.options.cell_timeout if time_limit is None else time_limit

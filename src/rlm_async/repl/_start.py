@@ -64,8 +64,6 @@ class StartedChild:
     child: ChildProcess
     work_dir: str
     ready: ReadyMessage
-    seconds: float
-    command: ChildCommand | None = None  # how it was sandboxed (who owns files it reads)
 
 
 _WORK = "work"
@@ -179,9 +177,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     command: ChildCommand | None = None
     sandbox = _sandbox(options)
     if sandbox is not None:
-        command = build_child_command(
-            argv, work_dir=work_dir, options=sandbox, pass_fds=(), env=env
-        )
+        command = build_child_command(argv, work_dir=work_dir, options=sandbox, env=env)
         argv = list(command.argv)
         popen_extra = dict(command.popen_kwargs)
         _warn_once(command.warnings)
@@ -225,7 +221,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
             )
         seconds = time.perf_counter() - started
         _log.debug("rlm_async.repl.started", pid=child.pid, seconds=round(seconds, 4))
-        return StartedChild(child, work_dir, message, seconds, command)
+        return StartedChild(child, work_dir, message)
     await child.terminate(grace=0)
     child.drain_now()
     detail = child.output.take().strip()
