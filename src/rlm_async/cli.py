@@ -292,7 +292,7 @@ async def _doctor(args: argparse.Namespace) -> int:
     import time
 
     from rlm_async.repl import ReplSession
-    from rlm_async.repl._sandbox_options import probe_sandbox
+    from rlm_async.repl._launcher import probe_sandbox
 
     started = time.perf_counter()
     async with ReplSession("") as repl:

@@ -27,15 +27,19 @@ LAYERS = {
 }
 
 
-def imported_modules(module: str) -> set[str]:
-    """Every ``rlm_async`` module ``module`` imports, at any depth of its code, type-only
-    imports (``if TYPE_CHECKING:``) excluded."""
-    tree = ast.parse((SRC / f"{module}.py").read_text(encoding="utf-8"))
+def imported_modules(module: str, src: Path = SRC, *, type_only: bool = False) -> set[str]:
+    """Every ``rlm_async`` module ``module`` (dotted, e.g. ``repl._pool``) imports, at any
+    depth of its code, type-only imports (``if TYPE_CHECKING:``) excluded unless asked."""
+    tree = ast.parse((src / f"{module.replace('.', '/')}.py").read_text(encoding="utf-8"))
     found: set[str] = set()
 
     def visit(nodes: list[ast.stmt]) -> None:
         for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            if (
+                not type_only
+                and isinstance(node, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(node.test)
+            ):
                 continue
             if isinstance(node, ast.ImportFrom) and node.module:
                 found.add(node.module)

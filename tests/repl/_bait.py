@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from rlm_async.repl import _sandbox
+from rlm_async.repl.child import _sandbox
 
 __all__ = ["SECRET", "Host"]
 

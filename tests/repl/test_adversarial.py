@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from rlm_async.repl import ReplOptions, ReplSession
-from rlm_async.repl._sandbox_options import SandboxOptions, probe_sandbox
+from rlm_async.repl._launcher import probe_sandbox
+from rlm_async.repl._sandbox_options import SandboxOptions
 from tests.repl._bait import SECRET, Host
 
 PROBE = probe_sandbox()

@@ -15,8 +15,8 @@ import anyio
 import pytest
 
 from rlm_async import RLM, ReplOptions, ReplSession, SandboxOptions
+from rlm_async.repl._launcher import probe_sandbox
 from rlm_async.repl._protocol import LLMRequest
-from rlm_async.repl._sandbox_options import probe_sandbox
 from rlm_async.testing import ScriptedModel
 from tests.loop_meter import loop_meter
 

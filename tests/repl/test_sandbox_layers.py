@@ -28,13 +28,10 @@ from typing import Any
 import pytest
 
 from rlm_async._exceptions import ConfigurationError, SandboxError
-from rlm_async.repl import _sandbox
-from rlm_async.repl._sandbox_options import (
-    SandboxOptions,
-    build_child_command,
-    create_child_file,
-    probe_sandbox,
-)
+from rlm_async.repl._launcher import build_child_command, probe_sandbox
+from rlm_async.repl._sandbox_options import SandboxOptions
+from rlm_async.repl._work_dir import create_child_file
+from rlm_async.repl.child import _sandbox
 from tests.repl._bait import SECRET, Host
 
 ATTACKS_SOURCE = (Path(__file__).parent / "_sandbox_attacks.py").read_text()
@@ -46,7 +43,8 @@ TIMEOUT = 60
 LAUNCHER = r"""
 import json, os, subprocess, sys, time
 from rlm_async._exceptions import ConfigurationError, SandboxError
-from rlm_async.repl._sandbox_options import SandboxOptions, build_child_command
+from rlm_async.repl._launcher import build_child_command
+from rlm_async.repl._sandbox_options import SandboxOptions
 
 spec = json.loads(sys.argv[1])
 work = spec["work_dir"]

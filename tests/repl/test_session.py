@@ -298,7 +298,7 @@ async def test_a_thread_calling_llm_query_while_the_main_thread_waits_is_safe() 
 def test_the_child_module_imports_only_the_standard_library() -> None:
     import ast
 
-    from rlm_async.repl import _child
+    from rlm_async.repl.child import _child
 
     source = Path(_child.__file__).read_text(encoding="utf-8")
     tree = ast.parse(source)

@@ -17,6 +17,7 @@ import anyio
 from rlm_async._exceptions import ConfigurationError, ReplError
 from rlm_async._logging import get_logger
 from rlm_async._tasks import wait_out
+from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._start import StartedChild, make_work_dir, remove_work_dir, start_child
 
 __all__ = ["ReplPool"]
@@ -35,9 +36,8 @@ class ReplPool:
         size: How many children to keep ready.
     """
 
-    def __init__(self, options: object, size: int) -> None:
-        from rlm_async.repl._session import ReplOptions
-
+    def __init__(self, options: ReplOptions, size: int) -> None:
+        # Checked at run time too: callers without a type checker pass dicts.
         if not isinstance(options, ReplOptions):
             raise ConfigurationError(
                 f"ReplPool takes ReplOptions, got {type(options).__name__}; "

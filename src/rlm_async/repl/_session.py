@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from rlm_async._context import PreparedContext, prepare_context
 from rlm_async._exceptions import (
@@ -27,16 +26,15 @@ from rlm_async._exceptions import (
     ReplProtocolError,
 )
 from rlm_async._logging import get_logger
-from rlm_async._options import OptionsModel
 from rlm_async._text import cap_middle
-from rlm_async.repl._process import DEFAULT_WRITE_TIMEOUT, ChildProcess, ChildStoppedReading
+from rlm_async.repl._options import ReplOptions
+from rlm_async.repl._process import ChildProcess, ChildStoppedReading
 from rlm_async.repl._protocol import (
     CancelMessage,
     LLMRequest,
     ResultMessage,
     encode_message,
 )
-from rlm_async.repl._sandbox_options import SandboxOptions, create_child_file
 from rlm_async.repl._start import (
     StartedChild,
     load_context,
@@ -45,11 +43,12 @@ from rlm_async.repl._start import (
     remove_work_dir_now,
     start_child,
 )
+from rlm_async.repl._work_dir import create_child_file
 
 if TYPE_CHECKING:
     from rlm_async.repl._pool import ReplPool
 
-__all__ = ["CellResult", "ReplOptions", "ReplSession", "SubCallHandler"]
+__all__ = ["CellResult", "ReplSession", "SubCallHandler"]
 
 _log = get_logger("rlm_async.repl")
 _SHUTDOWN = encode_message({"type": "shutdown"})
@@ -62,61 +61,6 @@ When the child gives a request up (its cell was interrupted), the handler is can
 unless it has an ``abandon(request_id) -> bool`` method that returns ``True``: then it
 stops the request itself and answers with what finished, which an interrupted
 ``llm_query_batched`` keeps for the model."""
-
-
-class ReplOptions(OptionsModel):
-    """How the REPL child runs.
-
-    Attributes:
-        cell_timeout: Seconds a cell may run before it is interrupted (SIGINT, state kept).
-        interrupt_grace: Seconds after the interrupt before the child is killed and
-            restarted (state lost, context reloaded).
-        start_timeout: Seconds the child may take to start and load the context.
-        output_limit: Characters of a cell's stdout (and, separately, stderr) kept; the
-            middle of longer output is dropped with a marker.
-        max_answer_chars: Characters of a final answer kept (``FINAL``, ``FINAL_VAR``, or
-            a ``FINAL(...)`` line of text); the middle of a longer one is dropped with a
-            marker, in the child before it is sent, and
-            ``result.metadata["answer_truncated"]`` says so.
-        max_message_bytes: The longest protocol line accepted from the child; a longer
-            one is a protocol violation (the REPL is restarted). What crosses the pipe is
-            capped cell output, the final answer, and sub-call prompts and ``rlm_query``
-            contexts: raise it for batches or sub-contexts larger than the default 64 MiB.
-        write_timeout: Seconds a message to the child (a cell, a sub-call's answer, an
-            interrupt) may take to be written. The child reads in a thread of its own,
-            so one that does not read for that long is hung: killed and restarted.
-        max_restarts: Restarts allowed per session before ``ReplCrashed`` is raised.
-        python: The interpreter for the child (default: the parent's).
-        env: Extra environment variables for the child. Nothing else of the parent's
-            environment reaches it (no API keys).
-        sandbox: Sandbox settings (``SandboxOptions()`` by default: rlimits, Landlock,
-            seccomp, no root, bwrap when it works); ``None`` runs the child with the
-            always-on protections only (allow-listed environment, private work dir, own
-            session), which is not a security boundary.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    cell_timeout: float = Field(default=120.0, gt=0)
-    interrupt_grace: float = Field(default=3.0, ge=0)
-    start_timeout: float = Field(default=30.0, gt=0)
-    output_limit: int = Field(default=20_000, ge=100)
-    max_answer_chars: int = Field(default=1_000_000, ge=100)
-    # 64 MiB: a cell's output is capped in the child (output_limit characters, at most 6
-    # ASCII bytes each once JSON-escaped: ~0.4 MB for stdout, stderr and error) and so is
-    # the final answer (max_answer_chars, ~6-12 MB escaped at the default). The largest
-    # legitimate lines are sub-call requests: an llm_query_batched over chunks of the
-    # whole context is one line about the context's size (43 MiB for the demo's million
-    # lines), and rlm_query sub-contexts. The parent holds at most about twice this
-    # while reading and decoding one line; decoding holds the loop (decoders hold the
-    # GIL, so a thread would not help): ~0.4 s for 30 MB of small JSON items, far less
-    # for text. The old 512 MiB meant ~1 GiB and seconds of stall for one hostile line.
-    max_message_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    write_timeout: float = Field(default=DEFAULT_WRITE_TIMEOUT, gt=0)
-    max_restarts: int = Field(default=5, ge=0)
-    python: str = sys.executable
-    env: dict[str, str] = Field(default_factory=dict)
-    sandbox: SandboxOptions | None = Field(default_factory=SandboxOptions)
 
 
 class CellResult(BaseModel):

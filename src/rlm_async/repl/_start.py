@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -26,6 +26,8 @@ from rlm_async._exceptions import (
     SandboxError,
 )
 from rlm_async._logging import get_logger
+from rlm_async.repl._launcher import ChildCommand, build_child_command
+from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess, spawn_child_async
 from rlm_async.repl._protocol import (
     ContextLoadedMessage,
@@ -33,16 +35,9 @@ from rlm_async.repl._protocol import (
     ReadyMessage,
     encode_message,
 )
-from rlm_async.repl._sandbox_options import (
-    ChildCommand,
-    SandboxOptions,
-    build_child_command,
-    create_child_file,
-)
+from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.repl._tree import remove_tree
-
-if TYPE_CHECKING:
-    from rlm_async.repl._session import ReplOptions
+from rlm_async.repl._work_dir import create_child_file
 
 __all__ = [
     "StartedChild",
@@ -54,7 +49,8 @@ __all__ = [
 ]
 
 _log = get_logger("rlm_async.repl")
-_CHILD_FILE = str(Path(__file__).with_name("_child.py"))
+# Loaded by path, never imported: see child/__init__.py.
+_CHILD_FILE = str(Path(__file__).with_name("child") / "_child.py")
 
 
 @dataclass
