@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from rlm_async import ReplProtocolError
-from rlm_async.repl._protocol import LLMRequest, ResultMessage, decode_child_message, encode_message
+from rlm_async.repl._protocol import (
+    ExecMessage,
+    LLMRequest,
+    ResultMessage,
+    decode_child_message,
+    encode_message,
+)
 
 
 def test_a_result_line_decodes_to_a_result_message() -> None:
@@ -29,6 +35,8 @@ def test_a_batched_request_keeps_its_prompts_in_order() -> None:
         b'{"type": "llm_request", "id": "x", "cell": 1, "prompts": []}',
         b'{"type": "llm_request", "id": 1, "cell": 1, "prompts": [1, 2]}',
         b"[1, 2, 3]",
+        # Fatal kinds are an enumeration: one the parent does not know is not a message.
+        b'{"type": "fatal", "error": "x", "kind": "SandboxUnavailable"}',
     ],
 )
 def test_anything_else_is_a_protocol_error(line: bytes) -> None:
@@ -37,6 +45,6 @@ def test_anything_else_is_a_protocol_error(line: bytes) -> None:
 
 
 def test_encoded_messages_are_one_ascii_line() -> None:
-    data = encode_message({"type": "exec", "code": "print('é\\n')"})
+    data = encode_message(ExecMessage(cell=1, code="print('é\\n')"))
     assert data.endswith(b"\n") and data.count(b"\n") == 1
     data.decode("ascii")

@@ -23,7 +23,12 @@ import anyio
 import anyio.lowlevel
 
 from rlm_async._exceptions import ReplProtocolError
-from rlm_async.repl._protocol import ChildMessage, decode_child_message, encode_message
+from rlm_async.repl._protocol import (
+    ChildMessage,
+    InterruptMessage,
+    decode_child_message,
+    encode_message,
+)
 from rlm_async.repl._tree import kill_descendants, kill_session
 
 __all__ = [
@@ -252,7 +257,7 @@ class ChildProcess:
                 seconds: the child is hung, and only killing it ends the cell.
         """
         try:
-            await self.send(encode_message({"type": "interrupt", "cell": cell}), within=within)
+            await self.send(encode_message(InterruptMessage(cell=cell)), within=within)
         except ChildStoppedReading:
             raise
         except OSError:

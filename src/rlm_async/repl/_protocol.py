@@ -1,13 +1,24 @@
-"""Typed messages of the parent ↔ child JSON-lines protocol (parent side).
+"""Typed messages of the parent ↔ child JSON-lines protocol (parent side), both ways.
 
 The child (stdlib only) speaks plain dicts; the parent validates every line it receives
 against these models, because the protocol fd is reachable by model code on purpose:
-anything that does not validate is a protocol violation and the REPL is restarted.
+anything that does not validate is a protocol violation and the REPL is restarted. What the
+parent sends is built as a model too and encoded by ``encode_message``, so both directions
+are written down here. To add a message: a model with its ``type`` literal, in the union of
+its direction (``ChildMessage``) or passed to ``encode_message`` (``ParentMessage``), and its
+handling in ``child/_child.py``; bump ``PROTOCOL_VERSION`` (and the child's copy) when an
+older peer would misread it.
+
+The version is checked both ways: the parent writes it into the child's config and the
+child refuses a different one (``fatal``, kind ``protocol_version``); the child says its own
+in ``ready`` and the parent refuses a different one. A mismatch (a child file from another
+install) is a ``ReplProtocolError``, never a half-understood conversation.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -15,19 +26,35 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from rlm_async._exceptions import ReplProtocolError
 
 __all__ = [
+    "FATAL_KINDS",
     "PROTOCOL_VERSION",
     "CancelMessage",
     "ChildMessage",
     "ContextLoadedMessage",
+    "ExecMessage",
+    "FatalKind",
     "FatalMessage",
+    "InterruptMessage",
     "LLMRequest",
+    "LLMResponse",
+    "LoadContextMessage",
+    "ParentMessage",
     "ReadyMessage",
     "ResultMessage",
+    "ShutdownMessage",
+    "SubCallResult",
+    "check_version",
     "decode_child_message",
     "encode_message",
+    "sub_call_results",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the child checks the parent's version (config "protocol_version")
+
+FatalKind = Literal["sandbox", "protocol_version", "startup"]
+"""Why a child gave up before saying ready: a required sandbox layer failed, the parent
+speaks another protocol version, or anything else while starting."""
+FATAL_KINDS: tuple[FatalKind, ...] = ("sandbox", "protocol_version", "startup")
 
 
 class _Message(BaseModel):
@@ -79,7 +106,7 @@ class CancelMessage(_Message):
 class FatalMessage(_Message):
     type: Literal["fatal"]
     error: str
-    kind: str = ""
+    kind: FatalKind  # one of FATAL_KINDS: anything else is not part of the protocol
 
 
 ChildMessage = Annotated[
@@ -87,6 +114,71 @@ ChildMessage = Annotated[
     Field(discriminator="type"),
 ]
 _child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(ChildMessage)
+
+
+# ---- parent -> child ---------------------------------------------------------------------
+
+
+class SubCallResult(_Message):
+    """The answer to one prompt of a sub-call request, as model code receives it.
+
+    Build one with :meth:`answer` or :meth:`failure`.
+    """
+
+    ok: bool
+    text: str | None = None
+    error: str | None = None
+    unfinished: bool = False  # given up by an interrupted batch before it finished
+
+    @classmethod
+    def answer(cls, text: str) -> SubCallResult:
+        """A prompt that was answered."""
+        return cls(ok=True, text=text)
+
+    @classmethod
+    def failure(cls, error: str, *, unfinished: bool = False) -> SubCallResult:
+        """A prompt that failed (model code gets ``error`` raised or returned)."""
+        return cls(ok=False, error=error, unfinished=unfinished)
+
+
+class LoadContextMessage(_Message):
+    type: Literal["load_context"] = "load_context"
+    path: str
+    format: str
+
+
+class ExecMessage(_Message):
+    type: Literal["exec"] = "exec"
+    cell: int
+    code: str
+
+
+class InterruptMessage(_Message):
+    type: Literal["interrupt"] = "interrupt"
+    cell: int
+
+
+class LLMResponse(_Message):
+    type: Literal["llm_response"] = "llm_response"
+    id: int
+    results: list[SubCallResult]
+
+
+class ShutdownMessage(_Message):
+    type: Literal["shutdown"] = "shutdown"
+
+
+ParentMessage = LoadContextMessage | ExecMessage | InterruptMessage | LLMResponse | ShutdownMessage
+
+
+def check_version(ready: ReadyMessage) -> None:
+    """Refuse a child that speaks another protocol version (``ReplProtocolError``)."""
+    if ready.version != PROTOCOL_VERSION:
+        raise ReplProtocolError(
+            f"the REPL child speaks protocol version {ready.version}, this parent "
+            f"{PROTOCOL_VERSION}: its files come from another rlm-async install; "
+            "reinstall rlm-async so that both come from the same version"
+        )
 
 
 def decode_child_message(line: bytes) -> ChildMessage:
@@ -101,6 +193,17 @@ def decode_child_message(line: bytes) -> ChildMessage:
         ) from None
 
 
-def encode_message(message: dict[str, Any]) -> bytes:
-    """One protocol line for the child (ASCII-safe JSON plus newline)."""
-    return (json.dumps(message) + "\n").encode("ascii")
+def encode_message(message: ParentMessage) -> bytes:
+    """One protocol line for the child (ASCII-safe JSON plus newline).
+
+    ``None`` fields are left out: the child reads them with ``dict.get``.
+    """
+    return (json.dumps(message.model_dump(mode="json", exclude_none=True)) + "\n").encode("ascii")
+
+
+def sub_call_results(
+    results: Sequence[SubCallResult | Mapping[str, Any]],
+) -> list[SubCallResult]:
+    """The handler's results as ``SubCallResult``s (plain ``{"ok", "text"|"error"}`` dicts
+    are accepted and validated, so a handler can build either)."""
+    return [r if isinstance(r, SubCallResult) else SubCallResult.model_validate(r) for r in results]

@@ -31,9 +31,14 @@ from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess, ChildStoppedReading
 from rlm_async.repl._protocol import (
     CancelMessage,
+    ExecMessage,
     LLMRequest,
+    LLMResponse,
     ResultMessage,
+    ShutdownMessage,
+    SubCallResult,
     encode_message,
+    sub_call_results,
 )
 from rlm_async.repl._start import (
     StartedChild,
@@ -51,11 +56,12 @@ if TYPE_CHECKING:
 __all__ = ["CellResult", "ReplSession", "SubCallHandler"]
 
 _log = get_logger("rlm_async.repl")
-_SHUTDOWN = encode_message({"type": "shutdown"})
+_SHUTDOWN = encode_message(ShutdownMessage())
 DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
 
-SubCallHandler = Callable[[LLMRequest], Awaitable[list[dict[str, Any]]]]
-"""Serves one sub-call request; returns one ``{"ok": bool, "text"|"error": str}`` per prompt.
+SubCallHandler = Callable[[LLMRequest], Awaitable[list[SubCallResult] | list[dict[str, Any]]]]
+"""Serves one sub-call request; returns one ``SubCallResult`` per prompt (or the same as a
+``{"ok": bool, "text"|"error": str}`` dict, validated into one).
 
 When the child gives a request up (its cell was interrupted), the handler is cancelled;
 unless it has an ``abandon(request_id) -> bool`` method that returns ``True``: then it
@@ -361,7 +367,7 @@ class ReplSession:
         """
         write_timeout = self.options.write_timeout
         try:
-            message = encode_message({"type": "exec", "cell": cell, "code": code})
+            message = encode_message(ExecMessage(cell=cell, code=code))
             await child.send(message, within=write_timeout)
         except ChildStoppedReading as exc:
             return f"{exc}, so the cell was not run and the REPL was killed", False
@@ -456,16 +462,14 @@ class ReplSession:
         slots: anyio.Semaphore,
     ) -> None:
         try:
-            results: list[dict[str, Any]] | None = None
+            results: list[SubCallResult] | None = None
             with anyio.CancelScope() as scope:
                 self._serving[request.id] = scope
                 try:
                     if self._handler is None:
-                        results = [
-                            {"ok": False, "error": "sub-calls are not available in this REPL"}
-                        ] * len(request.prompts)
+                        results = [_NO_SUBCALLS] * len(request.prompts)
                     else:
-                        results = await self._handler(request)
+                        results = sub_call_results(await self._handler(request))
                 except Exception as exc:
                     # The handler decided this error ends the run (bad key, budget, a bug in
                     # a user's provider): stop the cell and raise it from execute() as it is.
@@ -483,10 +487,10 @@ class ReplSession:
         self,
         child: ChildProcess,
         request_id: int,
-        results: list[dict[str, Any]],
+        results: list[SubCallResult],
         cell_scope: anyio.CancelScope,
     ) -> None:
-        message = encode_message({"type": "llm_response", "id": request_id, "results": results})
+        message = encode_message(LLMResponse(id=request_id, results=results))
         try:
             await child.send(message, within=self.options.write_timeout)
         except ChildStoppedReading as exc:
@@ -497,10 +501,10 @@ class ReplSession:
             pass  # the child is gone: the pump sees its pipe close
 
 
-_PAST_LIMIT = {
-    "ok": False,
-    "error": "the cell ran past its time limit and was interrupted; no more sub-calls are served",
-}
+_PAST_LIMIT = SubCallResult.failure(
+    "the cell ran past its time limit and was interrupted; no more sub-calls are served"
+)
+_NO_SUBCALLS = SubCallResult.failure("sub-calls are not available in this REPL")
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -30,9 +30,12 @@ from rlm_async.repl._launcher import ChildCommand, build_child_command
 from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess, spawn_child_async
 from rlm_async.repl._protocol import (
+    PROTOCOL_VERSION,
     ContextLoadedMessage,
     FatalMessage,
+    LoadContextMessage,
     ReadyMessage,
+    check_version,
     encode_message,
 )
 from rlm_async.repl._sandbox_options import SandboxOptions
@@ -140,6 +143,7 @@ def _sandbox(options: ReplOptions) -> SandboxOptions | None:
 
 def _write_config(work_dir: str, options: ReplOptions) -> str:
     config: dict[str, Any] = {
+        "protocol_version": PROTOCOL_VERSION,  # the child refuses another one
         "output_limit": options.output_limit,
         "max_answer_chars": options.max_answer_chars,
     }
@@ -204,6 +208,11 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
         await child.terminate(grace=0)
         raise
     if isinstance(message, ReadyMessage):
+        try:
+            check_version(message)
+        except ReplProtocolError:
+            await child.terminate(grace=0)
+            raise
         if command is not None:
             # How the parent launched it, next to what the child applied: the one report
             # that doctor prints and result.metadata["sandbox"] carries.
@@ -222,8 +231,13 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     child.drain_now()
     detail = child.output.take().strip()
     if isinstance(message, FatalMessage):
-        if "Sandbox" in message.kind:
+        if message.kind == "sandbox":
             raise SandboxError(f"the REPL's sandbox could not be applied: {message.error}")
+        if message.kind == "protocol_version":
+            raise ReplProtocolError(
+                f"the REPL child refused this parent: {message.error}; reinstall rlm-async "
+                "so that both come from the same version"
+            )
         raise ReplCrashed(f"the REPL failed to start: {message.error}")
     if message is None:
         raise ReplCrashed(
@@ -241,7 +255,7 @@ async def load_context(child: ChildProcess, path: str, fmt: str, *, within: floa
         ReplCrashed: the child died or could not read the file.
     """
     with contextlib.suppress(OSError):
-        await child.send(encode_message({"type": "load_context", "path": path, "format": fmt}))
+        await child.send(encode_message(LoadContextMessage(path=path, format=fmt)))
     try:
         with anyio.fail_after(within):
             message = await child.receive()

@@ -37,7 +37,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # the parent's copy: _protocol.py (the child imports nothing of ours)
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _MAX_INBOUND_LINE = 256 * 1024 * 1024
@@ -632,6 +632,12 @@ def main(argv: list[str]) -> int:
     channel = _Channel(out_fd)
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
+    version = config.get("protocol_version")
+    if version != PROTOCOL_VERSION:
+        # Before anything else: a parent of another version would misread what follows.
+        error = f"the parent speaks protocol version {version}, this child {PROTOCOL_VERSION}"
+        channel.send({"type": "fatal", "error": error, "kind": "protocol_version"})
+        return 3
     repl = _Repl(channel, config)
     sandbox_report: dict[str, Any] = {}
     try:
@@ -639,9 +645,9 @@ def main(argv: list[str]) -> int:
         if policy:
             repl.sandbox, sandbox_report = _load_sandbox(policy)
     except BaseException as exc:
-        channel.send(
-            {"type": "fatal", "error": f"{type(exc).__name__}: {exc}", "kind": type(exc).__name__}
-        )
+        # The fatal kinds are an enumeration (FATAL_KINDS in _protocol.py).
+        kind = "sandbox" if type(exc).__name__ == "SandboxUnavailable" else "startup"
+        channel.send({"type": "fatal", "error": f"{type(exc).__name__}: {exc}", "kind": kind})
         return 3
     # The context arrives later, in a load_context message: a child can be started ahead
     # of time (the warm pool) and handed to whichever completion needs one.
