@@ -8,24 +8,16 @@ after every call; when it is over, the run ends with :class:`BudgetExceeded`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from pydantic import Field
 
 from rlm_async._exceptions import BudgetExceeded
 from rlm_async._options import OptionsModel
+from rlm_async._tokens import estimate_tokens
 from rlm_async._types import UsageSummary
 
 __all__ = ["Budget", "BudgetTracker", "estimate_tokens"]
-
-CHARS_PER_TOKEN = 4  # a conservative average for English text and code
-
-
-def estimate_tokens(chars: int) -> int:
-    """Tokens a prompt of ``chars`` characters will probably cost (rounded up)."""
-    return math.ceil(chars / CHARS_PER_TOKEN)
-
 
 class Budget(OptionsModel):
     """Limits for one completion, sub-RLMs included. ``None`` means no limit.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._budget import BudgetTracker, estimate_tokens
+from rlm_async._budget import BudgetTracker
 from rlm_async._context import PreparedContext
 from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import (
@@ -47,6 +47,7 @@ from rlm_async._prompts import (
 from rlm_async._resources import EngineResources
 from rlm_async._subcalls import SubCallServer
 from rlm_async._text import cap_middle
+from rlm_async._tokens import request_tokens
 from rlm_async._turns import RepeatWatch, prose_note
 from rlm_async._types import Completion, Message, RLMResult, UsageSummary
 from rlm_async._windows import output_chars_for, prompt_chars_for
@@ -219,8 +220,7 @@ class _Run:
         if limiter is None:
             yield
             return
-        chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
-        await limiter.acquire(estimate_tokens(chars))
+        await limiter.acquire(request_tokens(request))
         try:
             with pacing(limiter):
                 yield

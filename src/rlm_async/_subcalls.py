@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._budget import estimate_tokens
 from rlm_async._exceptions import (
     AuthenticationError,
     BudgetExceeded,
@@ -38,6 +37,7 @@ from rlm_async._exceptions import (
     RLMError,
 )
 from rlm_async._prepare import prepare
+from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl._protocol import LLMRequest

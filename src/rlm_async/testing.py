@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_async import _tokens
 from rlm_async._exceptions import ProviderResponseError
 from rlm_async._types import Completion, Message, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
@@ -49,12 +50,8 @@ Responder = Callable[[CompletionRequest], "str | MockReply | Awaitable[str | Moc
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count (4 characters a token), for fake usage."""
-    return max(1, len(text) // 4) if text else 0
-
-
-def _request_chars(request: CompletionRequest) -> int:
-    return len(request.system or "") + sum(len(m.content) for m in request.messages)
+    """A rough token count for fake usage: the engine's own estimate (4 characters a token)."""
+    return _tokens.estimate_tokens(len(text))
 
 
 async def _respond(responder: Responder, request: CompletionRequest) -> str | MockReply:
@@ -123,7 +120,7 @@ class ScriptedModel:
             text, usage = reply, None
         if usage is None:
             usage = Usage(
-                input_tokens=estimate_tokens("x" * _request_chars(request)),
+                input_tokens=_tokens.request_tokens(request),
                 output_tokens=estimate_tokens(text),
             )
         return Completion(
@@ -285,7 +282,7 @@ class MockLLMServer:
             )
             return
         usage = reply.usage or Usage(
-            input_tokens=estimate_tokens("x" * _request_chars(request)),
+            input_tokens=_tokens.request_tokens(request),
             output_tokens=estimate_tokens(reply.text),
         )
         usage_body = {

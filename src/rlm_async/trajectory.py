@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlm_async import events as ev
 from rlm_async._exceptions import RLMError
+from rlm_async._redact import REDACTED as REDACTED  # re-exported: tests and users read it here
+from rlm_async._redact import scrub_secrets
 from rlm_async._trajectory_tree import (
     CellNode,
     RunNode,
@@ -62,39 +64,7 @@ __all__ = [
     "write_trajectory",
 ]
 
-REDACTED = "[REDACTED]"
-
-# Key formats of the providers we speak to (and a few common others). Anchored on a
-# non-word boundary so "task-…" or "disk-…" are not taken for "sk-…".
-_KEY_PATTERNS = re.compile(
-    r"(?<![A-Za-z0-9_-])(?:"
-    r"sk-ant-[A-Za-z0-9_\-]{16,}"  # Anthropic
-    r"|sk-[A-Za-z0-9_\-]{16,}"  # OpenAI (sk-…, sk-proj-…, sk-svcacct-…)
-    r"|xai-[A-Za-z0-9_\-]{16,}"  # xAI
-    r"|AIza[0-9A-Za-z_\-]{30,}"  # Google / Gemini
-    r"|gsk_[A-Za-z0-9]{16,}"  # Groq
-    r"|hf_[A-Za-z0-9]{16,}"  # Hugging Face
-    r")"
-    r"|(?<=Bearer )[A-Za-z0-9._~+/\-]{16,}=*"  # an Authorization header value
-)
 _SECRET_ENV = re.compile(r"(_API_KEY|_TOKEN|_SECRET)$")
-
-
-def scrub_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace anything that looks like an API key in ``text`` by ``[REDACTED]``.
-
-    Args:
-        text: Any string.
-        secrets: Exact values to redact as well (e.g. keys read from the environment).
-
-    Returns:
-        The text with ``sk-…``, ``sk-ant-…``, ``xai-…``, ``AIza…``, ``gsk_…``, ``hf_…``
-        keys, bearer tokens and each of ``secrets`` replaced.
-    """
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
-    return _KEY_PATTERNS.sub(REDACTED, text)
 
 
 def _env_secrets() -> tuple[str, ...]:

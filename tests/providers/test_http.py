@@ -12,9 +12,10 @@ from rlm_async._exceptions import (
     ConfigurationError,
     ProviderUnavailableError,
 )
+from rlm_async._redact import scrub_secrets
 from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
-from rlm_async.providers._errors import describe_error_body, scrub
+from rlm_async.providers._errors import describe_error_body
 from rlm_async.providers._http import build_client, merge_extra
 from tests.providers.support import fixture_body, request
 
@@ -103,7 +104,10 @@ def test_ollama_string_errors_and_html_pages_are_read() -> None:
 
 
 def test_scrub_removes_every_secret() -> None:
-    assert scrub("key sk-abcdef was wrong: sk-abcdef", ["sk-abcdef"]) == "key *** was wrong: ***"
+    assert (
+        scrub_secrets("key sk-abcdef was wrong: sk-abcdef", ["sk-abcdef"])
+        == "key [REDACTED] was wrong: [REDACTED]"
+    )
 
 
 class _BrokenStream(httpx.AsyncByteStream):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,7 +43,6 @@ __all__ = [
     "failure_from_response",
     "map_transport_errors",
     "request_id_from",
-    "scrub",
 ]
 
 _BODY_LIMIT: Final = 4000
@@ -59,14 +58,6 @@ class ErrorInfo:
     code: str | None = None
     reason: str | None = None
     request_id: str | None = None
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret replaced by ``***`` (providers echo wrong keys back)."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
 
 
 def parse_body(text: str) -> Any:

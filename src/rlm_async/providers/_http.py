@@ -28,7 +28,9 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
 )
 from rlm_async._pricing import PriceTable
+from rlm_async._redact import scrub_secrets
 from rlm_async._settings import Settings
+from rlm_async._tokens import request_tokens
 from rlm_async._types import Completion
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.providers._clients import ClientShards
@@ -41,7 +43,6 @@ from rlm_async.providers._errors import (
     map_transport_errors,
     parse_body,
     request_id_from,
-    scrub,
 )
 from rlm_async.providers._framing import (
     is_json_reply,
@@ -197,7 +198,7 @@ class HTTPProvider:
         """Send one request and return the whole completion (with usage and cost)."""
         payload = self._to_wire(request, stream=False)
         body, response = await self._post_json(
-            self._url(request, stream=False), payload, tokens=_estimate_tokens(request)
+            self._url(request, stream=False), payload, tokens=request_tokens(request)
         )
         completion = self._from_wire(body, request, request_id_from(response.headers))
         return self._priced(completion, request)
@@ -282,7 +283,7 @@ class HTTPProvider:
                     finally:
                         await response.aclose()
             decoded = raw.decode(response.encoding or "utf-8", errors="replace")
-            text = scrub(decoded, self._secrets())
+            text = scrub_secrets(decoded, self._secrets())
             if not response.is_success:
                 raise failure_from_response(self.name, response, text)
             return self._ok_body(text, response), response
@@ -311,7 +312,7 @@ class HTTPProvider:
                         await response.aread()
                 finally:
                     await response.aclose()
-                text = scrub(response.text, self._secrets())
+                text = scrub_secrets(response.text, self._secrets())
                 raise failure_from_response(self.name, response, text)
 
             response = await run_with_retries(self._retry, self.name, attempt, gate=current_gate())
@@ -325,7 +326,8 @@ class HTTPProvider:
         self, raw: bytes, response: httpx.Response, request: CompletionRequest
     ) -> Completion | None:
         """The completion in a JSON body sent for a streaming request; ``None`` if not one JSON."""
-        text = scrub(raw.decode(response.encoding or "utf-8", errors="replace"), self._secrets())
+        decoded = raw.decode(response.encoding or "utf-8", errors="replace")
+        text = scrub_secrets(decoded, self._secrets())
         if not text.strip():
             raise self._empty_reply(response)
         try:
@@ -395,12 +397,6 @@ class HTTPProvider:
             return completion
         usage = completion.usage.model_copy(update={"cost_usd": cost})
         return completion.model_copy(update={"usage": usage})
-
-
-def _estimate_tokens(request: CompletionRequest) -> int:
-    """Prompt tokens estimated from characters (4 a token), for rate limiting."""
-    chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
-    return chars // 4
 
 
 @functools.lru_cache(maxsize=1)
