@@ -19,11 +19,13 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._budget import Budget
-from rlm_async._engine_options import RLMOptions, check_int, with_repl_shortcuts
+from rlm_async._engine_options import RLMOptions, with_repl_shortcuts
 from rlm_async._engine_run import run_completion, stream_run
 from rlm_async._exceptions import ConfigurationError
+from rlm_async._listeners import fan_out
 from rlm_async._logging import get_logger
 from rlm_async._models import ModelChoice, ModelRoutes, needs_settings
+from rlm_async._options import check_int
 from rlm_async._ratelimit import RateLimit
 from rlm_async._resources import EngineResources, build_rate_limiters
 from rlm_async._settings import Settings
@@ -413,14 +415,7 @@ class RLM:
             RLMClosed: the ``RLM`` was closed while the completion was running.
         """
         chosen = self._options.merged(options)
-        emit = chosen.on_event
-        if on_event is not None:
-            callbacks = [c for c in (chosen.on_event, on_event) if c is not None]
-
-            def emit(event: ev.Event) -> None:
-                for callback in callbacks:
-                    callback(event)
-
+        emit = fan_out(chosen.on_event, on_event)
         # In a task of its own: a native cancel (asyncio.timeout, task.cancel) of the caller
         # must not cut through the shielded clean-up that kills the run's REPL processes.
         return await run_cancel_safely(functools.partial(self._run, chosen, context, query, emit))

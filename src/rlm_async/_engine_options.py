@@ -23,7 +23,7 @@ from rlm_async._options import OptionsModel, describe_validation_error
 from rlm_async.repl import ReplOptions
 from rlm_async.repl._sandbox_options import SandboxOptions
 
-__all__ = ["RLMOptions", "check_int", "with_repl_shortcuts"]
+__all__ = ["RLMOptions", "with_repl_shortcuts"]
 
 
 class RLMOptions(OptionsModel):
@@ -189,9 +189,3 @@ def with_repl_shortcuts(options: ReplOptions, cell_timeout: object, sandbox: obj
             f"sandbox must be a rlm_async.SandboxOptions, True or False, got {sandbox!r}"
         )
     return options.model_copy(update=updates) if updates else options
-
-
-def check_int(name: str, value: object, minimum: int) -> None:
-    """A ``ConfigurationError`` unless ``value`` is an int (not a bool) ≥ ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")

@@ -16,6 +16,7 @@ import anyio
 from rlm_async import events as ev
 from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
+from rlm_async._listeners import fan_out
 from rlm_async._logging import get_logger
 from rlm_async._models import ModelRoutes
 from rlm_async._resources import EngineResources
@@ -53,18 +54,11 @@ async def run_completion(
     if not isinstance(query, str):
         raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
     trajectory_dir = resources.trajectory_dir(options)
-    listeners: list[Callable[[ev.Event], None]] = []
-    if emit is not None:
-        listeners.append(emit)
+    console = None
     if options.enable_logging:
         from rlm_async._console import ConsoleRenderer
 
-        listeners.append(ConsoleRenderer())
-
-    def fan_out(event: ev.Event) -> None:
-        for listener in listeners:
-            listener(event)
-
+        console = ConsoleRenderer()
     writer = None
     if trajectory_dir is not None:
         from rlm_async._trajectory_thread import BackgroundTrajectory
@@ -72,12 +66,12 @@ async def run_completion(
 
         # Written in a thread of its own: the loop never waits on the disk.
         writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
-        listeners.insert(0, writer)  # first: the file gets each event even if a callback raises
     tree = RunTree(
         options=options,
         models=models,
         resources=resources,
-        emit=fan_out,
+        # The file first: it gets each event even if a callback raises.
+        emit=fan_out(writer, emit, console) or _discard,
         stream_text=stream_text,
     )
     closing = anyio.CancelScope()
@@ -102,6 +96,10 @@ async def run_completion(
             problem = await writer.aclose()
             if problem is not None and result is not None:
                 result.metadata["trajectory_error"] = problem
+
+
+def _discard(event: ev.Event) -> None:
+    """The listener of a run nobody listens to."""
 
 
 async def _run_tree(
@@ -143,10 +141,7 @@ async def stream_run(
     queue: asyncio.Queue[ev.Event | None] = asyncio.Queue()
     scopes: list[anyio.CancelScope] = []
 
-    def emit(event: ev.Event) -> None:
-        if on_event is not None:
-            on_event(event)
-        queue.put_nowait(event)
+    emit = fan_out(on_event, queue.put_nowait) or queue.put_nowait
 
     async def produce() -> RLMResult | None:
         try:

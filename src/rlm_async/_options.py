@@ -43,3 +43,9 @@ class OptionsModel(BaseModel):
             fields = type(self).model_fields
             what = type(self).__name__
             raise ConfigurationError(describe_validation_error(what, exc, fields)) from None
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """A ``ConfigurationError`` unless ``value`` is an int (not a bool) ≥ ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")

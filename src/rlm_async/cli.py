@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from rlm_async import events as ev
 from rlm_async._cli_types import positive_int
+from rlm_async._listeners import fan_out
 from rlm_async._progress import Progress
 
 if TYPE_CHECKING:
@@ -156,18 +156,6 @@ def _writer(args: argparse.Namespace) -> TrajectoryWriter | None:
     return None
 
 
-def _fan_out(*listeners: Callable[[ev.Event], None] | None) -> Callable[[ev.Event], None] | None:
-    active = [listener for listener in listeners if listener is not None]
-    if not active:
-        return None
-
-    def emit(event: ev.Event) -> None:
-        for listener in active:
-            listener(event)
-
-    return emit
-
-
 def _finish_trajectory(writer: TrajectoryWriter | None) -> None:
     if writer is None:
         return
@@ -221,7 +209,7 @@ async def _run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             repl=ReplOptions(cell_timeout=args.cell_timeout),
             enable_logging=args.verbose,
-            on_event=_fan_out(writer, progress),
+            on_event=fan_out(writer, progress),
         )
         async with RLM(
             model=args.model,

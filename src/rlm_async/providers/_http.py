@@ -27,6 +27,7 @@ from rlm_async._exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from rlm_async._options import check_int
 from rlm_async._pricing import PriceTable
 from rlm_async._redact import scrub_secrets
 from rlm_async._settings import Settings
@@ -73,8 +74,7 @@ def build_client(
     The read timeout is long on purpose: a reasoning model can think for minutes before
     its first byte. Waiting for a free pooled connection is bounded by the same value.
     """
-    if not isinstance(max_connections, int) or max_connections < 1:
-        raise ConfigurationError(f"max_connections must be an int >= 1, got {max_connections!r}")
+    check_int("max_connections", max_connections, 1)
     return httpx.AsyncClient(
         limits=httpx.Limits(
             max_connections=max_connections,
@@ -148,10 +148,7 @@ class HTTPProvider:
         self.model: str | None = model
         self._retry = retry or RetryPolicy()
         self._prices = prices if prices is not None else PriceTable(settings.prices)
-        if not isinstance(max_connections, int) or max_connections < 1:
-            raise ConfigurationError(
-                f"max_connections must be an int >= 1, got {max_connections!r}"
-            )
+        check_int("max_connections", max_connections, 1)
         self._clients = ClientShards(
             functools.partial(
                 build_client,

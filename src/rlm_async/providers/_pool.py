@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rlm_async._exceptions import ConfigurationError
+from rlm_async._options import check_int
 from rlm_async._pricing import PriceTable
 from rlm_async._settings import Settings, parse_model_name
 from rlm_async.providers._base import Provider
@@ -69,10 +70,7 @@ class ProviderPool:
         retry: RetryPolicy | None = None,
         prices: PriceTable | None = None,
     ) -> None:
-        if not isinstance(max_connections, int) or max_connections < 1:
-            raise ConfigurationError(
-                f"max_connections must be an int >= 1, got {max_connections!r}"
-            )
+        check_int("max_connections", max_connections, 1)
         self._settings = settings if settings is not None else Settings.from_env()
         self._max_connections = max_connections
         self._retry = retry or RetryPolicy()

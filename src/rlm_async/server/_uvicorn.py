@@ -22,6 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from rlm_async._exceptions import ConfigurationError
+from rlm_async._options import check_int
 from rlm_async.server._connections import default_max_connections, guarded_protocol
 
 __all__ = ["base_url_of", "bind_socket", "open_server", "server_config"]
@@ -81,12 +82,7 @@ def server_config(
             raise ConfigurationError(f"{name} must be a positive number, got {seconds!r}")
     if max_connections is None:
         max_connections = default_max_connections()
-    if (
-        isinstance(max_connections, bool)
-        or not isinstance(max_connections, int)
-        or max_connections < 1
-    ):
-        raise ConfigurationError(f"max_connections must be an int ≥ 1, got {max_connections!r}")
+    check_int("max_connections", max_connections, 1)
     http = guarded_protocol(header_timeout=header_timeout, max_connections=max_connections)
     config.setdefault("lifespan", "on")
     # uvicorn takes whole seconds here (its type says int); it passes the value to
