@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
+from rlm_async._cli_engine import DEFAULT_MODEL, add_engine_arguments, engine_options
 from rlm_async._cli_types import positive_int
 from rlm_async._listeners import fan_out
 from rlm_async._progress import Progress
@@ -78,12 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="parse the context file as JSON (list or dict)"
     )
-    run.add_argument("--model", default="gpt-5", help="root model (default gpt-5)")
-    run.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
-    run.add_argument("--max-iterations", type=int, default=20)
-    run.add_argument("--max-depth", type=int, default=1)
-    run.add_argument("--max-concurrency", type=int, default=16)
-    run.add_argument("--cell-timeout", type=float, default=120.0)
+    add_engine_arguments(run, model_help=DEFAULT_MODEL)
     run.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
     run.add_argument(
         "-v", "--verbose", action="store_true", help="show the run on stderr as it happens"
@@ -192,8 +188,6 @@ async def _demo(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from rlm_async._engine import RLM
-    from rlm_async._engine_options import RLMOptions
-    from rlm_async.repl import ReplOptions
 
     context = _read_context(args.context, args.json)
     show_progress = args.progress
@@ -203,16 +197,11 @@ async def _run(args: argparse.Namespace) -> int:
     writer = _writer(args)
     try:
         # The flags are one options value, checked as a whole before anything starts.
-        options = RLMOptions(
-            max_iterations=args.max_iterations,
-            max_depth=args.max_depth,
-            max_concurrency=args.max_concurrency,
-            repl=ReplOptions(cell_timeout=args.cell_timeout),
-            enable_logging=args.verbose,
-            on_event=fan_out(writer, progress),
+        options = engine_options(
+            args, enable_logging=args.verbose, on_event=fan_out(writer, progress)
         )
         async with RLM(
-            model=args.model,
+            model=args.model or DEFAULT_MODEL,
             sub_model=args.sub_model,
             options=options,
             load_dotenv=not args.no_dotenv,

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from rlm_async._cli_engine import DEFAULT_MODEL, add_engine_arguments, engine_options
 from rlm_async._cli_types import port_number
 
 if TYPE_CHECKING:
@@ -44,13 +45,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
     )
-    parser.add_argument("--model", default=None, help="root model (default gpt-5)")
-    parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
-    parser.add_argument("--max-iterations", type=int, default=20)
-    parser.add_argument("--max-depth", type=int, default=1)
-    parser.add_argument(
-        "--max-concurrency", type=int, default=16, help="sub-calls in flight per run"
-    )
+    add_engine_arguments(parser, model_help=DEFAULT_MODEL)
     parser.add_argument(
         "--max-concurrent-runs",
         type=int,
@@ -123,15 +118,10 @@ def _is_loopback(host: str) -> bool:
 
 def _make_rlm(args: argparse.Namespace, settings: Settings, model: str, sub: str | None) -> RLM:
     from rlm_async._engine import RLM
-    from rlm_async._engine_options import RLMOptions
 
     # The server's limits: a request's own options may tighten them (with_options), never
     # loosen them (see server._options).
-    options = RLMOptions(
-        max_iterations=args.max_iterations,
-        max_depth=args.max_depth,
-        max_concurrency=args.max_concurrency,
-    )
+    options = engine_options(args)
     return RLM(
         model=model, sub_model=sub, options=options, warm_repls=args.warm_repls, settings=settings
     )
@@ -164,7 +154,7 @@ async def serve(args: argparse.Namespace) -> int:
     from rlm_async._settings import Settings
 
     settings = Settings.from_env(load_dotenv=not args.no_dotenv)
-    rlm = _make_rlm(args, settings, args.model or "gpt-5", args.sub_model)
+    rlm = _make_rlm(args, settings, args.model or DEFAULT_MODEL, args.sub_model)
     return await _serve(args, rlm, token, label=f"root {rlm.model}, sub-calls {rlm.sub_model}")
 
 

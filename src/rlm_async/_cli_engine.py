@@ -1,0 +1,65 @@
+"""The engine flags both command lines share (``rlm-async run`` and ``rlm-async serve``).
+
+One definition, with defaults read from :class:`RLMOptions` and :class:`ReplOptions`, so a
+changed default changes the library and both CLIs at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rlm_async._cli_types import positive_int
+from rlm_async._engine_options import RLMOptions
+from rlm_async.repl import ReplOptions
+
+__all__ = ["DEFAULT_MODEL", "add_engine_arguments", "engine_options"]
+
+DEFAULT_MODEL = "gpt-5"
+
+
+def _default(model: type[RLMOptions] | type[ReplOptions], field: str) -> Any:
+    return model.model_fields[field].default
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, *, model_help: str) -> None:
+    """Add ``--model``, ``--sub-model``, ``--max-iterations``, ``--max-depth``,
+    ``--max-concurrency`` and ``--cell-timeout`` to ``parser``.
+
+    ``--model`` defaults to ``None``: each command says what it falls back to
+    (``model_help``).
+    """
+    parser.add_argument("--model", default=None, help=f"root model (default: {model_help})")
+    parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
+    for flag, field, help_text in (
+        ("--max-iterations", "max_iterations", "root turns before the answer is asked for"),
+        ("--max-depth", "max_depth", "recursion depth (1: rlm_query is a plain call)"),
+        ("--max-concurrency", "max_concurrency", "sub-calls in flight per run"),
+    ):
+        default = _default(RLMOptions, field)
+        parser.add_argument(
+            flag, type=positive_int, default=default, help=f"{help_text} (default {default})"
+        )
+    cell_timeout = _default(ReplOptions, "cell_timeout")
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=cell_timeout,
+        metavar="S",
+        help=f"seconds a REPL cell may run (default {cell_timeout:g})",
+    )
+
+
+def engine_options(args: argparse.Namespace, **fields: Any) -> RLMOptions:
+    """The :class:`RLMOptions` the flags of :func:`add_engine_arguments` say, plus ``fields``.
+
+    Raises:
+        ConfigurationError: a value the options refuse (named).
+    """
+    return RLMOptions(
+        max_iterations=args.max_iterations,
+        max_depth=args.max_depth,
+        max_concurrency=args.max_concurrency,
+        repl=ReplOptions(cell_timeout=args.cell_timeout),
+        **fields,
+    )
