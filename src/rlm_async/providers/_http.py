@@ -1,7 +1,8 @@
-"""Shared httpx plumbing: the pooled client, sending with retries, reading streams.
+"""Shared httpx plumbing: the clients, sending with retries, reading streams.
 
-:class:`HTTPProvider` is the base of every adapter. It owns the one pooled
-``httpx.AsyncClient`` (unless one was injected, which it never closes), sends JSON through
+:class:`HTTPProvider` is the base of every adapter. It owns its connections, small
+``httpx.AsyncClient`` pools behind one limiter (see ``_clients.py``; an injected client is
+used alone and never closed), sends JSON through
 the retry policy, maps every failure to our error tree at one boundary, fills in the cost,
 and scrubs the API key out of any error text a provider echoes back. An adapter adds only
 its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.

@@ -48,7 +48,7 @@ class ResolvedModel:
 
 
 class ProviderPool:
-    """Providers created on demand, one per provider name, each with one pooled client.
+    """Providers created on demand, one per provider name, each with its own connections.
 
     Args:
         settings: Keys, URLs and timeouts; default ``Settings.from_env()``.
