@@ -35,13 +35,12 @@ from rlm_async._pricing import ModelPrice, PriceTable
 from rlm_async._ratelimit import RateLimit
 from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, UsageSummary
+from rlm_async._version import __version__
 from rlm_async.providers._base import CompletionRequest, Provider
 from rlm_async.providers._retry import RetryPolicy
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory
-
-__version__ = "0.1.0"
 
 __all__ = [
     "RLM",

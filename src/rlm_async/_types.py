@@ -94,14 +94,6 @@ class UsageSummary(BaseModel):
         self.models.setdefault(model, ModelUsage()).add(usage)
         self.depths.setdefault(depth, ModelUsage()).add(usage)
 
-    def merge(self, other: UsageSummary) -> None:
-        """Add another summary (e.g. a sub-RLM's) into this one."""
-        for name, mu in other.models.items():
-            mine = self.models.setdefault(name, ModelUsage())
-            _merge_model_usage(mine, mu)
-        for depth, mu in other.depths.items():
-            _merge_model_usage(self.depths.setdefault(depth, ModelUsage()), mu)
-
     @property
     def calls(self) -> int:
         return sum(m.calls for m in self.models.values())
@@ -134,16 +126,6 @@ class UsageSummary(BaseModel):
             for name, m in self.models.items()
         )
         return f"{self.calls} calls, {self.total_tokens} tokens{cost} ({per})"
-
-
-def _merge_model_usage(mine: ModelUsage, other: ModelUsage) -> None:
-    mine.calls += other.calls
-    mine.input_tokens += other.input_tokens
-    mine.output_tokens += other.output_tokens
-    mine.cached_tokens += other.cached_tokens
-    mine.reasoning_tokens += other.reasoning_tokens
-    if other.cost_usd is not None:
-        mine.cost_usd = (mine.cost_usd or 0.0) + other.cost_usd
 
 
 class RLMResult(BaseModel):

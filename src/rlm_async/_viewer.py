@@ -121,7 +121,7 @@ def render_html(trajectory: Trajectory, *, title: str | None = None) -> str:
         trajectory: A trajectory (see ``read_trajectory``).
         title: The page title (default: from the query).
     """
-    from rlm_async import __version__
+    from rlm_async._version import __version__
 
     js = _asset("viewer.js")
     digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")

@@ -47,6 +47,7 @@ from rlm_async._trajectory_tree import (
     TurnNode,
     build_tree,
 )
+from rlm_async._version import __version__
 
 __all__ = [
     "CellNode",
@@ -123,10 +124,6 @@ class TrajectoryHeader(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-def _version() -> str:
-    from rlm_async import __version__
-
-    return __version__
 
 
 def _utc_now() -> _dt.datetime:
@@ -137,7 +134,7 @@ def _make_header(first: ev.Event | None, metadata: dict[str, Any]) -> Trajectory
     started = first if isinstance(first, ev.RunStarted) else None
     return TrajectoryHeader(
         schema_version=ev.TRAJECTORY_SCHEMA_VERSION,
-        rlm_async_version=_version(),
+        rlm_async_version=__version__,
         created=_utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         run_id=started.run_id if started else None,
         model=started.model if started else None,
