@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -133,7 +133,7 @@ async def _run_tree(
 async def stream_run(
     start: Callable[[Callable[[ev.Event], None]], Awaitable[RLMResult]],
     on_event: Callable[[ev.Event], None] | None,
-) -> AsyncIterator[ev.Event]:
+) -> AsyncGenerator[ev.Event, None]:
     """The events of the run ``start(emit)`` starts, as they happen; then its error, if any.
 
     ``on_event`` (the options' callback) sees each event first.

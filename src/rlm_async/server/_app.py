@@ -20,10 +20,9 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
-import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.exceptions import HTTPException
@@ -32,7 +31,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rlm_async import events as ev
 from rlm_async._engine import RLM
+from rlm_async._engine_run import stream_run
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._types import RLMResult
@@ -49,7 +50,7 @@ from rlm_async.server._openai import (
     openai_usage,
 )
 from rlm_async.server._options import apply_options
-from rlm_async.server._runs import ClientGone, run_events, until_disconnect
+from rlm_async.server._runs import ClientGone, until_disconnect
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
 from rlm_async.trajectory import scrub_secrets
 
@@ -330,16 +331,24 @@ class _Service:
     async def _stream(self, body: RLMRequest) -> Response:
         rlm = apply_options(self.current_rlm(), body.options)
 
+        def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
+            return rlm.completion(body.context, body.query, on_event=emit)
+
         async def produce(send: SSESend) -> None:
             error: Exception | None = None
-            async with anyio.create_task_group() as tg:
-                receiver = run_events(tg, rlm, body.context, body.query)
-                with receiver:
-                    async for item in receiver:
-                        if isinstance(item, Exception):
-                            error = item
-                        else:
-                            await send(sse_event(item.type, item.model_dump_json()))
+            # The engine's own run-to-events stream; closing it (the client went away)
+            # cancels the run and kills its REPLs before this returns.
+            events = stream_run(start, None)
+            async with aclosing(events):
+                while True:
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:  # BudgetExceeded too: the stream ends with `error`
+                        error = exc
+                        break
+                    await send(sse_event(event.type, event.model_dump_json()))
             if error is not None:
                 failure = self._failed(error)
                 await send(sse_event("error", json.dumps(failure.body())))
