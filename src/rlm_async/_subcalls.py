@@ -40,7 +40,7 @@ from rlm_async._prepare import prepare
 from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
 from rlm_async.providers._base import CompletionRequest
-from rlm_async.repl._protocol import LLMRequest
+from rlm_async.repl._protocol import LLMRequest, SubCallResult
 
 if TYPE_CHECKING:
     from rlm_async._run import _Run
@@ -59,7 +59,7 @@ EMPTY_PROMPT = (
 
 
 # A prompt not answered (yet): compared by identity.
-_NOT_RUN: dict[str, Any] = {"ok": False, "error": "not run"}
+_NOT_RUN = SubCallResult.failure("not run")
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class SubCallServer:
         self._batches: dict[int, anyio.CancelScope] = {}  # request id -> its batch's scope
         self._abandoned: set[int] = set()
 
-    async def __call__(self, request: LLMRequest) -> list[dict[str, Any]]:
+    async def __call__(self, request: LLMRequest) -> list[SubCallResult]:
         return await self.serve(request)
 
     def abandon(self, request_id: int) -> bool:
@@ -105,7 +105,7 @@ class SubCallServer:
             return f"timed out: the cell ran past its {limit:g} s limit before this answer came"
         return "abandoned: the cell stopped waiting for this answer"
 
-    async def serve(self, request: LLMRequest) -> list[dict[str, Any]]:
+    async def serve(self, request: LLMRequest) -> list[SubCallResult]:
         """Answer one request from the REPL: every prompt concurrently, order kept."""
         turn, cell = self.run.turn.number, self.run.turn.cell
         count = len(request.prompts)
@@ -117,17 +117,17 @@ class SubCallServer:
                 else self.run.tree.models.allowed_model(request.model)
             )
         except ConfigurationError as exc:
-            return [{"ok": False, "error": str(exc)}] * count
+            return [SubCallResult.failure(str(exc))] * count
         if request.contexts is not None and len(request.contexts) != count:
             error = "one context per prompt is needed (or none)"
-            return [{"ok": False, "error": error}] * count
-        results: list[dict[str, Any]] = [_NOT_RUN] * count
+            return [SubCallResult.failure(error)] * count
+        results: list[SubCallResult] = [_NOT_RUN] * count
         sent: list[int] = []  # the prompts to send: not the empty ones
         for index, prompt in enumerate(request.prompts):
             if prompt.strip():
                 sent.append(index)
             else:
-                results[index] = {"ok": False, "error": EMPTY_PROMPT}
+                results[index] = SubCallResult.failure(EMPTY_PROMPT)
         if not sent:
             return results
         output_reserve = self.run.options.sub_call_max_tokens or 0
@@ -135,7 +135,7 @@ class SubCallServer:
             [len(request.prompts[i]) for i in sent], output_reserve
         )
         if refusal is not None:
-            return [{"ok": False, "error": refusal} if r is _NOT_RUN else r for r in results]
+            return [SubCallResult.failure(refusal) if r is _NOT_RUN else r for r in results]
         fatal: list[BaseException] = []
         # One shared queue of prompts and only as many workers as can be in flight: a task
         # per prompt would cost ~20 µs each to spawn before the first request could leave
@@ -181,11 +181,11 @@ class SubCallServer:
         if fatal:
             raise fatal[0]
         if batch.cancelled_caught:
-            stopped = {"ok": False, "error": self._abandon_reason(), "unfinished": True}
+            stopped = SubCallResult.failure(self._abandon_reason(), unfinished=True)
             return [stopped if r is _NOT_RUN else r for r in results]
         return results
 
-    async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> dict[str, Any]:
+    async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> SubCallResult:
         async with self.run.tree.limiter:
             started = self._subcall_started(call, target.label, prompt)
             request = CompletionRequest(
@@ -200,7 +200,7 @@ class SubCallServer:
                 self._subcall_finished(call, target.label, started, error=exc)
                 if isinstance(exc, FATAL_SUBCALL_ERRORS):
                     raise
-                return {"ok": False, "error": str(exc)}
+                return SubCallResult.failure(str(exc))
             except BaseException as exc:  # cancelled, or a bug in a user's provider
                 with contextlib.suppress(Exception):  # a raising listener must not mask it
                     self._subcall_finished(
@@ -210,19 +210,19 @@ class SubCallServer:
             self.run.tree.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
             self._subcall_finished(call, target.label, started, completion=completion)
             self.run.after_usage()
-            return {"ok": True, "text": completion.text}
+            return SubCallResult.answer(completion.text)
 
-    async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> dict[str, Any]:
+    async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> SubCallResult:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
         try:
             # Model code chose this context: one the REPL cannot hold is its error to read,
             # not the end of the completion.
             prepared = await prepare(context)
         except ContextTypeError as exc:
-            return {"ok": False, "error": f"rlm_query: {exc}"}
+            return SubCallResult.failure(f"rlm_query: {exc}")
         refusal = self.run.tree.budget.acquire_repl()
         if refusal is not None:
-            return {"ok": False, "error": refusal}
+            return SubCallResult.failure(refusal)
         label = self.run.tree.models.for_depth(self.run.depth + 1).label
         started = self._subcall_started(call, label, prompt)
         try:
@@ -231,13 +231,13 @@ class SubCallServer:
             self._subcall_finished(call, label, started, error=exc)
             if isinstance(exc, FATAL_SUBCALL_ERRORS):
                 raise
-            return {"ok": False, "error": str(exc)}
+            return SubCallResult.failure(str(exc))
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a raising listener must not mask it
                 self._subcall_finished(call, label, started, error=self._ended_by(exc, call))
             raise
         self._subcall_finished(call, label, started, answer=result.answer)
-        return {"ok": True, "text": result.answer}
+        return SubCallResult.answer(result.answer)
 
     def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
         self.run.tree.subcalls += 1

@@ -121,7 +121,7 @@ async def test_the_model_reads_each_cells_output_in_its_next_turn() -> None:
 async def test_sub_calls_from_a_cell_go_to_the_sub_model_and_are_recorded() -> None:
     async def cell(fake: FakeRepl, code: str) -> CellResult:
         answers = await fake.llm_query("one?", "two?")
-        return CellResult(cell=1, final=" ".join(a["text"] for a in answers))
+        return CellResult(cell=1, final=" ".join(a.text or "" for a in answers))
 
     sub = ScriptedModel(lambda request: request.messages[0].content.upper(), name="sub")
     result, events = await run(ScriptedModel([repl("go")]), FakeRepl(cell), sub=sub)
