@@ -26,7 +26,7 @@ import pytest
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.repl._start import remove_work_dir
-from tests.helpers import alive
+from tests.helpers import alive, processes_with
 from tests.loop_meter import loop_meter
 
 IS_ROOT = os.geteuid() == 0
@@ -49,22 +49,6 @@ async def run(repl: ReplSession, code: str) -> str:
     result = await repl.execute(code)
     assert not result.restarted, result.render()
     return result.render()
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live (not zombie) processes whose command line contains ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 async def gone(marker: str) -> None:

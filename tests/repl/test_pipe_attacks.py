@@ -136,20 +136,22 @@ async def test_requests_forged_during_the_interrupt_grace_are_bounded(
 
 # ---- 2. many answers written at once --------------------------------------------------
 
+# Sixteen threads of model code, each asking a sub-call at once; their answer sizes in `sizes`.
+SIXTEEN_THREADS_ASK = (
+    "import threading\n"
+    "sizes = []\n"
+    "def ask():\n"
+    "    sizes.append(len(llm_query('x')))\n"
+    "ts = [threading.Thread(target=ask) for _ in range(16)]\n"
+    "[t.start() for t in ts]; [t.join() for t in ts]\n"
+)
+
 
 async def test_sixteen_threads_receiving_megabyte_answers_are_answered_one_write_at_a_time(
     sandbox: SandboxOptions,
 ) -> None:
     """Concurrent 1 MiB answers used to race for the pipe (BusyResourceError in a group)."""
-    code = (
-        "import threading\n"
-        "sizes = []\n"
-        "def ask():\n"
-        "    sizes.append(len(llm_query('x')))\n"
-        "ts = [threading.Thread(target=ask) for _ in range(16)]\n"
-        "[t.start() for t in ts]; [t.join() for t in ts]\n"
-        "sizes"
-    )
+    code = SIXTEEN_THREADS_ASK + "sizes"
     options = ReplOptions(cell_timeout=60, sandbox=sandbox)
     handler = answer_with("A" * (1 << 20))
     async with ReplSession("", options=options, subcall_handler=handler) as repl:
@@ -163,15 +165,7 @@ async def test_a_completion_whose_threads_get_megabyte_answers_finishes_without_
     sandbox: SandboxOptions,
 ) -> None:
     """The same attack through ``completion()``: it used to raise an ExceptionGroup."""
-    code = (
-        "import threading\n"
-        "sizes = []\n"
-        "def ask():\n"
-        "    sizes.append(len(llm_query('x')))\n"
-        "ts = [threading.Thread(target=ask) for _ in range(16)]\n"
-        "[t.start() for t in ts]; [t.join() for t in ts]\n"
-        "FINAL(sorted(set(sizes)))"
-    )
+    code = SIXTEEN_THREADS_ASK + "FINAL(sorted(set(sizes)))"
     root = ScriptedModel([f"```repl\n{code}\n```"])
     sub = ScriptedModel(lambda request: "A" * (1 << 20))
     async with RLM(model=root, sub_model=sub, sandbox=sandbox) as rlm:

@@ -32,6 +32,7 @@ from rlm_async.repl._launcher import build_child_command, probe_sandbox
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.repl._work_dir import create_child_file
 from rlm_async.repl.child import _sandbox
+from tests.helpers import processes_with
 from tests.repl._bait import SECRET, Host
 
 ATTACKS_SOURCE = (Path(__file__).parent / "_sandbox_attacks.py").read_text()
@@ -405,35 +406,20 @@ def test_child_dies_with_its_parent(host: Host, work_dir: str) -> None:
         assert launcher.stdout is not None
         head = json.loads(launcher.stdout.readline())
         assert json.loads(launcher.stdout.readline())["results"]["status"]["ok"]
-        assert _processes_with(marker), "the child should be running"
+        assert processes_with(marker), "the child should be running"
         launcher.kill()
         launcher.wait(timeout=5)
         deadline = time.monotonic() + 5.0  # a loaded machine may schedule the exit late
-        while _processes_with(marker) and time.monotonic() < deadline:
+        while processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _processes_with(marker) == [], head
+        assert processes_with(marker) == [], head
     finally:
         launcher.kill()
         launcher.wait(timeout=5)
         if launcher.stdout is not None:
             launcher.stdout.close()
-        for pid in _processes_with(marker):
+        for pid in processes_with(marker):
             os.kill(pid, signal.SIGKILL)
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def test_cpu_limit_disarmed_between_cells() -> None:
