@@ -50,6 +50,21 @@ async def _stream(
     return [d.text for d in deltas if isinstance(d, TextDelta)], last
 
 
+async def _stream_as_recorded(
+    exchange: Exchange, settings: Settings, retry: RetryPolicy
+) -> tuple[list[str], Completion] | None:
+    """The stream's deltas and completion, checked against the recording; ``None`` when the
+    recording expects an error (and that error, of the recorded class, was raised)."""
+    if not exchange.expects_text:
+        with pytest.raises(ProviderError) as info:
+            await _stream(exchange, settings, retry)
+        assert type(info.value) is error_class(exchange)
+        return None
+    deltas, completion = await _stream(exchange, settings, retry)
+    check(exchange, completion)
+    return deltas, completion
+
+
 def _covers_every_provider(items: list[Exchange]) -> None:
     assert {e.provider for e in items} == set(PROVIDERS)
 
@@ -64,13 +79,10 @@ async def test_a_recorded_stream_gives_the_recorded_result(
     exchange: Exchange, settings: Settings, retry: RetryPolicy, respx_mock: respx.MockRouter
 ) -> None:
     respx_mock.route().mock(return_value=exchange.response())
-    if not exchange.expects_text:
-        with pytest.raises(ProviderError) as info:
-            await _stream(exchange, settings, retry)
-        assert type(info.value) is error_class(exchange)
+    streamed = await _stream_as_recorded(exchange, settings, retry)
+    if streamed is None:
         return
-    deltas, completion = await _stream(exchange, settings, retry)
-    check(exchange, completion)
+    deltas, completion = streamed
     assert "".join(deltas) == completion.text
 
 
@@ -126,13 +138,10 @@ async def test_a_json_reply_to_a_streaming_request_is_read_as_the_reply(
     if label != "as sent":  # some servers label their one JSON reply as a stream
         response.headers["content-type"] = label
     respx_mock.route().mock(return_value=response)
-    if not exchange.expects_text:
-        with pytest.raises(ProviderError) as info:
-            await _stream(exchange, settings, retry)
-        assert type(info.value) is error_class(exchange)
+    streamed = await _stream_as_recorded(exchange, settings, retry)
+    if streamed is None:
         return
-    deltas, completion = await _stream(exchange, settings, retry)
-    check(exchange, completion)
+    deltas, completion = streamed
     assert deltas == [completion.text]
 
 
