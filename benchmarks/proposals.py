@@ -203,18 +203,18 @@ def apply() -> list[str]:
     except ImportError:
         sys.modules["sniffio"] = _sniffio_stand_in()
         APPLIED.append("sniffio stand-in")
-    from rlm_async import _engine
+    from rlm_async.engine import _rlm as _engine
     from rlm_async.providers import _http
 
     _ORIGINAL_BUILD_CLIENT = _http.build_client
     _http.build_client = linear_pool_client
     APPLIED.append("linear httpcore pool, requests queued outside it")
 
-    class ProcessSizedPool(_engine.ProviderPool):
+    class ProcessSizedPool(_engine.ProviderRegistry):
         def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:
             super().__init__(*args, max_connections=max(max_connections, 256), **kwargs)
 
-    _engine.ProviderPool = ProcessSizedPool  # type: ignore[misc]
+    _engine.ProviderRegistry = ProcessSizedPool  # type: ignore[misc]
     APPLIED.append("HTTP pool of >= 256 connections per provider")
     return APPLIED
 

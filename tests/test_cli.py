@@ -20,8 +20,8 @@ import pytest
 
 from rlm_async import demo
 from rlm_async import events as ev
-from rlm_async._progress import Progress
 from rlm_async.cli import main
+from rlm_async.cli._progress import Progress
 from rlm_async.demo import demo_responder, make_haystack
 from rlm_async.testing import MockLLMServer, MockReply
 from rlm_async.trajectory import read_trajectory

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from rlm_async._cli_engine import engine_options
-from rlm_async._engine_options import RLMOptions
-from rlm_async.cli import _parser
-from rlm_async.server.cli import add_serve_arguments
+from rlm_async.cli._engine_flags import engine_options
+from rlm_async.cli._main import _parser
+from rlm_async.cli._serve import add_serve_arguments
+from rlm_async.engine._options import RLMOptions
 
 
 def _serve_args(*argv: str) -> argparse.Namespace:

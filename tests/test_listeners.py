@@ -8,8 +8,8 @@ import pytest
 
 from rlm_async import events as ev
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._listeners import fan_out
-from rlm_async.providers import OpenAIProvider, ProviderPool
+from rlm_async.engine._listeners import fan_out
+from rlm_async.providers import OpenAIProvider, ProviderRegistry
 from rlm_async.providers._http import build_client
 
 
@@ -40,7 +40,7 @@ def _server_config(max_connections: object) -> object:
 MAKERS: list[Callable[[object], object]] = [
     lambda n: build_client(max_connections=n),  # type: ignore[arg-type]
     lambda n: OpenAIProvider(api_key="k", max_connections=n),  # type: ignore[arg-type]
-    lambda n: ProviderPool(max_connections=n),  # type: ignore[arg-type]
+    lambda n: ProviderRegistry(max_connections=n),  # type: ignore[arg-type]
     _server_config,
 ]
 

@@ -14,7 +14,6 @@ import pytest
 
 from rlm_async import RLM, ProviderResponseError, RLMResult
 from rlm_async import events as ev
-from rlm_async._trajectory_thread import BackgroundTrajectory
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import ScriptedModel
 from rlm_async.trajectory import (
@@ -26,6 +25,7 @@ from rlm_async.trajectory import (
     scrub_secrets,
     write_trajectory,
 )
+from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 from tests.helpers import repl
 from tests.loop_meter import loop_meter
 

@@ -19,11 +19,11 @@ import anyio
 import pytest
 
 from rlm_async import RLM
-from rlm_async._viewer import render_html, viewer_data, write_html
 from rlm_async.demo import run_demo
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import MockReply, ScriptedModel
 from rlm_async.trajectory import TrajectoryWriter, read_trajectory
+from rlm_async.trajectory._viewer import render_html, viewer_data, write_html
 from tests.test_trajectory import record_scripted_run
 
 XSS = (

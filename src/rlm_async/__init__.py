@@ -6,11 +6,6 @@ code to explore it, and sub-calls from that code are served concurrently.
 """
 
 from rlm_async import events, trajectory
-from rlm_async._budget import Budget
-from rlm_async._compat import RLM_REPL
-from rlm_async._complete import llm_complete
-from rlm_async._engine import RLM
-from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -31,13 +26,18 @@ from rlm_async._exceptions import (
     RLMError,
     SandboxError,
 )
-from rlm_async._pricing import ModelPrice, PriceTable
-from rlm_async._ratelimit import RateLimit
-from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message, ModelUsage, RLMResult, Usage, UsageSummary
 from rlm_async._version import __version__
+from rlm_async.engine._budget import Budget
+from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._rlm import RLM
+from rlm_async.engine._rlm_repl import RLM_REPL
 from rlm_async.providers._base import CompletionRequest, Provider
+from rlm_async.providers._complete import llm_complete
+from rlm_async.providers._pricing import ModelPrice, PriceTable
+from rlm_async.providers._ratelimit import RateLimit
 from rlm_async.providers._retry import RetryPolicy
+from rlm_async.providers._settings import Settings
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory

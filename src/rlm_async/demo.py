@@ -199,8 +199,8 @@ async def run_demo(
         on_event: Also call this with every event of the run (e.g. a
             ``rlm_async.trajectory.TrajectoryWriter``).
     """
-    from rlm_async._engine import RLM
-    from rlm_async._settings import Settings
+    from rlm_async.engine._rlm import RLM
+    from rlm_async.providers._settings import Settings
     from rlm_async.testing import MockLLMServer
 
     env: dict[str, str] = dict(os.environ)

@@ -18,9 +18,9 @@ import pytest
 from rlm_async import RLM, ReplOptions, SandboxOptions
 from rlm_async import events as ev
 from rlm_async._text import cap_middle
-from rlm_async._trajectory_thread import BackgroundTrajectory
 from rlm_async.testing import ScriptedModel
 from rlm_async.trajectory import TrajectoryWriter, read_trajectory
+from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 from tests.loop_meter import loop_meter
 
 CONTEXT = "hello world"  # 11 characters

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from rlm_async import RLM, ContextTypeError, Message
-from rlm_async._context import prepare_context
 from rlm_async.providers import CompletionRequest
+from rlm_async.repl._context import prepare_context
 from rlm_async.testing import ScriptedModel
 from tests.helpers import repl
 from tests.loop_meter import loop_meter

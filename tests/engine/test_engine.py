@@ -467,7 +467,7 @@ async def test_a_trajectory_dir_that_cannot_be_made_fails_the_completion_saying_
 def test_an_rlm_of_provider_instances_reads_no_dotenv_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rlm_async._settings as settings_module
+    import rlm_async.providers._settings as settings_module
 
     read: list[object] = []
     real = settings_module._read_dotenv

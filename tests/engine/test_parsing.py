@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from rlm_async._parsing import (
+from rlm_async.engine._parsing import (
     FinalDirective,
     LastReply,
     find_code_blocks,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from rlm_async import RLM, ConfigurationError
-from rlm_async._parsing import find_code_blocks
-from rlm_async._windows import UNKNOWN_WINDOW, ContextWindows
+from rlm_async.engine._parsing import find_code_blocks
+from rlm_async.providers._windows import UNKNOWN_WINDOW, ContextWindows
 from rlm_async.testing import ScriptedModel
 from tests.helpers import repl
 

@@ -10,8 +10,8 @@ import pytest
 import respx
 
 from rlm_async import RLM, ConfigurationError, Settings
-from rlm_async._ratelimit import RateLimit, RateLimiter
 from rlm_async.providers import OpenAIProvider
+from rlm_async.providers._ratelimit import RateLimit, RateLimiter
 
 
 class VirtualClock:

@@ -15,11 +15,11 @@ import pytest
 
 from rlm_async import ProviderResponseError, RLMOptions
 from rlm_async import events as ev
-from rlm_async._models import ModelRoutes
-from rlm_async._resources import EngineResources
-from rlm_async._run import RunTree, run_rlm
-from rlm_async._windows import ContextWindows
-from rlm_async.providers import ProviderPool
+from rlm_async.engine._resources import EngineResources
+from rlm_async.engine._routes import ModelRoutes
+from rlm_async.engine._run import CompletionState, run_rlm
+from rlm_async.providers import ProviderRegistry
+from rlm_async.providers._windows import ContextWindows
 from rlm_async.repl import CellResult
 from rlm_async.repl._protocol import LLMRequest
 from rlm_async.testing import ScriptedModel
@@ -73,8 +73,8 @@ async def run(
     **options: Any,
 ) -> tuple[Any, list[ev.Event]]:
     events = [] if events is None else events
-    registry = ProviderPool()
-    tree = RunTree(
+    registry = ProviderRegistry()
+    shared = CompletionState(
         options=RLMOptions(**options),
         models=ModelRoutes.resolve(registry, root, sub, (), ()),
         resources=EngineResources(
@@ -83,7 +83,7 @@ async def run(
         emit=events.append,
     )
     with anyio.fail_after(10):
-        result = await run_rlm(tree, "the context", "the query")
+        result = await run_rlm(shared, "the context", "the query")
     return result, events
 
 

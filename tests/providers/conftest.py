@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_async._settings import Settings
 from rlm_async.providers import RetryPolicy
+from rlm_async.providers._settings import Settings
 from tests.providers.support import KEYS, SleepRecorder
 
 

@@ -14,9 +14,9 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message
 from rlm_async.providers import AnthropicProvider, CompletionRequest, RetryPolicy, TextDelta
+from rlm_async.providers._settings import Settings
 from rlm_async.providers.anthropic import default_max_tokens, from_wire, to_wire
 from tests.providers.support import KEYS, SleepRecorder, fixture_body, request, sse
 

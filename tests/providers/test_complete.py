@@ -9,8 +9,8 @@ import respx
 
 from rlm_async import llm_complete
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._settings import Settings
 from rlm_async._types import Message
+from rlm_async.providers._settings import Settings
 from tests.providers.support import fixture_body
 
 URL = "https://api.openai.com/v1/chat/completions"

@@ -9,7 +9,6 @@ import pytest
 import respx
 
 from rlm_async._exceptions import ProviderResponseError
-from rlm_async._settings import Settings
 from rlm_async.providers import RetryPolicy
 from rlm_async.providers._framing import (
     LineSplitter,
@@ -19,6 +18,7 @@ from rlm_async.providers._framing import (
     iter_ndjson,
     iter_sse,
 )
+from rlm_async.providers._settings import Settings
 from tests.providers.recorded import PROVIDERS, Chunks
 from tests.providers.support import request
 

@@ -13,9 +13,9 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message
 from rlm_async.providers import CompletionRequest, GeminiProvider, RetryPolicy, TextDelta
+from rlm_async.providers._settings import Settings
 from rlm_async.providers.gemini import from_wire, to_wire
 from tests.providers.support import KEYS, SleepRecorder, fixture_body, request, sse
 

@@ -13,10 +13,10 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
 )
 from rlm_async._redact import scrub_secrets
-from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._errors import describe_error_body
 from rlm_async.providers._http import build_client, merge_extra
+from rlm_async.providers._settings import Settings
 from tests.providers.support import fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"

@@ -9,9 +9,9 @@ import pytest
 import respx
 
 from rlm_async._exceptions import NotFoundError, ProviderResponseError, ProviderUnavailableError
-from rlm_async._settings import Settings
 from rlm_async._types import Completion
 from rlm_async.providers import OllamaProvider, RetryPolicy, TextDelta
+from rlm_async.providers._settings import Settings
 from rlm_async.providers.ollama import context_window_for, from_wire, to_wire
 from tests.providers.support import fixture_body, ndjson, request
 

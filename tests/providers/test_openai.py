@@ -18,9 +18,9 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message
 from rlm_async.providers import CompletionRequest, OpenAIProvider, RetryPolicy, TextDelta
+from rlm_async.providers._settings import Settings
 from rlm_async.providers.openai import from_wire, is_reasoning_model, to_wire
 from tests.providers.support import KEYS, SleepRecorder, fixture_body, request, sse
 

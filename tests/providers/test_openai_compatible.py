@@ -8,8 +8,8 @@ import pytest
 import respx
 
 from rlm_async._exceptions import ConfigurationError, RateLimitError
-from rlm_async._settings import Settings
 from rlm_async.providers import OpenAICompatibleProvider, RetryPolicy
+from rlm_async.providers._settings import Settings
 from tests.providers.support import fixture_body, request
 
 URL = "http://compat.test/v1/chat/completions"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._pricing import ModelPrice, PriceTable
 from rlm_async._types import Usage
+from rlm_async.providers._pricing import ModelPrice, PriceTable
 
 
 def test_cost_uses_the_cached_price_for_cached_input() -> None:

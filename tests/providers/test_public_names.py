@@ -6,7 +6,7 @@ import pytest
 
 import rlm_async
 import rlm_async.providers as providers
-from rlm_async._settings import Settings
+from rlm_async.providers._settings import Settings
 
 
 def test_all_is_sorted_and_importable() -> None:
@@ -55,3 +55,8 @@ async def test_every_adapter_satisfies_the_provider_protocol(cls: type) -> None:
         }
     finally:
         await adapter.aclose()
+
+
+def test_provider_pool_is_the_registry_under_its_first_name() -> None:
+    # Renamed (a registry of providers, not a pool); the 0.1 name still imports.
+    assert providers.ProviderPool is providers.ProviderRegistry

@@ -7,10 +7,10 @@ import httpx
 import respx
 
 from rlm_async import RateLimitError
-from rlm_async._ratelimit import RateLimit, RateLimiter
-from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
+from rlm_async.providers._ratelimit import RateLimit, RateLimiter
 from rlm_async.providers._retry import RetryableFailure, pacing, run_with_retries
+from rlm_async.providers._settings import Settings
 from tests.providers.support import KEYS, fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"

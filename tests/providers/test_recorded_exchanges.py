@@ -12,9 +12,9 @@ import pytest
 import respx
 
 from rlm_async._exceptions import ProviderError
-from rlm_async._settings import Settings
 from rlm_async._types import Completion
 from rlm_async.providers import RetryPolicy, TextDelta
+from rlm_async.providers._settings import Settings
 from tests.providers.recorded import (
     PROVIDERS,
     SEPARATORS,

@@ -17,9 +17,9 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from rlm_async._settings import Settings
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._retry import parse_duration, retry_delay_hint
+from rlm_async.providers._settings import Settings
 from tests.providers.support import KEYS, SleepRecorder, fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._settings import ModelSpec, Settings, parse_model_name
+from rlm_async.providers._settings import ModelName, Settings, parse_model_name
 
 
 def test_from_env_reads_keys_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,7 +169,7 @@ def test_ollama_host_is_normalised_the_way_ollama_writes_it(host: str, url: str)
     ],
 )
 def test_bare_names_are_inferred_as_people_write_them(name: str, provider: str, model: str) -> None:
-    assert parse_model_name(name) == ModelSpec(provider, model)
+    assert parse_model_name(name) == ModelName(provider, model)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def test_bare_names_are_inferred_as_people_write_them(name: str, provider: str, 
 )
 def test_provider_prefix_always_wins(name: str, provider: str, model: str) -> None:
     spec = parse_model_name(name)
-    assert spec == ModelSpec(provider, model)
+    assert spec == ModelName(provider, model)
     assert spec.label == f"{provider}:{model}"
 
 
@@ -219,7 +219,7 @@ def test_a_misspelt_provider_is_an_error_not_an_ollama_model(name: str, suggesti
     ],
 )  # fmt: skip
 def test_ollama_names_near_a_provider_name_stay_ollama_models(name: str) -> None:
-    assert parse_model_name(name) == ModelSpec("ollama", name)
+    assert parse_model_name(name) == ModelName("ollama", name)
 
 
 @pytest.mark.parametrize("name", ["", "   ", "openai:"])

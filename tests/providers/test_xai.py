@@ -8,9 +8,9 @@ import pytest
 import respx
 
 from rlm_async._exceptions import AuthenticationError, BadRequestError
-from rlm_async._settings import Settings
 from rlm_async._types import Completion
 from rlm_async.providers import RetryPolicy, XAIProvider
+from rlm_async.providers._settings import Settings
 from rlm_async.providers.openai import from_wire
 from tests.providers.support import KEYS, fixture_body, request, sse
 

@@ -12,11 +12,11 @@ import time
 import httpx
 import pytest
 
-from rlm_async.server.cli import add_serve_arguments, serve
+from rlm_async.cli._serve import add_serve_arguments, serve
 
 LAUNCH = (
     "import argparse, sys\n"
-    "from rlm_async.server.cli import add_serve_arguments, run_serve\n"
+    "from rlm_async.cli._serve import add_serve_arguments, run_serve\n"
     "parser = argparse.ArgumentParser()\n"
     "add_serve_arguments(parser)\n"
     "sys.exit(run_serve(parser.parse_args(sys.argv[1:])))\n"

@@ -25,7 +25,7 @@ def test_the_cli_arguments_load_without_starlette_and_the_app_says_what_to_insta
         "sys.modules['starlette'] = None\n"
         "sys.modules['uvicorn'] = None\n"
         "import argparse\n"
-        "from rlm_async.server.cli import add_serve_arguments\n"
+        "from rlm_async.cli._serve import add_serve_arguments\n"
         "add_serve_arguments(argparse.ArgumentParser())\n"
         "from rlm_async import ConfigurationError\n"
         "try:\n"

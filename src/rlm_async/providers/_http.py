@@ -29,9 +29,7 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
 )
 from rlm_async._options import check_int
-from rlm_async._pricing import PriceTable
 from rlm_async._redact import scrub_secrets
-from rlm_async._settings import Settings
 from rlm_async._tokens import request_tokens
 from rlm_async._types import Completion
 from rlm_async.providers._base import CompletionRequest, TextDelta
@@ -53,12 +51,14 @@ from rlm_async.providers._framing import (
     read_capped,
     replay,
 )
+from rlm_async.providers._pricing import PriceTable
 from rlm_async.providers._retry import (
     RetryableFailure,
     RetryPolicy,
     current_gate,
     run_with_retries,
 )
+from rlm_async.providers._settings import Settings
 
 __all__ = ["HTTPProvider", "build_client", "merge_extra"]
 

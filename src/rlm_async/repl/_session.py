@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import BaseModel
 
-from rlm_async._context import PreparedContext, prepare_context
 from rlm_async._exceptions import (
     ConfigurationError,
     ReplCrashed,
@@ -27,6 +26,7 @@ from rlm_async._exceptions import (
 )
 from rlm_async._logging import get_logger
 from rlm_async._text import cap_middle
+from rlm_async.repl._context import PreparedContext, prepare_context
 from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess, ChildStoppedReading
 from rlm_async.repl._protocol import (

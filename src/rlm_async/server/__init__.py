@@ -8,7 +8,7 @@ Needs the ``server`` extra (``pip install 'rlm-async[server]'``: Starlette and u
     app = create_app(lambda: RLM(model="gpt-5", sub_model="gpt-5-mini", warm_repls=4))
     # uvicorn mymodule:app   -- or the command: rlm-async serve --model gpt-5
 
-Names are imported lazily so that ``rlm_async.server.cli`` (the argument parser of
+Names are imported lazily so that ``rlm_async.cli._serve`` (the argument parser of
 ``rlm-async serve``) loads without Starlette installed.
 """
 

@@ -32,11 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rlm_async import events as ev
-from rlm_async._engine import RLM
-from rlm_async._engine_run import stream_run
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._types import RLMResult
+from rlm_async.engine._completion import stream_run
+from rlm_async.engine._rlm import RLM
 from rlm_async.server._auth import BearerAuth
 from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error

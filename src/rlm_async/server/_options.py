@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rlm_async._engine import RLM
+from rlm_async.engine._rlm import RLM
 from rlm_async.server._errors import ApiError
 
 __all__ = ["RunOptions", "apply_options"]

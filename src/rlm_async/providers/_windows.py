@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._pricing import lookup_keys
+from rlm_async.providers._pricing import lookup_keys
 
 __all__ = [
     "UNKNOWN_WINDOW",

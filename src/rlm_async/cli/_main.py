@@ -1,9 +1,5 @@
-"""The ``rlm-async`` command: ``demo``, ``run`` and ``view``.
-
-``run`` prints the answer (only the answer) on stdout, so it can be piped; progress, the
-trajectory's path and errors go to stderr. Exit codes: 0 done, 1 the demo answered wrong,
-2 an error (``rlm-async: error: ...``), 130 interrupted.
-"""
+"""``main``: the parser of every sub-command, and ``demo``, ``run`` and ``view`` (``serve`` is in
+:mod:`rlm_async.cli._serve`)."""
 
 from __future__ import annotations
 
@@ -17,10 +13,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from rlm_async._cli_engine import DEFAULT_MODEL, add_engine_arguments, engine_options
-from rlm_async._cli_types import positive_int
-from rlm_async._listeners import fan_out
-from rlm_async._progress import Progress
+from rlm_async.cli._arg_types import positive_int
+from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+from rlm_async.cli._progress import Progress
+from rlm_async.engine._listeners import fan_out
 
 if TYPE_CHECKING:
     from rlm_async.trajectory import TrajectoryWriter
@@ -106,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--open", action="store_true", help="open the page in a web browser")
 
-    from rlm_async.server.cli import add_serve_arguments
+    from rlm_async.cli._serve import add_serve_arguments
 
     serve = commands.add_parser(
         "serve", help="serve an RLM over HTTP (OpenAI-compatible, SSE events)"
@@ -187,7 +183,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from rlm_async._engine import RLM
+    from rlm_async.engine._rlm import RLM
 
     context = _read_context(args.context, args.json)
     show_progress = args.progress
@@ -242,7 +238,7 @@ async def _with_ticker(progress: Progress, work: Awaitable[T]) -> T:
 
 
 async def _view(args: argparse.Namespace) -> int:
-    from rlm_async._viewer import write_html
+    from rlm_async.trajectory._viewer import write_html
 
     # Reading and rendering a file is quick; a worker thread keeps the event loop honest.
     out = await anyio.to_thread.run_sync(write_html, args.trajectory, args.output)
@@ -260,7 +256,7 @@ def _error(message: object) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from rlm_async.server.cli import serve
+    from rlm_async.cli._serve import serve
 
     return await serve(args)
 
@@ -328,7 +324,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nrlm-async: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

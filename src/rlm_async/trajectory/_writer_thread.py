@@ -26,7 +26,7 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._logging import get_logger
-from rlm_async.trajectory import TrajectoryWriter
+from rlm_async.trajectory._files import TrajectoryWriter
 
 __all__ = ["BackgroundTrajectory"]
 

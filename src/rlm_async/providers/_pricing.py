@@ -8,7 +8,7 @@ override::
         "openai-compatible:my-llama": ModelPrice(input=0.0, output=0.0),
         "gpt-5": (1.25, 10.0, 0.125),            # input, output, cached input
     })
-    pool = ProviderPool(prices=prices)
+    pool = ProviderRegistry(prices=prices)
 
 A key is ``"provider:model"`` or a bare model id (matches that id on any provider), and
 ``"provider:*"`` prices every model of a provider (Ollama runs locally: $0 by default).

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
-from rlm_async._listeners import fan_out
 from rlm_async._logging import get_logger
-from rlm_async._models import ModelRoutes
-from rlm_async._resources import EngineResources
-from rlm_async._run import RunTree, run_rlm
 from rlm_async._tasks import wait_out
 from rlm_async._types import RLMResult
+from rlm_async.engine._listeners import fan_out
+from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._resources import EngineResources
+from rlm_async.engine._routes import ModelRoutes
+from rlm_async.engine._run import CompletionState, run_rlm
 
 if TYPE_CHECKING:
-    from rlm_async._trajectory_thread import BackgroundTrajectory
+    from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 
 __all__ = ["run_completion", "stream_run"]
 
@@ -42,7 +42,7 @@ async def run_completion(
     *,
     stream_text: bool = False,
 ) -> RLMResult:
-    """One completion: listeners, trajectory, the run tree under the time budget.
+    """One completion: listeners, trajectory, the runs under the time budget.
 
     Raises:
         ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
@@ -56,17 +56,17 @@ async def run_completion(
     trajectory_dir = resources.trajectory_dir(options)
     console = None
     if options.enable_logging:
-        from rlm_async._console import ConsoleRenderer
+        from rlm_async.engine._console import ConsoleRenderer
 
         console = ConsoleRenderer()
     writer = None
     if trajectory_dir is not None:
-        from rlm_async._trajectory_thread import BackgroundTrajectory
         from rlm_async.trajectory import TrajectoryWriter
+        from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 
         # Written in a thread of its own: the loop never waits on the disk.
         writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
-    tree = RunTree(
+    shared = CompletionState(
         options=options,
         models=models,
         resources=resources,
@@ -79,7 +79,7 @@ async def run_completion(
     result: RLMResult | None = None
     try:
         with closing:
-            result = await _run_tree(tree, writer, context, query)
+            result = await _run_all(shared, writer, context, query)
             return result
         raise RLMClosed(
             "this RLM was closed (aclose() or the end of its `async with` block) while "
@@ -102,16 +102,16 @@ def _discard(event: ev.Event) -> None:
     """The listener of a run nobody listens to."""
 
 
-async def _run_tree(
-    tree: RunTree, writer: BackgroundTrajectory | None, context: Any, query: str
+async def _run_all(
+    shared: CompletionState, writer: BackgroundTrajectory | None, context: Any, query: str
 ) -> RLMResult:
     """The run under the time budget; a spent budget raises or returns the partial."""
-    deadline = tree.options.budget.max_seconds
+    deadline = shared.options.budget.max_seconds
     if deadline is not None:
-        tree.deadline = anyio.current_time() + deadline
+        shared.deadline = anyio.current_time() + deadline
     try:
         with anyio.move_on_after(math.inf if deadline is None else deadline):
-            result = await run_rlm(tree, context, query)
+            result = await run_rlm(shared, context, query)
             if writer is not None:
                 result.metadata["trajectory_path"] = writer.path
             return result
@@ -122,10 +122,10 @@ async def _run_tree(
     except BudgetExceeded as exc:
         error = exc
     _log.info("rlm_async.budget_exceeded", budget=error.budget, message=str(error))
-    error.partial = tree.partial_result()
+    error.partial = shared.partial_result()
     if writer is not None:
         error.partial.metadata["trajectory_path"] = writer.path
-    if tree.options.on_budget_exceeded == "return":
+    if shared.options.on_budget_exceeded == "return":
         return error.partial
     raise error
 

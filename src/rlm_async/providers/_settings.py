@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._options import describe_validation_error
 
-__all__ = ["PROVIDER_NAMES", "ModelSpec", "Settings", "parse_model_name"]
+__all__ = ["PROVIDER_NAMES", "ModelName", "Settings", "parse_model_name"]
 
 #: Provider names accepted before the colon of ``"provider:model"``.
 PROVIDER_NAMES: Final = ("openai", "anthropic", "gemini", "xai", "ollama", "openai-compatible")
@@ -113,7 +113,7 @@ class Settings(BaseModel):
                 describe_validation_error("settings", exc, type(self).model_fields)
             ) from None
         if self.prices:
-            from rlm_async._pricing import PriceTable
+            from rlm_async.providers._pricing import PriceTable
 
             PriceTable(self.prices)  # malformed prices fail here, not at the first call
 
@@ -224,7 +224,7 @@ def _ollama_url(host: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class ModelName:
     """A model name resolved to its provider and the model id sent on the wire."""
 
     provider: str
@@ -252,7 +252,7 @@ _BARE_PREFIXES: Final = (
 )
 
 
-def parse_model_name(name: str) -> ModelSpec:
+def parse_model_name(name: str) -> ModelName:
     """Resolve a model name to a provider and a wire model id.
 
     ``"provider:model"`` always works. Bare names are inferred the way people write them:
@@ -274,9 +274,9 @@ def parse_model_name(name: str) -> ModelSpec:
             raise ConfigurationError(f"model name {name!r} has no model after '{prefix}:'")
         if provider == "gemini":
             rest = rest.removeprefix("models/")
-        return ModelSpec(provider, rest)
+        return ModelName(provider, rest)
     if colon and prefix == "ft":  # OpenAI fine-tunes: "ft:gpt-4o-mini:org::id"
-        return ModelSpec("openai", name)
+        return ModelName("openai", name)
     if colon:
         # "name:tag" is Ollama's spelling; but "openia:gpt-5" is a typo, not a local model
         # to wait ten seconds of retries for.
@@ -287,13 +287,13 @@ def parse_model_name(name: str) -> ModelSpec:
                 f"'{close}:{rest}'? (For an Ollama model really named so, write "
                 f"'ollama:{name}'.)"
             )
-        return ModelSpec("ollama", name)
+        return ModelName("ollama", name)
     lowered = name.lower()
     for pattern, inferred in _BARE_PREFIXES:
         if pattern.match(lowered):
             if inferred == "gemini":
                 name = name.removeprefix("models/")
-            return ModelSpec(inferred, name)
+            return ModelName(inferred, name)
     raise ConfigurationError(
         f"cannot tell which provider serves model {name!r}; write it as 'provider:model', "
         f"e.g. 'openai:{name}', 'anthropic:{name}', 'gemini:{name}', 'xai:{name}', "

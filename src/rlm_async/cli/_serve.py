@@ -21,12 +21,12 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rlm_async._cli_engine import DEFAULT_MODEL, add_engine_arguments, engine_options
-from rlm_async._cli_types import port_number
+from rlm_async.cli._arg_types import port_number
+from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
 
 if TYPE_CHECKING:
-    from rlm_async._engine import RLM
-    from rlm_async._settings import Settings
+    from rlm_async.engine._rlm import RLM
+    from rlm_async.providers._settings import Settings
 
 __all__ = ["add_serve_arguments", "run_serve", "serve"]
 
@@ -117,7 +117,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _make_rlm(args: argparse.Namespace, settings: Settings, model: str, sub: str | None) -> RLM:
-    from rlm_async._engine import RLM
+    from rlm_async.engine._rlm import RLM
 
     # The server's limits: a request's own options may tighten them (with_options), never
     # loosen them (see server._options).
@@ -151,7 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
         )
     if args.demo:
         return await _serve_demo(args, token)
-    from rlm_async._settings import Settings
+    from rlm_async.providers._settings import Settings
 
     settings = Settings.from_env(load_dotenv=not args.no_dotenv)
     rlm = _make_rlm(args, settings, args.model or DEFAULT_MODEL, args.sub_model)
@@ -159,8 +159,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
-    from rlm_async._settings import Settings
     from rlm_async.demo import ROOT_LATENCY, SUB_LATENCY, demo_responder
+    from rlm_async.providers._settings import Settings
     from rlm_async.testing import MockLLMServer
 
     async with MockLLMServer(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_async._exceptions import ConfigurationError
-from rlm_async.providers import ProviderPool, ResolvedModel
+from rlm_async.providers import ProviderRegistry, ResolvedModel
 from rlm_async.providers._base import Provider
 
 __all__ = ["ModelChoice", "ModelRoutes"]
@@ -40,7 +40,7 @@ class ModelRoutes:
     @classmethod
     def resolve(
         cls,
-        registry: ProviderPool,
+        registry: ProviderRegistry,
         model: object,
         sub_model: object,
         depth_models: object,

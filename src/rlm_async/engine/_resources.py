@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 
-from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._ratelimit import RateLimit, RateLimiter
-from rlm_async._windows import ContextWindows, Window
-from rlm_async.providers import ProviderPool, ResolvedModel
+from rlm_async.engine._options import RLMOptions
+from rlm_async.providers import ProviderRegistry, ResolvedModel
+from rlm_async.providers._ratelimit import RateLimit, RateLimiter
+from rlm_async.providers._windows import ContextWindows, Window
 from rlm_async.repl import ReplSession
 from rlm_async.repl._pool import ReplPool
 
@@ -57,7 +57,7 @@ def build_rate_limiters(rate_limits: object) -> dict[str, RateLimiter]:
 class EngineResources:
     """The shared, long-lived part of an ``RLM``; see the module docstring."""
 
-    providers: ProviderPool
+    providers: ProviderRegistry
     windows: ContextWindows
     rate_limiters: dict[str, RateLimiter] = field(default_factory=dict)
     warm_repls: int = 0

@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._settings import Settings
 from rlm_async._types import Completion, Message
 from rlm_async.providers._base import CompletionRequest, Provider
-from rlm_async.providers._pool import ProviderPool
+from rlm_async.providers._registry import ProviderRegistry
+from rlm_async.providers._settings import Settings
 
 __all__ = ["llm_complete"]
 
@@ -65,7 +65,7 @@ async def llm_complete(
         raise ConfigurationError(
             f"settings must be a rlm_async.Settings, got {type(settings).__name__}"
         )
-    async with ProviderPool(settings, max_connections=2) as pool:
+    async with ProviderRegistry(settings, max_connections=2) as pool:
         resolved = pool.resolve(model)
         request = CompletionRequest(
             model=resolved.model,

@@ -18,21 +18,21 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._budget import Budget
-from rlm_async._engine_options import RLMOptions, with_repl_shortcuts
-from rlm_async._engine_run import run_completion, stream_run
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._listeners import fan_out
 from rlm_async._logging import get_logger
-from rlm_async._models import ModelChoice, ModelRoutes, needs_settings
 from rlm_async._options import check_int
-from rlm_async._ratelimit import RateLimit
-from rlm_async._resources import EngineResources, build_rate_limiters
-from rlm_async._settings import Settings
 from rlm_async._tasks import run_cancel_safely
 from rlm_async._types import RLMResult
-from rlm_async._windows import ContextWindows, Window, output_chars_for
-from rlm_async.providers import ProviderPool, ResolvedModel
+from rlm_async.engine._budget import Budget
+from rlm_async.engine._completion import run_completion, stream_run
+from rlm_async.engine._listeners import fan_out
+from rlm_async.engine._options import RLMOptions, with_repl_shortcuts
+from rlm_async.engine._resources import EngineResources, build_rate_limiters
+from rlm_async.engine._routes import ModelChoice, ModelRoutes, needs_settings
+from rlm_async.providers import ProviderRegistry, ResolvedModel
+from rlm_async.providers._ratelimit import RateLimit
+from rlm_async.providers._settings import Settings
+from rlm_async.providers._windows import ContextWindows, Window, output_chars_for
 from rlm_async.repl import ReplOptions
 from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
@@ -45,7 +45,6 @@ __all__ = ["RLM"]
 
 _log = get_logger("rlm_async.engine")
 
-ModelSpec = ModelChoice
 
 #: Options given in a call: a whole ``RLMOptions`` or a dict of the fields to change.
 Overrides = RLMOptions | Mapping[str, Any] | None
@@ -148,13 +147,13 @@ class RLM:
 
     def __init__(
         self,
-        model: ModelSpec = "gpt-5",
-        sub_model: ModelSpec | None = None,
+        model: ModelChoice = "gpt-5",
+        sub_model: ModelChoice | None = None,
         *,
         options: Overrides = None,
         max_iterations: int | None = None,
         max_depth: int | None = None,
-        depth_models: Sequence[ModelSpec] = (),
+        depth_models: Sequence[ModelChoice] = (),
         max_concurrency: int | None = None,
         allowed_models: Sequence[str] = (),
         cell_timeout: float | None = None,
@@ -226,7 +225,7 @@ class RLM:
     def _setup(self, recipe: _Recipe, options: RLMOptions) -> None:
         windows = ContextWindows(recipe.context_windows)
         limiters = build_rate_limiters(recipe.rate_limits)
-        registry = ProviderPool(recipe.settings, max_connections=recipe.connections)
+        registry = ProviderRegistry(recipe.settings, max_connections=recipe.connections)
         # Resolve every model now: an unknown name or a missing key fails here, with a
         # message that says how to fix it, not in the middle of a run.
         models = ModelRoutes.resolve(

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 
-from rlm_async._context import PreparedContext, prepare_context
+from rlm_async.repl._context import PreparedContext, prepare_context
 
 __all__ = ["prepare"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_async._engine import RLM, ModelSpec
+from rlm_async.engine._rlm import RLM
+from rlm_async.engine._routes import ModelChoice
 
 __all__ = ["RLM_REPL"]
 
@@ -22,8 +23,8 @@ class RLM_REPL(RLM):
 
     def __init__(
         self,
-        model: ModelSpec = "gpt-5",
-        recursive_model: ModelSpec | None = None,
+        model: ModelChoice = "gpt-5",
+        recursive_model: ModelChoice | None = None,
         *,
         enable_logging: bool = False,
         max_iterations: int = 20,

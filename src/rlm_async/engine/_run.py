@@ -2,7 +2,7 @@
 
 A completion is a tree of runs: the root run, and (with ``max_depth > 1``) the sub-RLM
 runs that ``rlm_query`` starts, each with its own REPL. Everything shared by the tree,
-usage, the sub-call limiter, the event sequence, lives in :class:`RunTree`.
+usage, the sub-call limiter, the event sequence, lives in :class:`CompletionState`.
 """
 
 from __future__ import annotations
@@ -17,25 +17,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._budget import BudgetTracker
-from rlm_async._context import PreparedContext
-from rlm_async._engine_options import RLMOptions
 from rlm_async._exceptions import (
     BudgetExceeded,
     ProviderResponseError,
     RateLimitError,
 )
 from rlm_async._logging import get_logger
-from rlm_async._models import ModelRoutes
-from rlm_async._parsing import (
+from rlm_async._text import cap_middle
+from rlm_async._tokens import request_tokens
+from rlm_async._types import Completion, Message, RLMResult, UsageSummary
+from rlm_async.engine._budget import BudgetTracker
+from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._parsing import (
     FinalDirective,
     find_code_blocks,
     find_final,
     has_untagged_block,
     read_last_reply,
 )
-from rlm_async._prepare import prepare
-from rlm_async._prompts import (
+from rlm_async.engine._prepare import prepare
+from rlm_async.engine._prompts import (
     build_system_prompt,
     final_turn_prompt,
     final_turn_retry_prompt,
@@ -44,21 +45,20 @@ from rlm_async._prompts import (
     turn_feedback_prompt,
     unconfirmed_final_prompt,
 )
-from rlm_async._resources import EngineResources
-from rlm_async._subcalls import SubCallServer
-from rlm_async._text import cap_middle
-from rlm_async._tokens import request_tokens
-from rlm_async._turns import RepeatWatch, prose_note
-from rlm_async._types import Completion, Message, RLMResult, UsageSummary
-from rlm_async._windows import output_chars_for, prompt_chars_for
+from rlm_async.engine._resources import EngineResources
+from rlm_async.engine._routes import ModelRoutes
+from rlm_async.engine._subcalls import SubCallServer
+from rlm_async.engine._turns import RepeatWatch, prose_note
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.providers._retry import pacing
+from rlm_async.providers._windows import output_chars_for, prompt_chars_for
+from rlm_async.repl._context import PreparedContext
 
 if TYPE_CHECKING:
     from rlm_async.providers import ResolvedModel
     from rlm_async.repl import ReplSession
 
-__all__ = ["RunTree", "run_rlm"]
+__all__ = ["CompletionState", "run_rlm"]
 
 _log = get_logger("rlm_async.engine")
 
@@ -70,7 +70,7 @@ _COUNTED_PAST_THE_CAP = (ev.SubCallStarted, ev.SubCallFinished, ev.ModelDelta)
 
 
 @dataclass
-class RunTree:
+class CompletionState:
     """What all runs of one completion share: its options, models and resources, never
     the ``RLM`` itself (a run needs nothing else from it)."""
 
@@ -164,7 +164,7 @@ class _Turn:
 
 
 async def run_rlm(
-    tree: RunTree,
+    shared: CompletionState,
     context: Any,
     query: str,
     *,
@@ -174,7 +174,7 @@ async def run_rlm(
 ) -> RLMResult:
     """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
     prepared = context if isinstance(context, PreparedContext) else await prepare(context)
-    run = _Run(tree, prepared, query, depth=depth, parent_run_id=parent_run_id)
+    run = _Run(shared, prepared, query, depth=depth, parent_run_id=parent_run_id)
     run.parent_subcall = parent_subcall
     return await run.run()
 
@@ -182,15 +182,15 @@ async def run_rlm(
 class _Run:
     def __init__(
         self,
-        tree: RunTree,
+        shared: CompletionState,
         prepared: PreparedContext,
         query: str,
         *,
         depth: int,
         parent_run_id: str | None,
     ) -> None:
-        self.tree = tree
-        self.options = tree.options
+        self.shared = shared
+        self.options = shared.options
         self.query = query
         self.depth = depth
         self.parent_run_id = parent_run_id
@@ -201,8 +201,8 @@ class _Run:
         self.answer_truncated: dict[str, int] | None = None
         self._final_chars: int | None = None  # the last cell's answer length before the cap
         self.prepared = prepared
-        self.root: ResolvedModel = tree.models.for_depth(depth)
-        self.sub: ResolvedModel = tree.models.sub_for_depth(depth)
+        self.root: ResolvedModel = shared.models.for_depth(depth)
+        self.sub: ResolvedModel = shared.models.sub_for_depth(depth)
         self.turn = _Turn()
         self.preview = self.options.trajectory_preview_chars
 
@@ -216,7 +216,7 @@ class _Run:
         limiter (handed to them per call through ``pacing``), so a per-model limit paces
         retries too and one Provider object shared by two ``RLM``s keeps each one's limits.
         """
-        limiter = self.tree.resources.limiter_for(target)
+        limiter = self.shared.resources.limiter_for(target)
         if limiter is None:
             yield
             return
@@ -231,7 +231,7 @@ class _Run:
 
     async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
         """One provider call, paced by the target's rate limiter when there is one."""
-        if not self.tree.resources.rate_limiters:  # the common case: no context manager
+        if not self.shared.resources.rate_limiters:  # the common case: no context manager
             return await target.provider.complete(request)
         async with self._paced(target, request):
             return await target.provider.complete(request)
@@ -240,7 +240,7 @@ class _Run:
     async def child_run(self, prepared: PreparedContext, prompt: str, subcall: str) -> RLMResult:
         """A sub-RLM: a run one level deeper in the same tree, with its own REPL."""
         return await run_rlm(
-            self.tree,
+            self.shared,
             prepared,
             prompt,
             depth=self.depth + 1,
@@ -251,11 +251,11 @@ class _Run:
     def event(self, cls: type[Any], **fields: Any) -> None:
         if cls is ev.FinalAnswer:
             self.answer_source = fields["source"]
-        self.tree.event(cls, run_id=self.run_id, depth=self.depth, **fields)
+        self.shared.event(cls, run_id=self.run_id, depth=self.depth, **fields)
 
     async def run(self) -> RLMResult:
         options = self.options
-        resources = self.tree.resources
+        resources = self.shared.resources
         started = time.perf_counter()
         self.event(
             ev.RunStarted,
@@ -269,7 +269,7 @@ class _Run:
             max_depth=options.max_depth,
         )
         if self.depth == 0:
-            refusal = self.tree.budget.acquire_repl()
+            refusal = self.shared.budget.acquire_repl()
             if refusal is not None:
                 raise BudgetExceeded(refusal, budget="max_live_repls")
         try:
@@ -285,8 +285,8 @@ class _Run:
                 resources.track(repl)
                 try:
                     if self.depth == 0:
-                        self.tree.sandbox_report = repl.sandbox_report
-                        self.tree.repl_warm = repl.warm
+                        self.shared.sandbox_report = repl.sandbox_report
+                        self.shared.repl_warm = repl.warm
                     answer, iterations = await self._loop(repl)
                 finally:
                     resources.untrack(repl)
@@ -296,20 +296,20 @@ class _Run:
             if isinstance(exc, Exception):
                 self.event(ev.RunFailed, error_type=type(exc).__name__, message=str(exc)[:2000])
             else:
-                error_type, message = self.tree.cancel_reason()
+                error_type, message = self.shared.cancel_reason()
                 # A listener that raises here must not turn the cancellation into its error.
                 with contextlib.suppress(Exception):
                     self.event(ev.RunFailed, error_type=error_type, message=message)
             raise
         finally:
-            self.tree.budget.release_repl()
+            self.shared.budget.release_repl()
         elapsed = time.perf_counter() - started
         self.event(
             ev.RunFinished,
             answer=answer,
             iterations=iterations,
             elapsed=round(elapsed, 6),
-            usage=self.tree.usage.model_dump() if self.depth == 0 else {},
+            usage=self.shared.usage.model_dump() if self.depth == 0 else {},
         )
         metadata: dict[str, Any] = {"run_id": self.run_id, "answer_source": self.answer_source}
         if self.answer_truncated is not None:
@@ -317,10 +317,10 @@ class _Run:
         return RLMResult(
             answer=answer,
             iterations=iterations,
-            usage=self.tree.usage,
+            usage=self.shared.usage,
             elapsed=elapsed,
-            trajectory=self.tree.trajectory if self.depth == 0 else [],
-            metadata={**metadata, **self.tree.metadata()},
+            trajectory=self.shared.trajectory if self.depth == 0 else [],
+            metadata={**metadata, **self.shared.metadata()},
             finished=self.finished,
         )
 
@@ -328,18 +328,18 @@ class _Run:
 
     async def _loop(self, repl: ReplSession) -> tuple[str, int]:
         opts = self.options
-        sub_window = self.tree.resources.window_of(self.sub)
+        sub_window = self.shared.resources.window_of(self.sub)
         system = build_system_prompt(
             self.prepared.info,
             max_iterations=opts.max_iterations,
             max_concurrency=opts.max_concurrency,
             depth=self.depth,
             max_depth=opts.max_depth,
-            allowed_models=self.tree.models.allowed_names,
+            allowed_models=self.shared.models.allowed_names,
             sub_window=sub_window,
             sub_reply_tokens=opts.sub_call_max_tokens,
             cell_timeout=opts.repl.cell_timeout,
-            output_chars=self.tree.output_chars,
+            output_chars=self.shared.output_chars,
         )
         info = self.prepared.info
         # The example chunk in a repeat note: what one sub-call reads, less its question.
@@ -491,7 +491,7 @@ class _Run:
         self, system: str, messages: list[Message], *, final_turn: bool = False
     ) -> Completion:
         chars = len(system) + sum(len(m.content) for m in messages)
-        self.tree.budget.check_root_turn(chars)
+        self.shared.budget.check_root_turn(chars)
         self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
         started = time.perf_counter()
         request = CompletionRequest(
@@ -501,14 +501,14 @@ class _Run:
             max_tokens=self.options.max_tokens,
             temperature=self.options.temperature,
         )
-        if self.tree.stream_text:
+        if self.shared.stream_text:
             completion = await self._stream_turn(request)
         else:
             completion = await self.call_model(self.root, request)
-        self.tree.usage.record(self.root.label, completion.usage, depth=self.depth)
+        self.shared.usage.record(self.root.label, completion.usage, depth=self.depth)
         if self.depth == 0:
-            self.tree.root_turns = self.turn.number
-            self.tree.last_root_reply = completion.text
+            self.shared.root_turns = self.turn.number
+            self.shared.last_root_reply = completion.text
         self.event(
             ev.TurnFinished,
             turn=self.turn.number,
@@ -519,7 +519,7 @@ class _Run:
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),
         )
-        self.after_usage()
+        self.check_budgets()
         return completion
 
     async def _stream_turn(self, request: CompletionRequest) -> Completion:
@@ -536,11 +536,11 @@ class _Run:
             )
         return completion
 
-    def after_usage(self) -> None:
+    def check_budgets(self) -> None:
         """Warn near a budget, and end the run when one is spent."""
-        for name, used, limit in self.tree.budget.warnings():
+        for name, used, limit in self.shared.budget.warnings():
             self.event(ev.BudgetWarning, budget=name, used=used, limit=limit)
-        self.tree.budget.check_spent()
+        self.shared.budget.check_spent()
 
     async def _run_cell(self, repl: ReplSession, code: str) -> tuple[str, str | None]:
         self.turn.cell += 1
@@ -552,7 +552,7 @@ class _Run:
         limit = self.options.repl.max_answer_chars
         if final is not None and len(final) > limit + 100:  # not capped by our child: forged
             final, self._final_chars = cap_middle(final, limit), len(final)
-        output = cap_middle(result.render(), self.tree.output_chars)
+        output = cap_middle(result.render(), self.shared.output_chars)
         self.event(
             ev.CellFinished,
             turn=self.turn.number,
@@ -567,5 +567,5 @@ class _Run:
         return output, final
 
     def _on_restart(self, reason: str) -> None:
-        self.tree.restarts += 1
+        self.shared.restarts += 1
         self.event(ev.ReplRestarted, reason=reason)

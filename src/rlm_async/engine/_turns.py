@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rlm_async._context import ContextInfo
-from rlm_async._prompts import PROSE_IN_CODE_NOTE, repeat_note
+from rlm_async.engine._prompts import PROSE_IN_CODE_NOTE, repeat_note
+from rlm_async.repl._context import ContextInfo
 
 __all__ = ["RepeatWatch", "prose_note"]
 

@@ -26,13 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rlm_async.trajectory import (
-    RunNode,
-    Trajectory,
-    _env_secrets,
-    _scrub,
-    read_trajectory,
-)
+from rlm_async.trajectory._files import Trajectory, _env_secrets, _scrub, read_trajectory
+from rlm_async.trajectory._tree import RunNode
 
 __all__ = ["render_html", "viewer_data", "write_html"]
 
@@ -60,7 +55,8 @@ _TEMPLATE = """<!DOCTYPE html>
 
 @cache
 def _asset(name: str) -> str:
-    return (resources.files("rlm_async") / "_viewer_assets" / name).read_text(encoding="utf-8")
+    assets = resources.files("rlm_async.trajectory") / "_viewer_assets"
+    return (assets / name).read_text(encoding="utf-8")
 
 
 def _node(obj: Any) -> Any:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rlm_async._context import ContextInfo
-from rlm_async._windows import UNKNOWN_WINDOW, Window, prompt_chars_for
+from rlm_async.providers._windows import UNKNOWN_WINDOW, Window, prompt_chars_for
+from rlm_async.repl._context import ContextInfo
 
 __all__ = [
     "PROSE_IN_CODE_NOTE",

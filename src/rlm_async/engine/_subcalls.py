@@ -36,14 +36,14 @@ from rlm_async._exceptions import (
     ProviderError,
     RLMError,
 )
-from rlm_async._prepare import prepare
 from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
+from rlm_async.engine._prepare import prepare
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl._protocol import LLMRequest, SubCallResult
 
 if TYPE_CHECKING:
-    from rlm_async._run import _Run
+    from rlm_async.engine._run import _Run
     from rlm_async.providers import ResolvedModel
 
 __all__ = ["EMPTY_PROMPT", "FATAL_SUBCALL_ERRORS", "SubCallServer"]
@@ -114,7 +114,7 @@ class SubCallServer:
             target = (
                 self.run.sub
                 if request.model is None
-                else self.run.tree.models.allowed_model(request.model)
+                else self.run.shared.models.allowed_model(request.model)
             )
         except ConfigurationError as exc:
             return [SubCallResult.failure(str(exc))] * count
@@ -131,7 +131,7 @@ class SubCallServer:
         if not sent:
             return results
         output_reserve = self.run.options.sub_call_max_tokens or 0
-        refusal = self.run.tree.budget.refuse_batch(
+        refusal = self.run.shared.budget.refuse_batch(
             [len(request.prompts[i]) for i in sent], output_reserve
         )
         if refusal is not None:
@@ -163,7 +163,7 @@ class SubCallServer:
                     fatal.append(exc)
                     tg.cancel_scope.cancel()
                 finally:
-                    self.run.tree.budget.settle(unsettled[index])
+                    self.run.shared.budget.settle(unsettled[index])
                     unsettled[index] = 0
 
         try:
@@ -177,7 +177,7 @@ class SubCallServer:
             self._batches.pop(request.id, None)
             self._abandoned.discard(request.id)
             # Prompts never started (the batch was cancelled) give their reservation back.
-            self.run.tree.budget.settle(sum(unsettled))
+            self.run.shared.budget.settle(sum(unsettled))
         if fatal:
             raise fatal[0]
         if batch.cancelled_caught:
@@ -186,7 +186,7 @@ class SubCallServer:
         return results
 
     async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> SubCallResult:
-        async with self.run.tree.limiter:
+        async with self.run.shared.limiter:
             started = self._subcall_started(call, target.label, prompt)
             request = CompletionRequest(
                 model=target.model,
@@ -207,9 +207,9 @@ class SubCallServer:
                         call, target.label, started, error=self._ended_by(exc, call)
                     )
                 raise
-            self.run.tree.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
+            self.run.shared.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
             self._subcall_finished(call, target.label, started, completion=completion)
-            self.run.after_usage()
+            self.run.check_budgets()
             return SubCallResult.answer(completion.text)
 
     async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> SubCallResult:
@@ -220,10 +220,10 @@ class SubCallServer:
             prepared = await prepare(context)
         except ContextTypeError as exc:
             return SubCallResult.failure(f"rlm_query: {exc}")
-        refusal = self.run.tree.budget.acquire_repl()
+        refusal = self.run.shared.budget.acquire_repl()
         if refusal is not None:
             return SubCallResult.failure(refusal)
-        label = self.run.tree.models.for_depth(self.run.depth + 1).label
+        label = self.run.shared.models.for_depth(self.run.depth + 1).label
         started = self._subcall_started(call, label, prompt)
         try:
             result = await self.run.child_run(prepared, prompt, call.id)
@@ -240,7 +240,7 @@ class SubCallServer:
         return SubCallResult.answer(result.answer)
 
     def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
-        self.run.tree.subcalls += 1
+        self.run.shared.subcalls += 1
         self.run.turn.prompt_chars.append(len(prompt))
         self.run.event(
             ev.SubCallStarted,
@@ -260,7 +260,7 @@ class SubCallServer:
             return exc
         if call.request in self._abandoned:
             return RuntimeError(self._abandon_reason())
-        return RuntimeError(self.run.tree.cancel_reason()[1])
+        return RuntimeError(self.run.shared.cancel_reason()[1])
 
     def _subcall_finished(
         self,

@@ -17,9 +17,9 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from rlm_async import events as ev
-from rlm_async._budget import Budget
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._options import OptionsModel, describe_validation_error
+from rlm_async.engine._budget import Budget
 from rlm_async.repl import ReplOptions
 from rlm_async.repl._sandbox_options import SandboxOptions
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rlm_async._cli_types import positive_int
-from rlm_async._engine_options import RLMOptions
+from rlm_async.cli._arg_types import positive_int
+from rlm_async.engine._options import RLMOptions
 from rlm_async.repl import ReplOptions
 
 __all__ = ["DEFAULT_MODEL", "add_engine_arguments", "engine_options"]

@@ -1,25 +1,4 @@
-"""Trajectories: a run's events saved as JSON Lines, read back, and arranged as a tree.
-
-A trajectory file is UTF-8 JSON Lines. The first line is a header::
-
-    {"type": "trajectory", "schema_version": 1, "rlm_async_version": "0.1.0",
-     "created": "2025-01-01T12:00:00Z", "run_id": "…", "model": "…", "sub_model": "…",
-     "query": "…", "metadata": {}}
-
-and every further line is one event of the run, exactly ``event.model_dump(mode="json")``
-(see :mod:`rlm_async.events`), in emission order. ``docs/trajectory.md`` documents every
-field. The schema version is ``events.TRAJECTORY_SCHEMA_VERSION``; readers refuse a file of
-another version rather than guess.
-
-:class:`TrajectoryWriter` is an event listener (``RLM(on_event=writer)``): it writes and
-flushes line by line, so a run that crashes still leaves a readable file. Before anything is
-written, strings that look like API keys (and the values of ``*_API_KEY`` environment
-variables) are replaced by ``[REDACTED]``: a trajectory can be shared without leaking keys.
-
-:func:`read_trajectory` validates every line and says which line is wrong. :func:`build_tree`
-arranges events as nested runs → turns → cells → sub-calls, with each sub-RLM run hung under
-the ``rlm_query`` sub-call that started it; the HTML viewer (``rlm-async view``) draws it.
-"""
+"""Trajectory files: the writer, the reader and the header (see :mod:`rlm_async.trajectory`)."""
 
 from __future__ import annotations
 
@@ -37,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlm_async import events as ev
 from rlm_async._exceptions import RLMError
-from rlm_async._redact import REDACTED as REDACTED  # re-exported: tests and users read it here
 from rlm_async._redact import scrub_secrets
-from rlm_async._trajectory_tree import (
+from rlm_async._version import __version__
+from rlm_async.trajectory._tree import (
     CellNode,
     RunNode,
     SubCallNode,
@@ -47,7 +26,6 @@ from rlm_async._trajectory_tree import (
     TurnNode,
     build_tree,
 )
-from rlm_async._version import __version__
 
 __all__ = [
     "CellNode",

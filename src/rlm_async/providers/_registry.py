@@ -8,11 +8,11 @@ from typing import Final
 
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._options import check_int
-from rlm_async._pricing import PriceTable
-from rlm_async._settings import Settings, parse_model_name
 from rlm_async.providers._base import Provider
 from rlm_async.providers._http import HTTPProvider
+from rlm_async.providers._pricing import PriceTable
 from rlm_async.providers._retry import RetryPolicy
+from rlm_async.providers._settings import Settings, parse_model_name
 from rlm_async.providers.anthropic import AnthropicProvider
 from rlm_async.providers.gemini import GeminiProvider
 from rlm_async.providers.ollama import OllamaProvider
@@ -20,7 +20,7 @@ from rlm_async.providers.openai import OpenAIProvider
 from rlm_async.providers.openai_compatible import OpenAICompatibleProvider
 from rlm_async.providers.xai import XAIProvider
 
-__all__ = ["PROVIDER_CLASSES", "ProviderPool", "ResolvedModel"]
+__all__ = ["PROVIDER_CLASSES", "ProviderRegistry", "ResolvedModel"]
 
 PROVIDER_CLASSES: Final[dict[str, type[HTTPProvider]]] = {
     "openai": OpenAIProvider,
@@ -47,7 +47,7 @@ class ResolvedModel:
     label: str
 
 
-class ProviderPool:
+class ProviderRegistry:
     """Providers created on demand, one per provider name, each with its own connections.
 
     Args:
@@ -86,10 +86,10 @@ class ProviderPool:
         """The provider and wire model id for ``model`` (a name or a provider instance).
 
         Raises:
-            ConfigurationError: an unknown model name, a missing key, or a closed pool.
+            ConfigurationError: an unknown model name, a missing key, or a closed registry.
         """
         if self._closed:
-            raise ConfigurationError("this ProviderPool is closed; create a new one")
+            raise ConfigurationError("this ProviderRegistry is closed; create a new one")
         if not isinstance(model, str):
             if not isinstance(model, Provider):
                 raise ConfigurationError(
@@ -110,16 +110,16 @@ class ProviderPool:
         return ResolvedModel(provider=provider, model=spec.model, label=spec.label)
 
     async def aclose(self) -> None:
-        """Close every provider this pool created (idempotent)."""
+        """Close every provider this registry created (idempotent)."""
         self._closed = True
         providers, self._providers = list(self._providers.values()), {}
         async with AsyncExitStack() as stack:  # close them all even if one fails
             for provider in providers:
                 stack.push_async_callback(provider.aclose)
 
-    async def __aenter__(self) -> ProviderPool:
+    async def __aenter__(self) -> ProviderRegistry:
         if self._closed:
-            raise ConfigurationError("this ProviderPool is closed; create a new one")
+            raise ConfigurationError("this ProviderRegistry is closed; create a new one")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -127,4 +127,4 @@ class ProviderPool:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{sorted(self._providers)}"
-        return f"ProviderPool({state})"
+        return f"ProviderRegistry({state})"
