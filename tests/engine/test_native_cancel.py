@@ -20,7 +20,7 @@ import pytest
 
 from rlm_async import RLM
 from rlm_async.providers import CompletionRequest
-from rlm_async.repl import _process
+from rlm_async.repl import _spawn
 from rlm_async.testing import ScriptedModel
 from tests.helpers import alive, child_pids, repl
 
@@ -28,12 +28,10 @@ from tests.helpers import alive, child_pids, repl
 @contextlib.contextmanager
 def spawner_held() -> Iterator[threading.Event]:
     """Queue a blocking job on the REPL spawner thread; set the event to let spawns run."""
-    if _process._spawner is None:
-        _process._spawner = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="rlm-spawner"
-        )
+    if _spawn._spawner is None:
+        _spawn._spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-spawner")
     release = threading.Event()
-    held = _process._spawner.submit(release.wait, 10)
+    held = _spawn._spawner.submit(release.wait, 10)
     try:
         yield release
     finally:

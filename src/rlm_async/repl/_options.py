@@ -11,7 +11,7 @@ import sys
 from pydantic import ConfigDict, Field
 
 from rlm_async._options import OptionsModel
-from rlm_async.repl._process import DEFAULT_WRITE_TIMEOUT
+from rlm_async.repl._pipes import DEFAULT_WRITE_TIMEOUT
 from rlm_async.repl._sandbox_options import SandboxOptions
 
 __all__ = ["ReplOptions"]

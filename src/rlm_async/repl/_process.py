@@ -1,61 +1,32 @@
 """One incarnation of the REPL child process, seen from the parent.
 
-Spawning, the framed protocol pipes, draining fds 1 and 2, waiting for exit and killing.
-Everything here is bounded in time and memory: a child that floods its stdout, sends an
-oversized line, stops reading its input, or leaves a ``setsid`` grandchild holding a pipe
-cannot make the parent wait or grow without limit. ``_session.py`` builds cells, restarts
-and sub-calls on top.
+Its pipes, draining fds 1 and 2, waiting for exit and killing. Everything here is bounded
+in time and memory: a child that floods its stdout, sends an oversized line, stops reading
+its input, or leaves a ``setsid`` grandchild holding a pipe cannot make the parent wait or
+grow without limit. ``_pipes.py`` reads and writes the framed messages, ``_spawn.py``
+starts the process; ``_session.py`` builds cells, restarts and sub-calls on top.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
-from typing import Any
 
 import anyio
-import anyio.lowlevel
 
-from rlm_async._exceptions import ReplProtocolError
-from rlm_async.repl._protocol import (
-    ChildMessage,
-    InterruptMessage,
-    decode_child_message,
-    encode_message,
+from rlm_async.repl._pipes import (
+    DEFAULT_WRITE_TIMEOUT,
+    READ_CHUNK,
+    ChildStoppedReading,
+    MessageReader,
+    MessageWriter,
 )
+from rlm_async.repl._protocol import ChildMessage, InterruptMessage, encode_message
 from rlm_async.repl._tree import kill_descendants, kill_session
 
-__all__ = [
-    "DEFAULT_WRITE_TIMEOUT",
-    "ChildProcess",
-    "ChildStoppedReading",
-    "HeadTailBuffer",
-    "spawn_child",
-]
-
-_READ_CHUNK = 1 << 20
-_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ on Linux; not exported by Python 3.11's fcntl
-_PIPE_SIZE = 1 << 20
-# Messages handed out from the read buffer between two yields to the event loop: a 1 MiB
-# read of short forged lines is thousands of messages, which must not run as one stall.
-_LINES_PER_YIELD = 64
-DEFAULT_WRITE_TIMEOUT = 10.0
-"""Seconds a message to the child may take to be written (``ReplOptions.write_timeout``)."""
-
-
-class ChildStoppedReading(OSError):
-    """A message could not be written to the child in time: it stopped reading its input.
-
-    An ``OSError`` like a broken pipe, so every caller that treats "the child is gone" as
-    a failed write (shutdown, context loading) treats a hung child the same way. The
-    session turns it into a kill and a restart; it never leaves the package.
-    """
+__all__ = ["ChildProcess", "HeadTailBuffer"]
 
 
 class HeadTailBuffer:
@@ -110,16 +81,8 @@ class ChildProcess:
         self.popen = popen
         self.pid = popen.pid
         self._to_child = to_child
-        self._from_child = from_child
-        self._max_message_bytes = max_message_bytes
-        self._buffer = bytearray()
-        self._scanned = 0
-        self._lines_since_yield = 0
-        # One writer at a time: the event loop allows one waiter per fd (a second raises
-        # BusyResourceError), and two interleaved messages would corrupt the stream.
-        self._write_lock = anyio.Lock()
-        self._torn = False  # a write was cut mid-message (cancelled): the line is garbage
-        self._stalled: str | None = None  # why the child was found not reading, once it was
+        self._writer = MessageWriter(to_child)
+        self._reader = MessageReader(from_child, max_message_bytes=max_message_bytes)
         self.output = HeadTailBuffer(output_limit)
         self._pidfd: int | None = None
         self._pidfd_waited = False
@@ -136,48 +99,15 @@ class ChildProcess:
     async def send(self, data: bytes, *, within: float = DEFAULT_WRITE_TIMEOUT) -> None:
         """Write one framed message; the child must take some of it every ``within`` seconds.
 
-        The child reads its input in a thread of its own, whatever its cell does, so a
-        pipe that accepts no byte for that long means model code stopped that thread. The
-        deadline is on progress, not on the whole message nor on the wait for the writers
-        ahead of this one: 64 megabyte answers queued behind each other to a child that
-        reads steadily are not a hung child. Once one write failed for lack of progress,
-        every later one fails at once: the child is hung, and no queue waits on it again.
+        See ``MessageWriter.send``: the deadline is on progress, and a child found hung
+        once fails every later write at once.
 
         Raises:
             ChildStoppedReading: no byte of the message was taken for ``within`` seconds
                 (or an earlier message found the child hung).
             BrokenPipeError: the child is gone.
         """
-        async with self._write_lock:
-            if self._stalled is not None:
-                raise ChildStoppedReading(self._stalled)
-            if self._torn:
-                # End the cut line first: the child drops it as unparsable, and this
-                # message arrives whole instead of glued to its remains.
-                data = b"\n" + data
-                self._torn = False
-            await self._write_all(data, within)
-
-    async def _write_all(self, data: bytes, within: float) -> None:
-        view = memoryview(data)
-        try:
-            while view:
-                try:
-                    written = os.write(self._to_child, view)
-                except BlockingIOError:
-                    with anyio.move_on_after(within) as waited:
-                        await anyio.wait_writable(self._to_child)
-                    if waited.cancelled_caught:
-                        self._stalled = (
-                            f"the REPL stopped reading its input: it took no byte of a "
-                            f"{len(data):,}-byte message for {within:g} s"
-                        )
-                        raise ChildStoppedReading(self._stalled) from None
-                    continue
-                view = view[written:]
-        finally:
-            if view and len(view) < len(data):
-                self._torn = True
+        await self._writer.send(data, within=within)
 
     async def receive(self) -> ChildMessage | None:
         """The next validated message, or ``None`` at end of file (the child is gone).
@@ -185,35 +115,7 @@ class ChildProcess:
         Raises:
             ReplProtocolError: an oversized line or one that is not our protocol.
         """
-        while True:
-            newline = self._buffer.find(b"\n", self._scanned)
-            if newline >= 0:
-                self._lines_since_yield += 1
-                if self._lines_since_yield >= _LINES_PER_YIELD:
-                    # Before the line leaves the buffer: a cancellation here loses nothing.
-                    self._lines_since_yield = 0
-                    await anyio.lowlevel.checkpoint()
-                with memoryview(self._buffer) as view:
-                    line = bytes(view[:newline])  # one copy, not a slice and a copy
-                del self._buffer[: newline + 1]
-                self._scanned = 0
-                return decode_child_message(line)
-            self._scanned = len(self._buffer)
-            if len(self._buffer) > self._max_message_bytes:
-                raise ReplProtocolError(
-                    f"the REPL sent a line longer than {self._max_message_bytes:,} bytes "
-                    "(ReplOptions.max_message_bytes): send sub-calls in smaller batches, "
-                    "or raise that limit for batches or sub-contexts this large"
-                )
-            try:
-                chunk = os.read(self._from_child, _READ_CHUNK)
-            except BlockingIOError:
-                self._lines_since_yield = 0
-                await anyio.wait_readable(self._from_child)
-                continue
-            if not chunk:
-                return None
-            self._buffer += chunk
+        return await self._reader.receive()
 
     async def drain_output(self) -> None:
         """Copy fds 1 and 2 of the child into the capped buffer until cancelled or EOF."""
@@ -225,7 +127,7 @@ class ChildProcess:
     async def _drain(self, fd: int) -> None:
         while True:
             try:
-                chunk = os.read(fd, _READ_CHUNK)
+                chunk = os.read(fd, READ_CHUNK)
             except BlockingIOError:
                 await anyio.wait_readable(fd)
                 continue
@@ -241,7 +143,7 @@ class ChildProcess:
             if fd not in self._fds:
                 continue
             with contextlib.suppress(OSError):
-                while chunk := os.read(fd, _READ_CHUNK):
+                while chunk := os.read(fd, READ_CHUNK):
                     self.output.write(chunk)
 
     # ---- life and death -------------------------------------------------------------
@@ -395,93 +297,3 @@ class ChildProcess:
             self._pidfd = None
         with contextlib.suppress(ChildProcessError, OSError):
             self.popen.poll()  # reap if it has exited, so no zombie is left
-
-
-_spawner: concurrent.futures.ThreadPoolExecutor | None = None
-
-
-async def spawn_child_async(argv: Sequence[str], **options: Any) -> ChildProcess:
-    """``spawn_child(argv, **options)`` off the event loop, in one long-lived spawner thread.
-
-    ``Popen`` of a large parent holds the loop for milliseconds (12-14 ms each under a
-    burst of 100 starts, measured). Not anyio's worker threads: an idle one exits, and the
-    child's parent-death signal fires when the *thread* that forked it exits. Shielded:
-    once the process exists it must reach the caller, who owns killing it.
-    """
-    global _spawner
-    if _spawner is None:
-        _spawner = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rlm-spawner")
-    call = functools.partial(spawn_child, argv, **options)
-    future = asyncio.get_running_loop().run_in_executor(_spawner, call)
-    with anyio.CancelScope(shield=True):
-        try:
-            child = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # A native cancel goes through the anyio shield: the process may still be
-            # starting in the thread. Whoever gets it now is the callback: kill it there.
-            future.add_done_callback(_kill_orphan)
-            raise
-    return child
-
-
-def _kill_orphan(future: asyncio.Future[ChildProcess]) -> None:
-    if future.cancelled() or future.exception() is not None:
-        return
-    future.result().kill_now()
-
-
-def spawn_child(
-    argv: Sequence[str],
-    *,
-    cwd: str,
-    env: dict[str, str],
-    max_message_bytes: int,
-    output_limit: int,
-    popen_extra: dict[str, Any] | None = None,
-) -> ChildProcess:
-    """Start the child with two dedicated protocol pipes (fds passed by number in argv).
-
-    ``argv`` may contain the placeholders ``{in_fd}`` and ``{out_fd}``.
-    """
-    in_read, in_write = os.pipe()
-    out_read, out_write = os.pipe()
-    # fds 1 and 2 of the child: our own pipes rather than Popen's file objects, so every
-    # fd is closed by us, exactly once, without waiting on the child.
-    stdout_read, stdout_write = os.pipe()
-    stderr_read, stderr_write = os.pipe()
-    for fd in (in_write, out_read):
-        with contextlib.suppress(OSError, ImportError):
-            import fcntl
-
-            fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)  # fewer wake-ups for large messages
-    final_argv = [a.format(in_fd=in_read, out_fd=out_write) for a in argv]
-    try:
-        popen = subprocess.Popen(
-            final_argv,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout_write,
-            stderr=stderr_write,
-            pass_fds=(in_read, out_write),
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            **(popen_extra or {}),
-        )
-    except BaseException:
-        for fd in (in_write, out_read, stdout_read, stderr_read):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        raise
-    finally:
-        for fd in (in_read, out_write, stdout_write, stderr_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    return ChildProcess(
-        popen,
-        in_write,
-        out_read,
-        (stdout_read, stderr_read),
-        max_message_bytes=max_message_bytes,
-        output_limit=output_limit,
-    )

@@ -28,7 +28,7 @@ from rlm_async._exceptions import (
 from rlm_async._logging import get_logger
 from rlm_async.repl._launcher import ChildCommand, build_child_command
 from rlm_async.repl._options import ReplOptions
-from rlm_async.repl._process import ChildProcess, spawn_child_async
+from rlm_async.repl._process import ChildProcess
 from rlm_async.repl._protocol import (
     PROTOCOL_VERSION,
     ContextLoadedMessage,
@@ -39,6 +39,7 @@ from rlm_async.repl._protocol import (
     encode_message,
 )
 from rlm_async.repl._sandbox_options import SandboxOptions
+from rlm_async.repl._spawn import spawn_child_async
 from rlm_async.repl._tree import remove_tree
 from rlm_async.repl._work_dir import create_child_file
 
