@@ -17,7 +17,8 @@ from rlm_async import ProviderResponseError, RLMOptions
 from rlm_async import events as ev
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
-from rlm_async.engine._run import CompletionState, run_rlm
+from rlm_async.engine._run import run_rlm
+from rlm_async.engine._state import CompletionState
 from rlm_async.providers import ProviderRegistry
 from rlm_async.providers._windows import ContextWindows
 from rlm_async.repl import CellResult

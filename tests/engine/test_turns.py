@@ -205,9 +205,9 @@ async def test_a_flood_of_sub_calls_is_counted_not_kept_in_the_results_trajector
 ) -> None:
     # 50,000 sub-calls in one cell kept 100,000 events on the result: +200 MiB and
     # second-long garbage collections. Past the cap they are counted; listeners see all.
-    import rlm_async.engine._run
+    import rlm_async.engine._state
 
-    monkeypatch.setattr(rlm_async.engine._run, "MAX_KEPT_EVENTS", 10)
+    monkeypatch.setattr(rlm_async.engine._state, "MAX_KEPT_EVENTS", 10)
     root = ScriptedModel([repl("print(len(llm_query_batched(['a'] * 20)))"), "FINAL(x)"])
     seen: list[ev.Event] = []
     sub = ScriptedModel(lambda request: "ok")

@@ -22,7 +22,8 @@ from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
-from rlm_async.engine._run import CompletionState, run_rlm
+from rlm_async.engine._run import run_rlm
+from rlm_async.engine._state import CompletionState
 
 if TYPE_CHECKING:
     from rlm_async.trajectory._writer_thread import BackgroundTrajectory

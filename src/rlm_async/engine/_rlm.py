@@ -5,6 +5,10 @@ An ``RLM`` is three things: its options (an immutable ``RLMOptions``), its model
 REPLs, live sessions). A completion hands the first two, with per-call overrides laid
 over the options, and the resources to a run (``_run.run_rlm``); the run never sees the
 ``RLM``. ``with_options`` is a view with other options and the same resources.
+
+Here is what an ``RLM`` does: open, close, run completions. Its read-only properties
+(``rlm.max_iterations``, ``rlm.model``, ``rlm.closed``) are its base class's
+(``_rlm_properties``); how the three are made from the constructor's arguments is ``_recipe``.
 """
 
 from __future__ import annotations
@@ -12,27 +16,24 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from rlm_async import events as ev
 from rlm_async._exceptions import ConfigurationError
-from rlm_async._logging import get_logger
-from rlm_async._options import check_int
 from rlm_async._tasks import run_cancel_safely
 from rlm_async._types import RLMResult
 from rlm_async.engine._budget import Budget
 from rlm_async.engine._completion import run_completion, stream_run
 from rlm_async.engine._listeners import fan_out
-from rlm_async.engine._options import RLMOptions, with_repl_shortcuts
-from rlm_async.engine._resources import EngineResources, build_rate_limiters
-from rlm_async.engine._routes import ModelChoice, ModelRoutes, needs_settings
-from rlm_async.providers import ProviderRegistry, ResolvedModel
+from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._recipe import Overrides, Recipe, options_from_arguments
+from rlm_async.engine._rlm_properties import RLMProperties
+from rlm_async.engine._routes import ModelChoice
+from rlm_async.engine._sync import refuse_inside_event_loop
 from rlm_async.providers._ratelimit import RateLimit
 from rlm_async.providers._settings import Settings
-from rlm_async.providers._windows import ContextWindows, Window, output_chars_for
 from rlm_async.repl import ReplOptions
 from rlm_async.repl._pool import ReplPool
 from rlm_async.repl._sandbox_options import SandboxOptions
@@ -43,30 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RLM"]
 
-_log = get_logger("rlm_async.engine")
 
-
-#: Options given in a call: a whole ``RLMOptions`` or a dict of the fields to change.
-Overrides = RLMOptions | Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class _Recipe:
-    """How this RLM's resources were made: ``completion_sync`` makes fresh ones from it
-    (HTTP clients belong to one event loop)."""
-
-    model: object
-    sub_model: object
-    depth_models: object
-    allowed_models: object
-    settings: Settings | None
-    rate_limits: object
-    connections: int
-    context_windows: Mapping[str, int] | None
-    warm_repls: int
-
-
-class RLM:
+class RLM(RLMProperties):
     """A Recursive Language Model: answers a query over a context far too long for a prompt.
 
     The root model never reads the context. The context is the variable ``context`` in a
@@ -140,10 +119,7 @@ class RLM:
             quick = await rlm.completion(huge_text, "Any dates?", options={"max_iterations": 3})
     """
 
-    _options: RLMOptions
-    _models: ModelRoutes
-    _resources: EngineResources
-    _recipe: _Recipe
+    _recipe: Recipe
 
     def __init__(
         self,
@@ -194,59 +170,30 @@ class RLM:
             "enable_logging": enable_logging,
             "on_event": on_event,
         }
-        base = RLMOptions().merged(options)
-        chosen = base.merged({k: v for k, v in given.items() if v is not None})
-        chosen = chosen.merged({"repl": with_repl_shortcuts(chosen.repl, cell_timeout, sandbox)})
-        check_int("warm_repls", warm_repls, 0)
-        if max_connections is not None:
-            check_int("max_connections", max_connections, 1)
-        if settings is not None and not isinstance(settings, Settings):
-            raise ConfigurationError(
-                f"settings must be a rlm_async.Settings, got {type(settings).__name__}; "
-                "build one with Settings(...) or Settings.from_env()"
-            )
-        if settings is None and needs_settings(model, sub_model, depth_models, allowed_models):
-            # Only a model given by name needs keys: Provider instances read no .env file.
-            settings = Settings.from_env(load_dotenv=load_dotenv)
-        recipe = _Recipe(
-            model=model,
-            sub_model=sub_model,
-            depth_models=depth_models,
-            allowed_models=allowed_models,
+        chosen = options_from_arguments(options, given, cell_timeout, sandbox)
+        recipe = Recipe.from_arguments(
+            model,
+            sub_model,
+            depth_models,
+            allowed_models,
             settings=settings,
+            load_dotenv=load_dotenv,
             rate_limits=rate_limits,
-            # Sized for the process, not one completion: every completion shares it.
-            connections=max_connections or max(4 * chosen.max_concurrency, 256),
+            max_connections=max_connections,
             context_windows=context_windows,
             warm_repls=warm_repls,
+            max_concurrency=chosen.max_concurrency,
         )
         self._setup(recipe, chosen)
 
-    def _setup(self, recipe: _Recipe, options: RLMOptions) -> None:
-        windows = ContextWindows(recipe.context_windows)
-        limiters = build_rate_limiters(recipe.rate_limits)
-        registry = ProviderRegistry(recipe.settings, max_connections=recipe.connections)
-        # Resolve every model now: an unknown name or a missing key fails here, with a
-        # message that says how to fix it, not in the middle of a run.
-        models = ModelRoutes.resolve(
-            registry, recipe.model, recipe.sub_model, recipe.depth_models, recipe.allowed_models
-        )
+    def _setup(self, recipe: Recipe, options: RLMOptions) -> None:
+        models, resources = recipe.build()
         self._recipe = recipe
         self._options = options
         self._models = models
-        self._resources = EngineResources(
-            providers=registry,
-            windows=windows,
-            rate_limiters=limiters,
-            warm_repls=recipe.warm_repls,
-        )
+        self._resources = resources
 
     # ---- options ---------------------------------------------------------------------
-
-    @property
-    def options(self) -> RLMOptions:
-        """The options completions of this ``RLM`` run with (before per-call overrides)."""
-        return self._options
 
     def with_options(self, options: Overrides = None, /, **changes: Any) -> RLM:
         """A view of this ``RLM`` with other options, sharing its clients, limiters and REPLs.
@@ -269,86 +216,6 @@ class RLM:
         view._resources = self._resources
         view._options = self._options.merged(options).merged(changes or None)
         return view
-
-    @property
-    def budget(self) -> Budget:
-        return self._options.budget
-
-    @property
-    def on_budget_exceeded(self) -> Literal["raise", "return"]:
-        return self._options.on_budget_exceeded
-
-    @property
-    def max_iterations(self) -> int:
-        return self._options.max_iterations
-
-    @property
-    def max_depth(self) -> int:
-        return self._options.max_depth
-
-    @property
-    def max_concurrency(self) -> int:
-        return self._options.max_concurrency
-
-    @property
-    def max_tokens(self) -> int | None:
-        return self._options.max_tokens
-
-    @property
-    def sub_max_tokens(self) -> int | None:
-        return self._options.sub_call_max_tokens
-
-    @property
-    def temperature(self) -> float | None:
-        return self._options.temperature
-
-    @property
-    def sub_temperature(self) -> float | None:
-        return self._options.sub_call_temperature
-
-    @property
-    def repl_options(self) -> ReplOptions:
-        return self._options.repl
-
-    @property
-    def trajectory_dir(self) -> os.PathLike[str] | None:
-        return self._options.trajectory_dir
-
-    @property
-    def max_output_chars(self) -> int:
-        """Characters of a cell's output fed back (sized for the root model by default)."""
-        chosen = self._options.max_output_chars
-        return chosen or output_chars_for(self.window_of(self._models.root).tokens)
-
-    @property
-    def windows(self) -> ContextWindows:
-        return self._resources.windows
-
-    @property
-    def repl_pool(self) -> ReplPool | None:
-        return self._resources.repl_pool
-
-    def window_of(self, model: ResolvedModel) -> Window:
-        """The context window of a resolved model (from ``context_windows`` and the table)."""
-        return self._resources.window_of(model)
-
-    @property
-    def allowed_model_names(self) -> list[str]:
-        """Model labels the REPL may ask for with ``model=``, the default sub-model first."""
-        return self._models.allowed_names
-
-    @property
-    def closed(self) -> bool:
-        """``True`` once ``aclose()`` ran: no new completions are accepted."""
-        return self._resources.closed
-
-    @property
-    def model(self) -> str:
-        return self._models.root.label
-
-    @property
-    def sub_model(self) -> str:
-        return self._models.sub.label
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -469,14 +336,7 @@ class RLM:
             ConfigurationError: when called from inside a running event loop (use
                 ``await rlm.completion(...)`` there).
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise ConfigurationError(
-                "completion_sync() cannot run inside an event loop; use `await rlm.completion(...)`"
-            )
+        refuse_inside_event_loop()
         chosen = self._options.merged(options)
 
         async def main() -> RLMResult:

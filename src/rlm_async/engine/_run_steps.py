@@ -1,0 +1,200 @@
+"""The steps of one RLM run, each announced by its events: a root turn, a cell, the answer.
+
+:class:`RunSteps` holds what one run is (its id, depth, models and the turn it is on) and
+takes one step at a time: a root turn (one model call, streamed or whole, under the
+budgets), a cell run in the REPL (its output capped, its ``FINAL`` checked), and the answer
+that ends the run. The loop that strings the steps together, and the REPL they run in, are
+``_run._Run``'s.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from rlm_async import events as ev
+from rlm_async._text import cap_middle
+from rlm_async._types import Completion, Message
+from rlm_async.engine._model_calls import call_model, stream_model
+from rlm_async.engine._parsing import FinalDirective
+from rlm_async.providers._base import CompletionRequest
+
+if TYPE_CHECKING:
+    from rlm_async.engine._state import CompletionState
+    from rlm_async.providers import ResolvedModel
+    from rlm_async.repl import ReplSession
+    from rlm_async.repl._context import PreparedContext
+
+__all__ = ["RunSteps", "Turn"]
+
+
+@dataclass
+class Turn:
+    """Where a run is: its turn, the cell of that turn, and the turn's sub-call prompts."""
+
+    number: int = 0
+    cell: int = 0
+    cell_started: float = 0.0  # anyio.current_time() when the current cell was sent
+    prompt_chars: list[int] = field(default_factory=list)  # each sub-call prompt's length
+
+
+class RunSteps:
+    """One run's state and its steps (the loop over them is the subclass's)."""
+
+    def __init__(
+        self,
+        shared: CompletionState,
+        prepared: PreparedContext,
+        query: str,
+        *,
+        depth: int,
+        parent_run_id: str | None,
+    ) -> None:
+        self.shared = shared
+        self.options = shared.options
+        self.query = query
+        self.depth = depth
+        self.parent_run_id = parent_run_id
+        self.parent_subcall: str | None = None
+        self.run_id = uuid.uuid4().hex[:12]
+        self.answer_source: str | None = None  # how the run ended: FinalAnswer.source
+        self.finished = True  # False: the last turn gave no answer (see _final_turn)
+        self.answer_truncated: dict[str, int] | None = None
+        self._final_chars: int | None = None  # the last cell's answer length before the cap
+        self.prepared = prepared
+        self.root: ResolvedModel = shared.models.for_depth(depth)
+        self.sub: ResolvedModel = shared.models.sub_for_depth(depth)
+        self.turn = Turn()
+        self.preview = self.options.trajectory_preview_chars
+
+    def event(self, cls: type[Any], **fields: Any) -> None:
+        if cls is ev.FinalAnswer:
+            self.answer_source = fields["source"]
+        self.shared.event(cls, run_id=self.run_id, depth=self.depth, **fields)
+
+    async def call_model(self, target: ResolvedModel, request: CompletionRequest) -> Completion:
+        """One provider call, paced by the target's rate limiter when there is one."""
+        return await call_model(self.shared.resources, target, request)
+
+    def check_budgets(self) -> None:
+        """Warn near a budget, and end the run when one is spent."""
+        for name, used, limit in self.shared.budget.warnings():
+            self.event(ev.BudgetWarning, budget=name, used=used, limit=limit)
+        self.shared.budget.check_spent()
+
+    # ---- a root turn -------------------------------------------------------------------
+
+    async def _root_turn(
+        self, system: str, messages: list[Message], *, final_turn: bool = False
+    ) -> Completion:
+        chars = len(system) + sum(len(m.content) for m in messages)
+        self.shared.budget.check_root_turn(chars)
+        self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
+        started = time.perf_counter()
+        request = CompletionRequest(
+            model=self.root.model,
+            messages=list(messages),
+            system=system,
+            max_tokens=self.options.max_tokens,
+            temperature=self.options.temperature,
+        )
+        if self.shared.stream_text:
+            completion = await stream_model(
+                self.shared.resources, self.root, request, on_text=self._delta
+            )
+        else:
+            completion = await self.call_model(self.root, request)
+        self.shared.usage.record(self.root.label, completion.usage, depth=self.depth)
+        if self.depth == 0:
+            self.shared.root_turns = self.turn.number
+            self.shared.last_root_reply = completion.text
+        self.event(
+            ev.TurnFinished,
+            turn=self.turn.number,
+            model=self.root.label,
+            text=completion.text,
+            input_tokens=completion.usage.input_tokens,
+            output_tokens=completion.usage.output_tokens,
+            cost_usd=completion.usage.cost_usd,
+            latency=round(time.perf_counter() - started, 6),
+        )
+        self.check_budgets()
+        return completion
+
+    def _delta(self, text: str) -> None:
+        self.event(ev.ModelDelta, turn=self.turn.number, text=text)
+
+    # ---- a cell --------------------------------------------------------------------------
+
+    async def _run_cell(self, repl: ReplSession, code: str) -> tuple[str, str | None]:
+        self.turn.cell += 1
+        cell = self.turn.cell
+        self.event(ev.CellStarted, turn=self.turn.number, cell=cell, code=code)
+        self.turn.cell_started = anyio.current_time()  # before the REPL starts its clock
+        result = await repl.execute(code)
+        final, self._final_chars = result.final, result.final_chars
+        limit = self.options.repl.max_answer_chars
+        if final is not None and len(final) > limit + 100:  # not capped by our child: forged
+            final, self._final_chars = cap_middle(final, limit), len(final)
+        output = cap_middle(result.render(), self.shared.output_chars)
+        self.event(
+            ev.CellFinished,
+            turn=self.turn.number,
+            cell=cell,
+            output=output,
+            error=result.error is not None,
+            final=final,
+            duration=round(result.duration, 6),
+            timed_out=result.timed_out,
+            restarted=result.restarted,
+        )
+        return output, final
+
+    def _on_restart(self, reason: str) -> None:
+        self.shared.restarts += 1
+        self.event(ev.ReplRestarted, reason=reason)
+
+    # ---- the answer ----------------------------------------------------------------------
+
+    async def _read_directive(
+        self, repl: ReplSession, directive: FinalDirective
+    ) -> tuple[str | None, str | None, str]:
+        """The answer a last-turn directive gives, its source when the REPL gave it, and
+        why there is none.
+
+        A fenced ``FINAL(expression)`` is evaluated as the one-line cell
+        ``FINAL(expression)``: the model meant that value, and the REPL's own ``FINAL``
+        gives it (source ``"code"``). Nothing else of the reply runs.
+        """
+        if directive.kind == "answer":
+            return directive.value, None, ""
+        if directive.kind == "expression":
+            output, value = await self._run_cell(repl, f"FINAL({directive.value})")
+            if value is not None:
+                return value, "code", ""
+            return None, None, f"FINAL({directive.value}) did not give a value: {output[:500]}"
+        _, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
+        if value is not None:
+            return value, "variable", ""
+        return directive.fallback, None, f"the REPL has no variable named {directive.value!r}"
+
+    def _finish(self, answer: str, source: str) -> str:
+        """The run's answer, capped at ``max_answer_chars``, announced as ``FinalAnswer``.
+
+        The child caps answers from code before sending them (and says how long they
+        were); answers from text are capped here. A cap is reported in the result.
+        """
+        limit = self.options.repl.max_answer_chars
+        original = len(answer)
+        if source in ("code", "variable") and self._final_chars is not None:
+            original = self._final_chars  # capped by the child (or _run_cell) already
+        elif original > limit:
+            answer = cap_middle(answer, limit)
+        if original > limit:
+            self.answer_truncated = {"original_chars": original, "max_answer_chars": limit}
+        self.event(ev.FinalAnswer, answer=answer, source=source)
+        return answer
