@@ -10,6 +10,11 @@ Why stdlib only, and why loaded by path: the child must start in tens of millise
 under any interpreter the parent uses, and must not import the parent's package (which
 pulls in httpx and pydantic) into the process that runs untrusted code.
 
+Why one file of ~700 lines, over the package's ~400: it is started by path as a script, so
+every extra module would be one more file read and compiled at each start-up (the cold start
+is measured in ``benchmarks/``) and one more path Landlock must let the sandboxed child
+read; it is the child's whole program, changed as one piece with ``_protocol.py``.
+
 Messages (one JSON object per line, ``type`` discriminates; see ``_protocol.py``):
 
 parent → child: ``load_context`` (path, format), ``exec`` (cell id, code), ``interrupt``

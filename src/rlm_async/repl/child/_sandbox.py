@@ -1,7 +1,10 @@
 """The sandbox the REPL child applies to itself before the first cell. Standard library only.
 
 Loaded by path (never imported through ``rlm_async``) by ``_child.py`` right after start-up,
-before any other thread exists and before the context is loaded. Layers, in this order:
+before any other thread exists and before the context is loaded. One file of ~900 lines, over
+the package's ~400: it runs in the untrusted process, so it must be readable as one sequence
+of layers applied in order, each with the syscall numbers and constants it needs beside it,
+and it is loaded by path (one file to find, read and allow under Landlock). Layers, in order:
 
 1. **rlimits**: address space (``MemoryError`` instead of the OOM killer), file size (writes
    past it fail with ``EFBIG``: Python ignores ``SIGXFSZ``), open files, no core dumps.
