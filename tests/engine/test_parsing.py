@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 
@@ -259,3 +260,14 @@ def test_reading_a_reply_takes_linear_time(name: str) -> None:
     # Quadratic parsing took 4-5 s for 120,000 backticks (some 18 s for these 240,000);
     # linear takes well under a second even on a loaded 2-core machine.
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("body", ["0x1for", '"\\d+"', "1 is 1"])
+def test_reading_a_reply_prints_no_python_warnings(body: str) -> None:
+    # ``ast.parse`` of a model's text warns (SyntaxWarning: invalid hexadecimal literal...),
+    # which Python prints on the host application's stderr by default.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_last_reply(f"The answer:\n```\n{body}\n```")
+        read_last_reply(f"Done.\n```python\n{body}\n```")
+    assert [str(w.message) for w in caught] == []

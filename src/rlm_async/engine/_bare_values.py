@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import warnings
+from typing import Any
 
 from rlm_async.engine._directives import FinalDirective, unquote
 from rlm_async.engine._fences import Block
@@ -73,16 +75,27 @@ def fenced_final(raw: str) -> FinalDirective:
     return FinalDirective("expression", source)
 
 
+def quiet_parse(source: str, mode: str = "exec") -> Any:
+    """``ast.parse`` without its warnings: a model's text (``0x1for``, ``"\\d"``, ``x is 1``)
+    would otherwise print ``SyntaxWarning``s on the host application's stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source, mode=mode)
+
+
 def _expression(source: str) -> ast.expr | None:
     try:
-        return ast.parse(source, mode="eval").body
+        tree: ast.Expression = quiet_parse(source, mode="eval")
+        return tree.body
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
 def _literal(expr: ast.expr) -> object | None:
     try:
-        return ast.literal_eval(expr)  # type: ignore[no-any-return]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.literal_eval(expr)  # type: ignore[no-any-return]
     except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         return None
 
@@ -97,7 +110,7 @@ def block_value(block: Block) -> FinalDirective | None:
     if len(body) > _MAX_VALUE_CHARS:
         return None
     try:
-        tree = ast.parse(body)
+        tree = quiet_parse(body)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None  # broken code in a code fence ("repl code; do not answer yet.")
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.Expr):
@@ -126,7 +139,7 @@ def _untagged_value(body: str) -> FinalDirective | None:
     if len(body) > _MAX_VALUE_CHARS:
         return FinalDirective("answer", body)
     try:
-        tree = ast.parse(body)
+        tree = quiet_parse(body)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return FinalDirective("answer", body)  # prose: "Ostrava Minor", "It is 7."
     if body.count("\n") >= _MAX_TEXT_LINES:
