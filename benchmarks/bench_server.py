@@ -1,12 +1,18 @@
-"""The HTTP service under load: requests/second with and without a warm REPL pool.
+"""The HTTP service under load: requests/second with and without a warm REPL pool, and the
+``rlm-async serve`` command with one worker process and with two.
 
     python benchmarks/bench_server.py                  # 200 requests, 20 at a time
     python benchmarks/bench_server.py --requests 50 --concurrency 10 --latency 0.05
 
-Everything runs in this process over loopback: the mock LLM server (the scripted NIAH of
-``rlm_async.demo``, a fixed latency per model call), ``rlm-async``'s app under uvicorn,
-and an httpx client sending ``POST /v1/rlm`` with a 20,000-line haystack. Each request is
-a full RLM run: three root turns and ~20 concurrent sub-calls, in its own REPL process.
+In-process figures: the mock LLM server (the scripted NIAH of ``rlm_async.demo``, a fixed
+latency per model call), ``rlm-async``'s app under uvicorn and an httpx client sending
+``POST /v1/rlm`` with a 20,000-line haystack all run in this process over loopback. Each
+request is a full RLM run: three root turns and ~20 concurrent sub-calls, in its own REPL
+process.
+
+Command figures: the same requests, from the same load generator (an httpx client in this
+process), to a real ``rlm-async serve --workers N`` subprocess on 127.0.0.1, whose model
+is the same scripted NIAH served by ``mock_server.py`` in a process of its own.
 
 Also measured, outside HTTP: how long a ``ReplSession`` takes from start to "context
 loaded" (``ReplSession.start_seconds``) with a fresh process (cold) and with one taken
@@ -18,7 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +37,9 @@ import anyio
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Result, Row, ServerProcess
 
 from rlm_async import RLM, ReplOptions, ReplSession, Settings
 from rlm_async.demo import demo_responder, make_haystack
@@ -35,7 +47,10 @@ from rlm_async.repl._pool import ReplPool
 from rlm_async.server import create_app, open_server
 from rlm_async.testing import MockLLMServer
 
+HERE = Path(__file__).resolve().parent
 HAYSTACK_LINES = 20_000
+SERVE_TODAY = "14-16 req/s"  # issue 14's figure, before --workers: one process
+SERVE_TARGET = 60.0  # req/s, issue 14
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -152,6 +167,156 @@ async def _acquisition(context: str, samples: int) -> dict[str, Any]:
     }
 
 
+def _worker_pids(url: str, workers: int, deadline: float) -> set[int]:
+    """Health-check on fresh connections until every worker has answered (workers start
+    after the command's banner); their pids."""
+    pids: set[int] = set()
+    while len(pids) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(pids)} of {workers} workers answered")
+        try:
+            response = httpx.get(f"{url}/health", timeout=5)
+        except httpx.TransportError:
+            response = None
+        if response is not None and response.status_code == 200:
+            body = response.json()
+            warm = body["warm_repls"]
+            if warm is None or warm["ready"] >= warm["size"]:
+                pids.add(body["pid"])
+                continue
+        time.sleep(0.05)  # a worker still starting (or filling its pool): poll, bounded
+    return pids
+
+
+def _cpu_seconds(pids: set[int]) -> tuple[float, float]:
+    """CPU seconds of ``pids`` themselves, and of their children already waited for (the
+    REPL processes of finished runs), from ``/proc/PID/stat``."""
+    own = children = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        own += int(fields[11]) + int(fields[12])  # utime, stime
+        children += int(fields[13]) + int(fields[14])  # cutime, cstime
+    tick = os.sysconf("SC_CLK_TCK")
+    return own / tick, children / tick
+
+
+def _machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU since boot, from ``/proc/stat``."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
+def _runs_per_worker(url: str, workers: int) -> dict[int, int]:
+    """Runs each worker served, from its warm pool's counters (taken + missed)."""
+    served: dict[int, int] = {}
+    for _ in range(50 * workers):
+        body = httpx.get(f"{url}/health", timeout=5).json()
+        warm = body["warm_repls"]
+        if warm is not None:
+            served[body["pid"]] = warm["taken"] + warm["missed"]
+        if len(served) == workers:
+            break
+    return served
+
+
+async def _serve_command_and_load(
+    workers: int,
+    warm_repls: int,
+    n_requests: int,
+    concurrency: int,
+    model_url: str,
+    body: bytes,
+    expected: str,
+) -> dict[str, Any]:
+    """``rlm-async serve --workers N`` as a subprocess, loaded over loopback HTTP."""
+    argv = [
+        sys.executable, "-m", "rlm_async.cli", "serve", "--port", "0",
+        "--workers", str(workers), "--warm-repls", str(warm_repls),
+        "--model", "openai-compatible:rlm-demo-root",
+        "--sub-model", "openai-compatible:rlm-demo-sub",
+        "--max-concurrency", "32", "--max-iterations", "10",
+        "--max-concurrent-runs", str(concurrency), "--log-level", "warning", "--no-dotenv",
+    ]  # fmt: skip
+    env = dict(os.environ, OPENAI_COMPATIBLE_BASE_URL=model_url)
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE.parent)
+    try:
+        assert process.stderr is not None
+        banner = process.stderr.readline()
+        if not banner.startswith("rlm-async serve: http://"):
+            raise RuntimeError(f"rlm-async serve did not start: {banner!r}")
+        url = banner.split()[2]
+        pids = await anyio.to_thread.run_sync(_worker_pids, url, workers, time.monotonic() + 60)
+        before = (*_cpu_seconds(pids), time.process_time(), *_machine_busy())
+        figures = await _load(url, n_requests, concurrency, body, expected)
+        after = (*_cpu_seconds(pids), time.process_time(), *_machine_busy())
+        own, repl, client, busy, total = (a - b for a, b in zip(after, before, strict=True))
+        # Per request: the workers' own CPU, their finished REPL children's, the load
+        # generator's; and how busy the whole machine was meanwhile (every process).
+        figures["worker_cpu_ms_per_request"] = round(own / n_requests * 1e3, 1)
+        figures["repl_cpu_ms_per_request"] = round(repl / n_requests * 1e3, 1)
+        figures["client_cpu_ms_per_request"] = round(client / n_requests * 1e3, 1)
+        figures["machine_cpu_busy"] = round(busy / max(1, total), 3)
+        figures["workers"] = workers
+        figures["warm_repls_per_worker"] = warm_repls
+        if warm_repls:
+            figures["runs_per_worker"] = await anyio.to_thread.run_sync(
+                _runs_per_worker, url, workers
+            )
+        figures["worker_pids"] = sorted(pids)
+        process.send_signal(signal.SIGTERM)
+        figures["exit_status"] = await anyio.to_thread.run_sync(process.wait, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+    return figures
+
+
+async def bench_serve_command(
+    n_requests: int = 200,
+    concurrency: int = 20,
+    latency: float = 0.05,
+    workers: tuple[int, ...] = (1, 2),
+) -> dict[str, Any]:
+    """Requests/second of ``rlm-async serve --workers N`` for each N, warm pool off and on.
+
+    Args:
+        n_requests: Requests per configuration.
+        concurrency: Requests in flight at once (and each worker's run limit).
+        latency: Seconds the mock model takes per call (root turns and sub-calls).
+        workers: The worker counts to measure.
+
+    Returns:
+        ``{"workers_N_cold": figures, "workers_N_warm": figures, ...}`` and the settings;
+        warm means ``--warm-repls`` of ``concurrency / N`` (rounded up) in each worker.
+    """
+    text, number = make_haystack(HAYSTACK_LINES, seed=11)
+    body = json.dumps({"context": text, "query": "What is the magic number?"}).encode()
+    results: dict[str, Any] = {
+        "settings": {
+            "n_requests": n_requests,
+            "concurrency": concurrency,
+            "model_latency_s": latency,
+            "haystack_lines": HAYSTACK_LINES,
+            "request_bytes": len(body),
+            "cpus": len(os.sched_getaffinity(0)),
+        }
+    }
+    with ServerProcess("demo", root_latency=latency, sub_latency=latency) as mock:
+        for count in workers:
+            for mode, warm in (("cold", 0), ("warm", -(-concurrency // count))):
+                results[f"workers_{count}_{mode}"] = await _serve_command_and_load(
+                    count, warm, n_requests, concurrency, mock.base_url, body, str(number)
+                )
+        results["model_server"] = mock.stats()
+    return results
+
+
 async def bench_server(
     n_requests: int = 200, concurrency: int = 20, latency: float = 0.05
 ) -> dict[str, Any]:
@@ -188,13 +353,10 @@ async def bench_server(
     return results
 
 
-async def run(quick: bool) -> Any:
+async def run(quick: bool) -> Result:
     """Entry point for ``benchmarks/run.py``: the figures as ``_common.Result`` rows."""
-    try:
-        from _common import Result  # type: ignore[import-not-found]
-    except ImportError:
-        from benchmarks._common import Result
-    figures = await bench_server(n_requests=60 if quick else 200)
+    n_requests = 60 if quick else 200
+    figures = await bench_server(n_requests=n_requests)
     result = Result()
     for name in ("cold", "warm"):
         mode = "on" if name == "warm" else "off"
@@ -208,7 +370,39 @@ async def run(quick: bool) -> Any:
                reference=cold, reference_label="cold")  # fmt: skip
     result.add("server", "ReplPool.take()", acq["pool_take_us_median"], "us")
     result.notes.append(f"bench_server settings: {figures['settings']}")
+
+    command = await bench_serve_command(n_requests=n_requests)
+    _command_rows(result, command)
     return result
+
+
+def _command_rows(result: Result, command: dict[str, Any]) -> None:
+    """The ``rlm-async serve`` rows: each worker count next to ``--workers 1`` (today's
+    single process, measured in the same run) and issue 14's target."""
+    runs = {key: row for key, row in command.items() if key.startswith("workers_")}
+    one = max(row["rps"] for row in runs.values() if row["workers"] == 1)
+    many = [row for row in runs.values() if row["workers"] > 1]
+    best = max(many, key=lambda row: row["rps"], default=None)
+    for row in runs.values():
+        mode = "warm pool" if row["warm_repls_per_worker"] else "no warm pool"
+        case = f"rlm-async serve --workers {row['workers']}, {mode}: POST /v1/rlm req/s"
+        fields: dict[str, Any] = {"higher_is_better": True, "extra": row}
+        if row["workers"] > 1:
+            fields |= {
+                "reference": one,
+                "reference_label": f"--workers 1, same run (issue 14 before: {SERVE_TODAY})",
+                "target": f">= {SERVE_TARGET:g} req/s",
+                "ok": row["rps"] >= SERVE_TARGET,
+            }
+        if row is best and "key" in Row.__dataclass_fields__:
+            fields["key"] = "server.rps"  # what run.py's issue-14 summary reads
+        result.add("server", case, row["rps"], "/s", **fields)
+    result.notes.append(
+        f"bench_server, rlm-async serve: {command['settings']}; the model: mock_server.py "
+        f"(scripted NIAH) in its own process, {command['model_server']}; warm pool: "
+        "--warm-repls ceil(concurrency / workers) in each worker; load generator: one httpx "
+        "client in the benchmark process, a keep-alive connection per request in flight"
+    )
 
 
 def main() -> None:
@@ -216,8 +410,16 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument(
+        "--only-command", action="store_true", help="only the rlm-async serve figures"
+    )
     args = parser.parse_args()
-    figures = asyncio.run(bench_server(args.requests, args.concurrency, args.latency))
+    figures: dict[str, Any] = {}
+    if not args.only_command:
+        figures = asyncio.run(bench_server(args.requests, args.concurrency, args.latency))
+    figures["command"] = asyncio.run(
+        bench_serve_command(args.requests, args.concurrency, args.latency)
+    )
     print(json.dumps(figures, indent=2))
 
 

@@ -53,7 +53,7 @@ def test_serve_demo_answers_over_http_with_the_token_from_the_environment() -> N
     env = {**os.environ, "RLM_TEST_SERVER_TOKEN": "tok-123456"}
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "--demo", "--port", "0", "--warm-repls", "1",
-         "--api-key-env", "RLM_TEST_SERVER_TOKEN", "--log-level", "warning"],
+         "--workers", "1", "--api-key-env", "RLM_TEST_SERVER_TOKEN", "--log-level", "warning"],
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:

@@ -6,6 +6,9 @@ until the command runs, so the rest of the CLI works without the ``server`` extr
 
 The bearer token is read from the environment variable named by ``--api-key-env``, never
 from the command line (argv is visible to every user of the machine in ``ps``).
+
+``--workers 1`` serves in this process and event loop; more workers are uvicorn's worker
+processes (``server._workers``), each making its own app from a pickled ``ReplicaApp``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import math
 import os
 import signal
 import sys
@@ -21,17 +25,36 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rlm_async.cli._arg_types import port_number
+from rlm_async.cli._arg_types import port_number, positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
 
 if TYPE_CHECKING:
-    from rlm_async.engine._rlm import RLM
     from rlm_async.providers._settings import Settings
+    from rlm_async.server._workers import ReplicaApp
 
-__all__ = ["add_serve_arguments", "run_serve", "serve"]
+__all__ = ["add_serve_arguments", "default_workers", "run_serve", "serve"]
 
 DEMO_ROOT = "openai-compatible:rlm-demo-root"
 DEMO_SUB = "openai-compatible:rlm-demo-sub"
+DRAIN_TIMEOUT = 10.0
+
+
+def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +69,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--port", type=port_number, default=8000, help="port (default 8000; 0: any free)"
     )
     add_engine_arguments(parser, model_help=DEFAULT_MODEL)
+    cores = default_workers()
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=cores,
+        metavar="N",
+        help=f"worker processes behind the one socket, each with its own runs and warm pool "
+        f"(default: the CPUs available, {cores}; 1: serve in this process)",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=DRAIN_TIMEOUT,
+        metavar="S",
+        help="on SIGTERM/SIGINT, seconds runs in flight get to finish before they are "
+        f"cancelled (default {DRAIN_TIMEOUT:g})",
+    )
     parser.add_argument(
         "--max-concurrent-runs",
         type=int,
         default=8,
-        help="runs at once; more are refused with 429 (default 8)",
+        help="runs at once (per worker); more are refused with 429 (default 8)",
     )
     parser.add_argument(
         "--max-queue", type=int, default=0, help="requests that may wait for a run (default 0)"
@@ -94,7 +134,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="require 'Authorization: Bearer <token>', the token read from this env variable",
     )
     parser.add_argument(
-        "--warm-repls", type=int, default=0, metavar="N", help="keep N REPL processes pre-started"
+        "--warm-repls",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N REPL processes pre-started (per worker)",
     )
     parser.add_argument(
         "--demo",
@@ -116,14 +160,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _make_rlm(args: argparse.Namespace, settings: Settings, model: str, sub: str | None) -> RLM:
-    from rlm_async.engine._rlm import RLM
+def _replica(
+    args: argparse.Namespace, settings: Settings, model: str, sub: str | None, token: str | None
+) -> ReplicaApp:
+    from rlm_async.server._workers import ReplicaApp
 
     # The server's limits: a request's own options may tighten them (with_options), never
     # loosen them (see server._options).
-    options = engine_options(args)
-    return RLM(
-        model=model, sub_model=sub, options=options, warm_repls=args.warm_repls, settings=settings
+    return ReplicaApp(
+        model=model,
+        sub_model=sub,
+        options=engine_options(args),
+        settings=settings,
+        warm_repls=args.warm_repls,
+        app_options={
+            "api_key": token,
+            "max_concurrent_runs": args.max_concurrent_runs,
+            "max_queue": args.max_queue,
+            "max_request_bytes": max(1, int(args.max_request_mb * 1024 * 1024)),
+            "body_timeout": args.body_timeout,
+        },
     )
 
 
@@ -154,8 +210,8 @@ async def serve(args: argparse.Namespace) -> int:
     from rlm_async.providers._settings import Settings
 
     settings = Settings.from_env(load_dotenv=not args.no_dotenv)
-    rlm = _make_rlm(args, settings, args.model or DEFAULT_MODEL, args.sub_model)
-    return await _serve(args, rlm, token, label=f"root {rlm.model}, sub-calls {rlm.sub_model}")
+    replica = _replica(args, settings, args.model or DEFAULT_MODEL, args.sub_model, token)
+    return await _serve(args, replica, label=None)
 
 
 async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
@@ -163,56 +219,67 @@ async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
     from rlm_async.providers._settings import Settings
     from rlm_async.testing import MockLLMServer
 
+    # One mock model in this process's event loop, for every worker (they reach it over
+    # loopback, as they would a provider).
     async with MockLLMServer(
         demo_responder,
         latency=lambda r: ROOT_LATENCY if r.system is not None else SUB_LATENCY,
     ) as mock:
         settings = Settings(openai_compatible_base_url=mock.base_url)
-        rlm = _make_rlm(args, settings, DEMO_ROOT, DEMO_SUB)
+        replica = _replica(args, settings, DEMO_ROOT, DEMO_SUB, token)
         label = (
             "OFFLINE DEMO MODEL (scripted, served over loopback HTTP; it answers "
             "needle-in-a-haystack questions: try a context from rlm_async.demo.make_haystack)"
         )
-        return await _serve(args, rlm, token, label=label)
+        return await _serve(args, replica, label=label)
 
 
-async def _serve(args: argparse.Namespace, rlm: RLM, token: str | None, *, label: str) -> int:
+async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | None) -> int:
     from rlm_async.server._app import create_app
     from rlm_async.server._uvicorn import base_url_of, bind_socket, server_config
+    from rlm_async.server._workers import serve_workers
 
-    app = create_app(
-        lambda: rlm,
-        api_key=token,
-        max_concurrent_runs=args.max_concurrent_runs,
-        max_queue=args.max_queue,
-        max_request_bytes=max(1, int(args.max_request_mb * 1024 * 1024)),
-        body_timeout=args.body_timeout,
-    )
-    config = server_config(
-        app,
-        header_timeout=args.header_timeout,
-        max_connections=args.max_connections,
-        keep_alive_timeout=args.keep_alive_timeout,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=10,
+    options: dict[str, Any] = {
+        "header_timeout": args.header_timeout,
+        "max_connections": args.max_connections,
+        "keep_alive_timeout": args.keep_alive_timeout,
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": args.drain_timeout,
         # The command is an application: uvicorn's own log set-up is fine here.
-    )
+    }
+    # Made here whatever the number of workers, so that a bad model name, a missing key or
+    # a bad limit is this command's error, before any worker starts.
+    rlm = replica.make_rlm()
+    app = create_app(lambda: rlm, **replica.app_options)
+    config = server_config(app, **options)
+    label = label or f"root {rlm.model}, sub-calls {rlm.sub_model}"
+    if args.workers > 1:
+        await rlm.aclose()  # that one was the check: each worker makes and opens its own
     sock = bind_socket(args.host, args.port)
     try:
         url = base_url_of(sock)
+        token = replica.app_options.get("api_key")
         auth = f"bearer token from ${args.api_key_env}" if token else "no authentication"
+        workers = (
+            "this process"
+            if args.workers == 1
+            else f"{args.workers} worker processes (each: its own runs, queue and warm pool)"
+        )
         print(
             f"rlm-async serve: {url}  ({auth})\n"
             f"  model: {label}\n"
+            f"  serving in {workers}\n"
             f"  POST {url}/v1/chat/completions   POST {url}/v1/rlm   "
             f"POST {url}/v1/rlm/stream   GET {url}/health",
             file=sys.stderr,
             flush=True,
         )
-        await _make_server(config).serve(sockets=[sock])
+        if args.workers == 1:
+            await _make_server(config).serve(sockets=[sock])
+            return 0
+        return await serve_workers(replica, sock, workers=args.workers, **options)
     finally:
         sock.close()
-    return 0
 
 
 def _make_server(config: Any) -> Any:

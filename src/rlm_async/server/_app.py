@@ -6,7 +6,7 @@ Routes (see ``docs/serving.md``)::
     POST /v1/rlm                {"context", "query", "options"} -> the result as JSON
     POST /v1/rlm/stream         the run's events as server-sent events (also ?stream=true)
     GET  /v1/models             the one model this server serves
-    GET  /health, /healthz      status, runs in flight, warm REPLs
+    GET  /health, /healthz      status, runs in flight, warm REPLs (see _status.py)
 
 Every run holds one slot of :class:`RunSlots` (429 at once when they are all taken) and
 is cancelled when its client disconnects, which kills its REPL processes and in-flight
@@ -52,6 +52,7 @@ from rlm_async.server._openai import (
 from rlm_async.server._options import apply_options
 from rlm_async.server._runs import ClientGone, until_disconnect
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
+from rlm_async.server._status import health_body, models_body
 from rlm_async.trajectory import scrub_secrets
 
 __all__ = ["create_app"]
@@ -357,45 +358,8 @@ class _Service:
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
 
     async def models(self, request: Request) -> Response:
-        rlm = self.current_rlm()
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": self.model_name,
-                        "object": "model",
-                        "created": 0,
-                        "owned_by": "rlm-async",
-                        "root_model": rlm.model,
-                        "sub_model": rlm.sub_model,
-                    }
-                ],
-            }
-        )
+        return JSONResponse(models_body(self.model_name, self.current_rlm()))
 
     async def health(self, request: Request) -> Response:
-        rlm = self.rlm
-        pool = rlm.repl_pool if rlm is not None else None
-        warm = (
-            None
-            if pool is None
-            else {
-                "size": pool.size,
-                "ready": pool.ready,
-                "started": pool.started,
-                "taken": pool.taken,
-                "missed": pool.missed,
-            }
-        )
-        body = {
-            "status": "ok" if rlm is not None else self.state,
-            "runs_in_flight": self.slots.in_flight,
-            "queued": self.slots.queued,
-            "max_concurrent_runs": self.slots.limit,
-            "max_queue": self.slots.max_queue,
-            "warm_repls": warm,
-            "model": rlm.model if rlm is not None else None,
-            "sub_model": rlm.sub_model if rlm is not None else None,
-        }
-        return JSONResponse(body, status_code=200 if rlm is not None else 503)
+        body, status = health_body(self.rlm, self.slots, self.state)
+        return JSONResponse(body, status_code=status)

@@ -7,13 +7,15 @@ logging for the host application.
 
 :func:`server_config` is the one place a ``uvicorn.Config`` is made (``open_server`` and
 ``rlm-async serve``): it adds the connection limits uvicorn lacks (``_connections.py``:
-a header-read timeout and a connection cap) and its keep-alive timeout.
+a header-read timeout and a connection cap) and its keep-alive timeout. The config it makes
+can be pickled, so uvicorn's worker processes (``_workers.py``, started with ``spawn``) can
+be given it.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -51,8 +53,27 @@ def base_url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _Config(uvicorn.Config):
+    """uvicorn's ``Config``, picklable (before ``load()``) with the guarded protocol in it.
+
+    That protocol is a class made at run time (``guarded_protocol``), which pickle cannot
+    name; it travels as its two limits and is made again on the other side.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        http = state.pop("http")
+        state["_guard"] = (http.header_timeout, http.max_connections)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        header_timeout, max_connections = state.pop("_guard")
+        self.__dict__.update(state)
+        self.http = guarded_protocol(header_timeout=header_timeout, max_connections=max_connections)
+
+
 def server_config(
-    app: ASGIApp,
+    app: ASGIApp | Callable[[], ASGIApp],
     *,
     header_timeout: float = HEADER_TIMEOUT,
     max_connections: int | None = None,
@@ -62,7 +83,8 @@ def server_config(
     """A ``uvicorn.Config`` for ``app`` with connection limits.
 
     Args:
-        app: The ASGI app.
+        app: The ASGI app (with ``factory=True``: a function making it, called once in
+            each worker process).
         header_timeout: Seconds a request's headers may take to arrive, counted from the
             connection's opening (or from the first byte after the previous response).
             Then the connection is closed (408 when part of a request had come).
@@ -87,7 +109,7 @@ def server_config(
     config.setdefault("lifespan", "on")
     # uvicorn takes whole seconds here (its type says int); it passes the value to
     # call_later, so a fraction works the same.
-    return uvicorn.Config(app, http=http, timeout_keep_alive=keep_alive_timeout, **config)  # type: ignore[arg-type]
+    return _Config(app, http=http, timeout_keep_alive=keep_alive_timeout, **config)  # type: ignore[arg-type]
 
 
 @asynccontextmanager
