@@ -43,6 +43,11 @@ from rlm_async.server._uvicorn import server_config
 
 __all__ = ["CloseAfterResponse", "ReplicaApp", "serve_workers"]
 
+# Seconds a worker may take to answer the supervisor's ping before it is killed as hung.
+# It answers from a thread, which needs the GIL: a big JSON body parsed in C holds that for
+# seconds (docs/serving.md), and uvicorn's 5 s would kill a busy worker with its runs.
+WORKER_HEALTHCHECK_TIMEOUT = 30
+
 
 @dataclass(frozen=True)
 class ReplicaApp:
@@ -139,6 +144,8 @@ async def serve_workers(
         ConfigurationError: ``workers`` or a limit is out of range.
     """
     check_int("workers", workers, 1)
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        config.setdefault("timeout_worker_healthcheck", WORKER_HEALTHCHECK_TIMEOUT)
     spawnable = server_config(app, factory=True, workers=workers, **config)
     handled = getattr(_multiprocess, "SIGNALS", (signal.SIGINT, signal.SIGTERM))
     before = {sig: signal.getsignal(sig) for sig in handled}
