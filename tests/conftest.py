@@ -56,6 +56,16 @@ def _host_back_at_baseline() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _respx_reaches_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """respx mocks httpcore; on the aiohttp transport its routes answer over loopback instead
+    (tests/providers/respx_bridge.py). With no respx router active, requests go as they are."""
+    from rlm_async.providers import _transport_aiohttp
+    from tests.providers.respx_bridge import BridgedTransport
+
+    monkeypatch.setattr(_transport_aiohttp, "_Transport", BridgedTransport)
+
+
+@pytest.fixture(autouse=True)
 def _structlog_left_unconfigured() -> object:
     """``structlog.testing.capture_logs`` leaves structlog "configured" (with its defaults,
     which print to stdout); put it back so the library's own routing is what later tests see."""

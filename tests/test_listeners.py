@@ -10,7 +10,7 @@ from rlm_async import events as ev
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.engine._listeners import fan_out
 from rlm_async.providers import OpenAIProvider, ProviderRegistry
-from rlm_async.providers._http import build_client
+from rlm_async.providers._transport import build_client
 
 
 def test_fan_out_calls_each_listener_in_order_and_skips_none() -> None:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from rlm_async._types import Message
 from rlm_async.providers import CompletionRequest
 
@@ -18,6 +20,14 @@ KEYS = {
     "xai_api_key": "xai-test-0123456789",
     "openai_compatible_api_key": "compat-test-0123456789",
 }
+
+
+def pool_size(client: httpx.AsyncClient) -> int:
+    """The most connections ``client``'s pool opens, on either transport."""
+    transport = client._transport  # type: ignore[attr-defined]
+    if isinstance(transport, httpx.AsyncHTTPTransport):
+        return int(transport._pool._max_connections)
+    return int(transport.limits.max_connections)  # httpx-aiohttp's
 
 
 def fixture_body(name: str) -> dict[str, Any]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import anyio
 import httpx
 
+from rlm_async.providers import OpenAIProvider, _transport
 from rlm_async.providers._clients import SHARD_SIZE, ClientShards
-from rlm_async.providers._http import build_client
-
-
-def pool_size(client: httpx.AsyncClient) -> int:
-    return int(client._transport._pool._max_connections)  # type: ignore[attr-defined]
+from rlm_async.providers._settings import Settings
+from rlm_async.providers._transport import build_client
+from rlm_async.providers._transport_aiohttp import AiohttpClient
+from tests.providers.support import pool_size
 
 
 async def test_a_large_pool_is_split_into_small_ones_that_add_up() -> None:
@@ -61,3 +61,14 @@ async def test_a_callers_client_is_used_as_is_and_never_closed() -> None:
     await shards.aclose()
     assert not mine.is_closed
     await mine.aclose()
+
+
+async def test_providers_are_on_aiohttp_unless_told_otherwise() -> None:
+    assert _transport.DEFAULT_TRANSPORT == "aiohttp"
+    on = {}
+    for transport in (None, "aiohttp", "httpcore"):
+        settings = Settings(openai_api_key="k-1234", transport=transport)
+        async with OpenAIProvider(settings=settings, max_connections=100) as provider:
+            on[transport] = [type(c) for c in provider._clients.clients]
+    assert on[None] == on["aiohttp"] == [AiohttpClient]  # one pool: aiohttp's costs no more
+    assert on["httpcore"] == [httpx.AsyncClient] * 7  # pools of at most 16

@@ -15,8 +15,9 @@ from rlm_async._exceptions import (
 from rlm_async._redact import scrub_secrets
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._errors import describe_error_body
-from rlm_async.providers._http import build_client, merge_extra
+from rlm_async.providers._http import merge_extra
 from rlm_async.providers._settings import Settings
+from rlm_async.providers._transport import build_client
 from tests.providers.support import fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"
@@ -139,6 +140,7 @@ class _TrackedStream(httpx.AsyncByteStream):
         self.closed = True
 
 
+@pytest.mark.httpcore_only  # in-process; on aiohttp: test_transport.py, over a real socket
 async def test_breaking_out_of_a_stream_closes_the_response(
     settings: Settings, retry: RetryPolicy, respx_mock: respx.MockRouter
 ) -> None:

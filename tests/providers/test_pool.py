@@ -11,6 +11,7 @@ from rlm_async.providers import (
     AnthropicProvider,
     CompletionRequest,
     GeminiProvider,
+    HTTPProvider,
     OllamaProvider,
     OpenAICompatibleProvider,
     OpenAIProvider,
@@ -20,7 +21,7 @@ from rlm_async.providers import (
 )
 from rlm_async.providers._pricing import PriceTable
 from rlm_async.providers._settings import Settings
-from tests.providers.support import fixture_body, request
+from tests.providers.support import fixture_body, pool_size, request
 
 
 @pytest.mark.parametrize(
@@ -142,8 +143,8 @@ def test_invalid_max_connections_is_a_configuration_error(settings: Settings) ->
 async def test_pool_client_limits_follow_max_connections(settings: Settings) -> None:
     async with ProviderRegistry(settings, max_connections=7) as pool:
         provider = pool.resolve("gpt-5").provider
-        pool_limits = provider._client._transport._pool  # type: ignore[attr-defined]
-        assert pool_limits._max_connections == 7
+        assert isinstance(provider, HTTPProvider)
+        assert sum(pool_size(client) for client in provider._clients.clients) >= 7
 
 
 async def test_settings_prices_are_laid_over_the_default_table(

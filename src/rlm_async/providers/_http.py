@@ -1,8 +1,8 @@
 """Shared httpx plumbing: the clients, sending with retries, reading streams.
 
-:class:`HTTPProvider` is the base of every adapter. It owns its connections, small
-``httpx.AsyncClient`` pools behind one limiter (see ``_clients.py``; an injected client is
-used alone and never closed), sends JSON through
+:class:`HTTPProvider` is the base of every adapter. It owns its connections,
+``httpx.AsyncClient`` pools behind one limiter, on aiohttp or httpcore (see ``_clients.py``
+and ``_transport.py``; an injected client is used alone and never closed), sends JSON through
 the retry policy, maps every failure to our error tree at one boundary, fills in the cost,
 and scrubs the API key out of any error text a provider echoes back. An adapter adds only
 its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.
@@ -10,10 +10,7 @@ its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
-import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, Self
@@ -33,7 +30,7 @@ from rlm_async._redact import scrub_secrets
 from rlm_async._tokens import request_tokens
 from rlm_async._types import Completion
 from rlm_async.providers._base import CompletionRequest, TextDelta
-from rlm_async.providers._clients import ClientShards
+from rlm_async.providers._clients import provider_clients
 from rlm_async.providers._errors import (
     ErrorInfo,
     describe_error_body,
@@ -60,35 +57,7 @@ from rlm_async.providers._retry import (
 )
 from rlm_async.providers._settings import Settings
 
-__all__ = ["HTTPProvider", "build_client", "merge_extra"]
-
-
-def build_client(
-    *,
-    max_connections: int = 64,
-    connect_timeout: float = 10.0,
-    read_timeout: float = 600.0,
-    verify: ssl.SSLContext | bool = True,
-) -> httpx.AsyncClient:
-    """One pooled client: ``max_connections`` in flight, kept alive; HTTP/2 if ``h2`` is there.
-
-    The read timeout is long on purpose: a reasoning model can think for minutes before
-    its first byte. Waiting for a free pooled connection is bounded by the same value.
-    """
-    check_int("max_connections", max_connections, 1)
-    return httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        ),
-        timeout=httpx.Timeout(
-            connect=connect_timeout, read=read_timeout, write=60.0, pool=read_timeout
-        ),
-        http2=importlib.util.find_spec("h2") is not None,
-        follow_redirects=False,
-        verify=verify,
-    )
+__all__ = ["HTTPProvider", "merge_extra"]
 
 
 def merge_extra(payload: dict[str, Any], extra: Mapping[str, object]) -> dict[str, Any]:
@@ -117,7 +86,8 @@ class HTTPProvider:
         retry: The retry policy; default :class:`RetryPolicy()`.
         prices: Prices to fill ``Usage.cost_usd``; default the built-in table with
             ``settings.prices`` laid over it.
-        max_connections: Size of the connection pool when the adapter makes its own client.
+        max_connections: Size of the connection pool when the adapter makes its own client
+            (on the transport ``settings.transport`` names).
     """
 
     name: str = "http"
@@ -150,18 +120,7 @@ class HTTPProvider:
         self._retry = retry or RetryPolicy()
         self._prices = prices if prices is not None else PriceTable(settings.prices)
         check_int("max_connections", max_connections, 1)
-        self._clients = ClientShards(
-            functools.partial(
-                build_client,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                # One TLS context for all of this provider's pools: loading the CA bundle
-                # costs ~17 ms a client.
-                verify=_tls_context() if client is None else True,
-            ),
-            max_connections=max_connections,
-            client=client,
-        )
+        self._clients = provider_clients(settings, max_connections=max_connections, client=client)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -395,11 +354,3 @@ class HTTPProvider:
             return completion
         usage = completion.usage.model_copy(update={"cost_usd": cost})
         return completion.model_copy(update={"usage": usage})
-
-
-@functools.lru_cache(maxsize=1)
-def _tls_context() -> ssl.SSLContext:
-    """The TLS context every provider client shares (certificate verification on)."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -49,6 +49,8 @@ _ENV_FIELDS: Final = (
     ("OPENAI_COMPATIBLE_API_KEY", "openai_compatible_api_key"),
     ("RLM_ASYNC_CONNECT_TIMEOUT", "connect_timeout"),
     ("RLM_ASYNC_READ_TIMEOUT", "read_timeout"),
+    ("RLM_ASYNC_TRANSPORT", "transport"),
+    ("RLM_ASYNC_HTTP2", "http2"),
 )
 
 # provider -> (key field, env var to name in errors, key required?)
@@ -71,7 +73,7 @@ DEFAULT_BASE_URLS: Final = {
 
 
 class Settings(BaseModel):
-    """Provider keys, endpoints and HTTP timeouts.
+    """Provider keys, endpoints, HTTP timeouts and transport.
 
     Build it from the environment with :meth:`from_env`, or directly in code
     (``Settings(openai_api_key="sk-...")``); plain strings are accepted for keys.
@@ -80,6 +82,10 @@ class Settings(BaseModel):
         connect_timeout: Seconds to open a connection.
         read_timeout: Seconds to wait for the next bytes of a reply (long: reasoning
             models can think for minutes before the first byte).
+        transport: What carries the requests under httpx: ``"aiohttp"`` (the default: the
+            least CPU per request at high concurrency) or ``"httpcore"`` (httpx's own; the
+            one for HTTP/2). ``None``: aiohttp, or httpcore when ``http2`` is set.
+        http2: Offer HTTP/2 (on httpcore; needs ``pip install "rlm-async[http2]"``).
         prices: Extra or corrected model prices, laid over the built-in table (see
             :class:`~rlm_async.PriceTable` for the key and value forms), e.g.
             ``{"openai-compatible:my-llama": (0.1, 0.2)}``.
@@ -103,6 +109,8 @@ class Settings(BaseModel):
     openai_compatible_api_key: SecretStr | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=600.0, gt=0)
+    transport: Literal["aiohttp", "httpcore"] | None = None
+    http2: bool = False
     prices: dict[str, Any] | None = None
 
     def __init__(self, **data: Any) -> None:
@@ -112,6 +120,10 @@ class Settings(BaseModel):
             raise ConfigurationError(
                 describe_validation_error("settings", exc, type(self).model_fields)
             ) from None
+        if self.http2 or self.transport:
+            from rlm_async.providers._transport import resolve_transport
+
+            resolve_transport(self.transport, http2=self.http2)  # HTTP/2 on aiohttp fails here
         if self.prices:
             from rlm_async.providers._pricing import PriceTable
 
