@@ -46,6 +46,8 @@ class Row:
         ok: Whether the target is met (``None`` when there is no target).
         higher_is_better: For the ratio's direction in the table.
         extra: Anything else worth keeping in the JSON (raw samples, settings).
+        key: A stable name for the row (``"many.cpu_per_completion.warm"``), by which
+            ``run.py``'s issue-14 summary finds it; ``""`` for rows nothing looks up.
     """
 
     benchmark: str
@@ -58,6 +60,7 @@ class Row:
     ok: bool | None = None
     higher_is_better: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -193,7 +196,10 @@ def _is_repl_child(pid: int, cache: dict[int, bool]) -> bool:
             and b"python" in os.path.basename(argv[0])
             and any(a.endswith(b"_child.py") for a in argv[1:4])
         )
-        cache[pid] = known
+        # Only a yes is kept: between fork and exec a new REPL child still shows its
+        # parent's command line (ours, or bwrap's), and a cached no would hide it for good.
+        if known:
+            cache[pid] = known
     return known
 
 
@@ -216,20 +222,31 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _hwm(pid: int) -> int:
+    return proc_status(pid).get("VmHWM", 0)
+
+
 class ChildRssSampler:
     """Samples the summed RSS of this process's REPL children (``_child.py``) in a thread.
 
     ``peak_sum`` is the largest total seen; ``peak_one`` the largest single child;
-    ``max_count`` the most REPL children alive at once. A thread rather than a task, so a
-    busy event loop does not skip samples.
+    ``max_count`` the most REPL children alive at once. With ``hwm=True`` it also reads each
+    child's ``VmHWM`` (its own high-water mark, so a peak between two samples is not
+    missed): ``peak_hwm`` is the largest. A thread rather than a task, so a busy event loop
+    does not skip samples. ``cpu_seconds`` is the CPU the sampling itself took (it runs in
+    this process: subtract it from this process's CPU time).
     """
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.02, *, hwm: bool = False) -> None:
         self.interval = interval
+        self.hwm = hwm
         self.peak_sum = 0
         self.peak_one = 0
+        self.peak_hwm = 0
         self.max_count = 0
         self.samples = 0
+        self.cpu_seconds = 0.0
+        self._me = os.getpid()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="rss-sampler")
         self._cache: dict[int, bool] = {}
@@ -242,16 +259,38 @@ class ChildRssSampler:
         self._stop.set()
         self._thread.join()
 
+    def sample(self) -> None:
+        """One pass over the REPL children (from the sampling thread, or from an event)."""
+        started = time.thread_time()
+        pids = [p for p in _children_of(self._me) if _is_repl_child(p, self._cache)]
+        sizes = [_rss(p) for p in pids]
+        if self.hwm:
+            self.peak_hwm = max([self.peak_hwm, *(_hwm(p) for p in pids)])
+        self.samples += 1
+        self.peak_sum = max(self.peak_sum, sum(sizes))
+        self.peak_one = max(self.peak_one, max(sizes, default=0))
+        self.max_count = max(self.max_count, len(pids))
+        self.cpu_seconds += time.thread_time() - started
+
     def _loop(self) -> None:
-        me = os.getpid()
         while not self._stop.is_set():
-            pids = [p for p in _children_of(me) if _is_repl_child(p, self._cache)]
-            sizes = [_rss(p) for p in pids]
-            self.samples += 1
-            self.peak_sum = max(self.peak_sum, sum(sizes))
-            self.peak_one = max(self.peak_one, max(sizes, default=0))
-            self.max_count = max(self.max_count, len(pids))
+            self.sample()
             self._stop.wait(self.interval)
+
+
+class CpuTime:
+    """This process's CPU time (user + system, every thread) over a block, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> CpuTime:
+        self._started = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.process_time() - self._started
 
 
 # ---- the mock LLM server, in its own process or in this one ----------------------------------

@@ -73,7 +73,7 @@ async def run_fan_out(
 
 
 async def _series(
-    res: Result, label: str, n: int, repeats: int, base_url: str, target: bool
+    res: Result, label: str, n: int, repeats: int, base_url: str, target: bool, key: str = ""
 ) -> float:
     """Run one case (fewer repeats when it is far from ideal); add its row; the ratio."""
     ideal = math.ceil(n / CONCURRENCY) * LATENCY
@@ -92,6 +92,7 @@ async def _series(
         target="<= 1.10x ideal" if target else "",
         ok=(value <= 1.10 * ideal) if target else None,
         extra={"samples": cells},
+        key=key,
     )
     return value / ideal
 
@@ -111,7 +112,8 @@ async def run(quick: bool) -> Result:
     with ServerProcess("lean", sub_latency=LATENCY) as server:
         ratio = 0.0
         for n in (100, 1_000):
-            ratio = await _series(res, "lean server", n, repeats, server.base_url, n == 1_000)
+            key = f"fanout.n{n}.lean"
+            ratio = await _series(res, "lean server", n, repeats, server.base_url, n == 1_000, key)
         if not quick:
             n = 10_000
             if ratio <= 3:

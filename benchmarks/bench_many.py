@@ -4,6 +4,8 @@ The scripted NIAH trajectory of the demo (``demo_responder``: peek, fan out over
 answer) on a small haystack, root turns and sub-calls at 100 ms each, over loopback HTTP to
 the mock server in its own process. Each completion gets its own REPL process. Memory: the
 parent's RSS high-water growth, and the summed RSS of the live REPL children (sampled).
+CPU: the parent's process CPU time (every thread; the RSS sampler's own CPU subtracted) over
+the runs, divided by the number of runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ import asyncio
 import time
 from typing import Any
 
-from _common import MIB, ChildRssSampler, PeakRss, Result, ServerProcess, median, settings_for
+from _common import (
+    MIB,
+    ChildRssSampler,
+    CpuTime,
+    PeakRss,
+    Result,
+    ServerProcess,
+    median,
+    settings_for,
+)
 
 from rlm_async import RLM
 from rlm_async.demo import make_haystack
@@ -20,11 +31,12 @@ from rlm_async.demo import make_haystack
 LATENCY = 0.1
 LINES = 20_000
 TARGET = 3.0
+TARGET_CPU = 0.015  # seconds of parent CPU per completion
 QUERY = "What is the magic number hidden in the text? Answer with the number only."
 
 
 async def _runs(rlm: RLM, text: str, number: int, count: int) -> dict[str, Any]:
-    with ChildRssSampler() as children, PeakRss() as parent:
+    with ChildRssSampler() as children, PeakRss() as parent, CpuTime() as cpu:
         started = time.perf_counter()
         results = await asyncio.gather(*(rlm.completion(text, QUERY) for _ in range(count)))
         wall = time.perf_counter() - started
@@ -33,6 +45,7 @@ async def _runs(rlm: RLM, text: str, number: int, count: int) -> dict[str, Any]:
         raise RuntimeError(f"{len(wrong)} of {count} runs answered wrongly, e.g. {wrong[0]!r}")
     return {
         "wall": wall,
+        "cpu_each": (cpu.seconds - children.cpu_seconds) / count,
         "parent_growth": parent.growth,
         "children_peak": children.peak_sum,
         "child_peak_one": children.peak_one,
@@ -40,6 +53,12 @@ async def _runs(rlm: RLM, text: str, number: int, count: int) -> dict[str, Any]:
         "subcalls": sum(int(r.metadata.get("subcalls", 0)) for r in results),
         "elapsed_each": median([r.elapsed for r in results]),
     }
+
+
+def _http_pool_size(rlm: RLM) -> str:
+    """What the HTTP pool was sized to (a private detail: ``"?"`` when it moves)."""
+    size = getattr(getattr(rlm, "_recipe", None), "connections", None)
+    return f"{size:,}" if isinstance(size, int) else "?"
 
 
 async def run(quick: bool) -> Result:
@@ -57,7 +76,7 @@ async def run(quick: bool) -> Result:
             ones = [await _runs(rlm, text, number, 1) for _ in range(3 if quick else 5)]
             many = await _runs(rlm, text, number, count)
             stats = server.stats()
-            pool = rlm._pool._max_connections  # what the HTTP pool was sized to
+            pool = _http_pool_size(rlm)
         async with RLM(
             model="openai-compatible:rlm-demo-root",
             sub_model="openai-compatible:rlm-demo-sub",
@@ -67,6 +86,10 @@ async def run(quick: bool) -> Result:
         ) as rlm:
             assert rlm.repl_pool is not None
             await _runs(rlm, text, number, 1)
+            warm_ones = []
+            for _ in range(3):
+                await rlm.repl_pool.wait_ready()
+                warm_ones.append(await _runs(rlm, text, number, 1))
             await rlm.repl_pool.wait_ready()  # every child started before the clock starts
             warm = await _runs(rlm, text, number, count)
     one = median([o["wall"] for o in ones])
@@ -88,6 +111,7 @@ async def run(quick: bool) -> Result:
         reference=ideal,
         reference_label="latency floor",
         extra={"runs": ones},
+        key="many.one",
     )
     res.add(
         "many",
@@ -99,6 +123,7 @@ async def run(quick: bool) -> Result:
         target=f"< {TARGET:g}x one run",
         ok=many["wall"] < TARGET * one,
         extra=many | {"server": stats},
+        key="many.concurrent.cold",
     )
     res.add(
         "many",
@@ -110,6 +135,27 @@ async def run(quick: bool) -> Result:
         target=f"< {TARGET:g}x one run",
         ok=warm["wall"] < TARGET * one,
         extra=warm,
+        key="many.concurrent.warm",
+    )
+    res.add(
+        "many",
+        f"parent CPU per completion, {count} concurrent, warm pool",
+        warm["cpu_each"],
+        "s",
+        reference=median([o["cpu_each"] for o in warm_ones]),
+        reference_label="one completion alone, warm pool",
+        target=f"<= {TARGET_CPU * 1000:g} ms",
+        ok=warm["cpu_each"] <= TARGET_CPU,
+        key="many.cpu_per_completion.warm",
+    )
+    res.add(
+        "many",
+        f"parent CPU per completion, {count} concurrent, cold (REPLs started in the run)",
+        many["cpu_each"],
+        "s",
+        reference=median([o["cpu_each"] for o in ones]),
+        reference_label="one completion alone",
+        key="many.cpu_per_completion.cold",
     )
     res.add(
         "many",

@@ -87,9 +87,21 @@ async def _rlm_async(
     return walls
 
 
-def _rlms(
-    python: Path, base_url: str, text: str, number: int, repeats: int
-) -> tuple[list[float], str]:
+def run_rlms(
+    python: Path,
+    base_url: str,
+    text: str,
+    number: int,
+    repeats: int,
+    *,
+    chunks: int = CHUNKS,
+    warmups: int = 1,
+) -> dict[str, Any]:
+    """``peer_rlms.py`` on the NIAH workload with ``chunks`` sub-calls; its JSON report.
+
+    Raises:
+        RuntimeError: rlms failed, or answered wrongly.
+    """
     with tempfile.TemporaryDirectory(prefix="rlm-bench-peers-") as tmp:
         context = os.path.join(tmp, "context.txt")
         Path(context).write_text(text, encoding="utf-8")
@@ -97,8 +109,8 @@ def _rlms(
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "LANG": "C.UTF-8"}
         done = subprocess.run(
             [str(python), str(HERE / "peer_rlms.py"), base_url, context,
-             niah_query(CHUNKS), str(repeats)],
-            capture_output=True, text=True, timeout=600, cwd=tmp, env=env,
+             niah_query(chunks), str(repeats), str(warmups)],
+            capture_output=True, text=True, timeout=900, cwd=tmp, env=env,
         )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"rlms failed: {done.stderr[-1000:]}")
@@ -106,7 +118,7 @@ def _rlms(
     wrong = [a for a in data["answers"] if a.strip() != str(number)]
     if wrong:
         raise RuntimeError(f"rlms answered {wrong[0]!r}, expected {number}")
-    return data["walls"], data["version"]
+    return data
 
 
 async def run(quick: bool) -> Result:
@@ -140,7 +152,8 @@ async def run(quick: bool) -> Result:
             res.notes.append(f"peers: rlms skipped: {problem}")
         else:
             try:
-                walls, version = _rlms(python, server.base_url, text, number, repeats)
+                report = run_rlms(python, server.base_url, text, number, repeats)
+                walls, version = report["walls"], report["version"]
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 res.notes.append(f"peers: rlms failed: {exc}")
             else:

@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "context": "Loading a large context into the REPL",
     "repl": "REPL start, cell round trip, warm pool",
     "many": "Many completions at once on one RLM",
+    "niah": "1M-line NIAH: 1,000 sub-calls next to rlms; a big context's fixed cost",
     "peers": "Same NIAH workload: rlm-async vs rlms vs sequential",
     "server": "The HTTP server (benchmarks/bench_server.py)",
 }
@@ -110,18 +111,25 @@ def run_worker(name: str, quick: bool, proposals: bool = False) -> dict[str, Any
     try:
         env = dict(os.environ, RLM_BENCH_PROPOSALS="1" if proposals else "0")
         proc = subprocess.run(
-            argv, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=HERE.parent, env=env
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=HERE.parent,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"rows": [], "notes": [f"{name}: timed out after {timeout} s"], "error": "timeout"}
     elapsed = time.perf_counter() - started
+    # The worker's stderr (progress, warnings, a traceback), shown after it ends.
+    sys.stderr.write("".join(f"   | {line}\n" for line in proc.stderr.splitlines()))
     marker = "@@RESULT@@ "
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(marker):
             data: dict[str, Any] = json.loads(line[len(marker) :])
             data["seconds"] = round(elapsed, 2)
             return data
-    tail = proc.stdout.strip().splitlines()[-5:]
+    tail = proc.stdout.strip().splitlines()[-5:] + proc.stderr.strip().splitlines()[-1:]
     return {
         "rows": [],
         "notes": [f"{name}: the worker failed (exit {proc.returncode}): {' | '.join(tail)}"],
@@ -148,6 +156,140 @@ def _number(value: float, unit: str) -> str:
     return f"{value:,.3g} {unit}".strip()
 
 
+# ---- the issue-14 summary ----------------------------------------------------------------
+
+# The figures issue 14 ("make the engine's own cost vanish") set out to move: its "today"
+# column (the before-figure, copied from the issue), what this run measured, the target.
+ISSUE14_TODAY = {
+    "k1000": "2.45 s (rlms 9.1 s)",
+    "k10": "0.59 s",
+    "cpu": "44 ms",
+    "many": "12x",
+    "fanout": "1.29x ideal",
+    "serve": "14-16 req/s",
+}
+
+
+def _find(results: dict[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    for data in results.values():
+        for row in data.get("rows", []):
+            if row.get("key") == key:
+                return row
+    return None
+
+
+def _server_row(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The serving figure from ``bench_server``'s rows, whatever their names.
+
+    ``bench_server.py`` is written elsewhere: a row keyed ``"server.rps"`` wins; else a
+    req/s row about ``--workers``; else the highest req/s row.
+    """
+    keyed = _find(results, "server.rps")
+    if keyed is not None:
+        return keyed
+    rates = [
+        row
+        for row in results.get("server", {}).get("rows", [])
+        if row.get("unit") in ("/s", "req/s") and row.get("value") == row.get("value")
+    ]
+    workers = [row for row in rates if "worker" in row.get("case", "")]
+    return max(workers or rates, key=lambda row: row["value"], default=None)
+
+
+def _met(ok: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: ""}[ok]
+
+
+def summary_table(results: dict[str, dict[str, Any]], *, quick: bool) -> list[str]:
+    """The issue-14 table: row, today (issue), now (this run), target, met."""
+    title = "## Issue 14 summary"
+    lines = [
+        title + (" (quick run: fewer repeats, not for comparison)" if quick else ""),
+        "",
+        "| Row | Today (issue 14, before) | Now (this run) | Target | Met |",
+        "|---|---:|---:|---:|:-:|",
+    ]
+
+    def add(label: str, today: str, now: str, target: str, ok: bool | None) -> None:
+        lines.append(f"| {label} | {today} | {now} | {target} | {_met(ok)} |")
+
+    def missing(what: str) -> str:
+        return f"not measured ({what} not run or failed)"
+
+    big, peer = _find(results, "niah.k1000"), _find(results, "niah.k1000.rlms")
+    label = "1M-line NIAH, K=1,000 sub-calls, 100 ms each, max_concurrency=128"
+    if big is None:
+        add(label, ISSUE14_TODAY["k1000"], missing("niah"), "<= 1.1 s", None)
+    else:
+        rlms = f"rlms {_number(peer['value'], 's')}" if peer else "rlms not run"
+        now = f"{_number(big['value'], 's')} ({rlms})"
+        add(label, ISSUE14_TODAY["k1000"], now, "<= 1.1 s", big["value"] <= 1.1)
+    parent = _find(results, "niah.k1000.parent_rss")
+    child = _find(results, "niah.k1000.child_rss")
+    rlms_rss = _find(results, "niah.k1000.rlms.rss")
+    if parent is not None and child is not None:
+        now = (
+            f"parent +{_number(parent['value'], 'MiB')}, REPL child "
+            f"{_number(child['value'], 'MiB')}"
+            + (f" (rlms {_number(rlms_rss['value'], 'MiB')})" if rlms_rss else "")
+        )
+        add(
+            f"the same run: peak RSS next to the {parent['reference_label']}",
+            "not measured",
+            now,
+            "report; remove our copies",
+            None,
+        )
+    small = _find(results, "niah.k10")
+    label = "the same context, K=10, zero latency (the fixed cost of a big context)"
+    if small is None:
+        add(label, ISSUE14_TODAY["k10"], missing("niah"), "<= 0.25 s", None)
+    else:
+        now = _number(small["value"], "s")
+        how = small["case"].split("(", 1)[-1].rstrip(")")
+        add(f"{label}; {how}", ISSUE14_TODAY["k10"], now, "<= 0.25 s", small["value"] <= 0.25)
+    sent = _find(results, "niah.k10.sent")
+    if sent is not None:
+        add(
+            "the same, Budget(max_prompt_chars=None): the 10 prompts of 4.5M characters sent",
+            "not in the issue",
+            _number(sent["value"], "s"),
+            "",
+            None,
+        )
+    cpu = _find(results, "many.cpu_per_completion.warm")
+    label = (
+        "parent CPU per completion: 20,000-line haystack, 3 root turns + 20 sub-calls "
+        "(100 concurrent, warm pool)"
+    )
+    if cpu is None:
+        add(label, ISSUE14_TODAY["cpu"], missing("many"), "<= 15 ms", None)
+    else:
+        now = f"{cpu['value'] * 1000:.1f} ms"
+        add(label, ISSUE14_TODAY["cpu"], now, "<= 15 ms", cpu["value"] <= 0.015)
+    many = _find(results, "many.concurrent.warm")
+    label = "100 concurrent completions vs one (warm_repls=100, filled first)"
+    if many is None or not many.get("ratio"):
+        add(label, ISSUE14_TODAY["many"], missing("many"), "<= 3x", None)
+    else:
+        add(label, ISSUE14_TODAY["many"], f"{many['ratio']:.1f}x", "<= 3x", many["ratio"] <= 3)
+    fan = _find(results, "fanout.n1000.lean")
+    label = "fan-out 1,000 sub-calls, C=100, 100 ms"
+    if fan is None or not fan.get("ratio"):
+        add(label, ISSUE14_TODAY["fanout"], missing("fanout"), "<= 1.10x ideal", None)
+    else:
+        now = f"{fan['ratio']:.2f}x ideal"
+        add(label, ISSUE14_TODAY["fanout"], now, "<= 1.10x ideal", fan["ratio"] <= 1.10)
+    serve = _server_row(results)
+    label = "`rlm-async serve`, scripted NIAH, 50 ms model latency"
+    if serve is None:
+        add(label, ISSUE14_TODAY["serve"], missing("server"), ">= 60 req/s", None)
+    else:
+        now = f"{serve['value']:,.0f} req/s ({serve['case']})"
+        add(label, ISSUE14_TODAY["serve"], now, ">= 60 req/s", serve["value"] >= 60)
+    return lines
+
+
 def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# rlm-async benchmarks",
@@ -155,7 +297,12 @@ def render(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['when']} · {meta['mode']} run · Python {meta['python']} · {meta['cpus']} cores · "
         f"load average {meta['load_before']} before, {meta['load_after']} after · "
         f"commit {meta['commit']} · {meta['seconds']:.0f} s"
+        + (f" · rlm_async from {meta['package']}" if meta.get("package") else "")
         + (" · **PROPOSED FIXES applied** (benchmarks/proposals.py)" if meta["proposals"] else ""),
+        "",
+        *summary_table(results, quick=meta["mode"] == "quick"),
+        "",
+        "## Every figure",
         "",
         "| Benchmark | Case | Measured | Ideal / peer | Ratio | Target | Met |",
         "|---|---|---:|---:|---:|---|:-:|",
@@ -202,6 +349,18 @@ def _commit() -> str:
     return (out.stdout.strip() or "unknown") + ("+dirty" if dirty else "")
 
 
+def _package() -> str:
+    """Where ``rlm_async`` is imported from, when it is not this checkout's ``src/``."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import rlm_async, os; print(os.path.dirname(rlm_async.__file__))"],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parent,
+        timeout=60,
+    ).stdout.strip()
+    return "" if found == str(HERE.parent / "src" / "rlm_async") else found or "not importable"
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -233,6 +392,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "load_before": _load(),
         "commit": _commit(),
+        "package": _package(),
     }
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
