@@ -27,6 +27,10 @@ _KEY_PATTERNS = re.compile(
     r")"
     r"|(?<=Bearer )[A-Za-z0-9._~+/\-]{16,}=*"  # an Authorization header value
 )
+# What each of those starts with. A text without any of them holds no key and skips the
+# regex, whose look-behind is tried at every position (~20 ns a character: 27 µs for a
+# 1 KB reply, which every provider reply is scrubbed for).
+_KEY_STARTS = ("sk-", "xai-", "AIza", "gsk_", "hf_", "Bearer ")
 
 
 def scrub_secrets(text: str, secrets: Iterable[str] = ()) -> str:
@@ -44,4 +48,6 @@ def scrub_secrets(text: str, secrets: Iterable[str] = ()) -> str:
         # A value this short (e.g. "x" for a local server) would redact ordinary words.
         if len(secret) >= _MIN_SECRET and secret in text:
             text = text.replace(secret, REDACTED)
-    return _KEY_PATTERNS.sub(REDACTED, text)
+    if any(start in text for start in _KEY_STARTS):
+        return _KEY_PATTERNS.sub(REDACTED, text)
+    return text

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from rlm_async._types import Message
-from rlm_async.providers import CompletionRequest
+from rlm_async.providers import CompletionRequest, Provider
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -70,3 +70,12 @@ def request(
     **kwargs: Any,
 ) -> CompletionRequest:
     return CompletionRequest(model=model, messages=[Message(role="user", content=prompt)], **kwargs)
+
+
+async def call(provider: Provider, sent: CompletionRequest, *, stream: bool) -> None:
+    """``provider.complete(sent)``, or its whole stream."""
+    if not stream:
+        await provider.complete(sent)
+        return
+    async for _ in provider.stream(sent):
+        pass

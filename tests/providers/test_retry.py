@@ -20,7 +20,7 @@ from rlm_async._exceptions import (
 from rlm_async.providers import OpenAIProvider, RetryPolicy
 from rlm_async.providers._retry import parse_duration, retry_delay_hint
 from rlm_async.providers._settings import Settings
-from tests.providers.support import KEYS, SleepRecorder, fixture_body, request
+from tests.providers.support import KEYS, SleepRecorder, call, fixture_body, request
 
 URL = "https://api.openai.com/v1/chat/completions"
 OK = httpx.Response(200, json=fixture_body("openai_ok"))
@@ -128,6 +128,23 @@ async def test_retryable_statuses_are_retried_with_exponential_backoff(
     respx_mock.post(URL).mock(side_effect=[httpx.Response(status), httpx.Response(status), OK])
     async with _provider(settings, retry) as provider:
         await provider.complete(request())
+    assert sleeps.waits == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_failing_every_attempt_sends_max_attempts_requests_and_no_more(
+    settings: Settings,
+    retry: RetryPolicy,
+    sleeps: SleepRecorder,
+    respx_mock: respx.MockRouter,
+    stream: bool,
+) -> None:
+    """The first attempt runs before tenacity: its failure is handed over, never re-sent."""
+    route = respx_mock.post(URL).mock(side_effect=[httpx.Response(503)] * 3 + [OK])
+    async with _provider(settings, retry) as provider:
+        with pytest.raises(ProviderUnavailableError):
+            await call(provider, request(), stream=stream)
+    assert route.call_count == 3
     assert sleeps.waits == [0.5, 1.0]
 
 

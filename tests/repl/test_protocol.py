@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rlm_async import ReplProtocolError
@@ -44,7 +46,8 @@ def test_anything_else_is_a_protocol_error(line: bytes) -> None:
         decode_child_message(line)
 
 
-def test_encoded_messages_are_one_ascii_line() -> None:
-    data = encode_message(ExecMessage(cell=1, code="print('é\\n')"))
+def test_encoded_messages_are_one_utf8_line() -> None:
+    code = "print('é\\n')\n"
+    data = encode_message(ExecMessage(cell=1, code=code))
     assert data.endswith(b"\n") and data.count(b"\n") == 1
-    data.decode("ascii")
+    assert json.loads(data.decode("utf-8")) == {"type": "exec", "cell": 1, "code": code}

@@ -124,7 +124,9 @@ class SubCallServer:
         results: list[SubCallResult] = [_NOT_RUN] * count
         sent: list[int] = []  # the prompts to send: not the empty ones
         for index, prompt in enumerate(request.prompts):
-            if prompt.strip():
+            # Not ``prompt.strip()``: that copies each prompt ending in a newline (40 MB for
+            # a big batch) to find out whether there is text in it.
+            if prompt and not prompt.isspace():
                 sent.append(index)
             else:
                 results[index] = SubCallResult.failure(EMPTY_PROMPT)

@@ -10,7 +10,6 @@ Ollama ``{"error": "..."}``, and non-JSON pages (a proxy's HTML 502).
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from rlm_async._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from rlm_async.providers._body import parse_json
 from rlm_async.providers._retry import (
     RETRYABLE_STATUSES,
     RetryableFailure,
@@ -63,7 +63,7 @@ class ErrorInfo:
 def parse_body(text: str) -> Any:
     """The JSON value of ``text``, or the (truncated) text itself when it is not JSON."""
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         return text[:_BODY_LIMIT]
 

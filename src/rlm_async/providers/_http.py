@@ -3,14 +3,14 @@
 :class:`HTTPProvider` is the base of every adapter. It owns its connections,
 ``httpx.AsyncClient`` pools behind one limiter, on aiohttp or httpcore (see ``_clients.py``
 and ``_transport.py``; an injected client is used alone and never closed), sends JSON through
-the retry policy, maps every failure to our error tree at one boundary, fills in the cost,
-and scrubs the API key out of any error text a provider echoes back. An adapter adds only
-its URL, headers and the pure ``to_wire`` / ``from_wire`` mapping.
+the retry policy (encoded once per call, ``_body.py``), maps every failure to our error tree
+at one boundary, fills in the cost, and scrubs the API key out of any error text a provider
+echoes back. An adapter adds only its URL, headers and the pure ``to_wire`` / ``from_wire``
+mapping.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, Self
@@ -30,6 +30,7 @@ from rlm_async._redact import scrub_secrets
 from rlm_async._tokens import request_tokens
 from rlm_async._types import Completion
 from rlm_async.providers._base import CompletionRequest, TextDelta
+from rlm_async.providers._body import encode_body, parse_json
 from rlm_async.providers._clients import provider_clients
 from rlm_async.providers._errors import (
     ErrorInfo,
@@ -220,16 +221,20 @@ class HTTPProvider:
         except (ProviderTimeoutError, ProviderUnavailableError) as error:
             raise RetryableFailure(error) from error
 
+    def _request_parts(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        """The body's bytes and the headers, made once per call: every retry sends them."""
+        self._check_open()
+        return encode_body(payload), {"Content-Type": "application/json", **self._headers()}
+
     async def _post_json(
         self, url: str, payload: dict[str, Any], *, tokens: int = 0
     ) -> tuple[dict[str, Any], httpx.Response]:
-        self._check_open()
-        headers = self._headers()
+        body, headers = self._request_parts(payload)
 
         async def attempt() -> tuple[dict[str, Any], httpx.Response]:
             async with self._clients.client() as client:
                 with self._retryable_transport():
-                    request = client.build_request("POST", url, json=payload, headers=headers)
+                    request = client.build_request("POST", url, content=body, headers=headers)
                     response = await client.send(request, stream=True)
                     try:
                         # A reply (or error page) of hundreds of MB is no model's answer:
@@ -253,14 +258,13 @@ class HTTPProvider:
     async def _open_stream(
         self, url: str, payload: dict[str, Any]
     ) -> AsyncIterator[httpx.Response]:
-        self._check_open()
-        headers = self._headers()
+        body, headers = self._request_parts(payload)
 
         async with self._clients.client() as client:
 
             async def attempt() -> httpx.Response:
                 with self._retryable_transport():
-                    request = client.build_request("POST", url, json=payload, headers=headers)
+                    request = client.build_request("POST", url, content=body, headers=headers)
                     response = await client.send(request, stream=True)
                 if response.is_success:
                     return response
@@ -288,7 +292,7 @@ class HTTPProvider:
         if not text.strip():
             raise self._empty_reply(response)
         try:
-            value = json.loads(text)
+            value = parse_json(text)
         except ValueError:
             return None
         body = self._checked_body(value, response)
@@ -309,18 +313,18 @@ class HTTPProvider:
 
     def _checked_body(self, body: Any, response: httpx.Response) -> dict[str, Any]:
         """``body`` if it is a reply object; an error for anything else, or an error inside."""
-        request_id = request_id_from(response.headers)
         if not isinstance(body, dict):
             summary = describe_error_body(body).message if isinstance(body, str) else repr(body)
             raise ProviderResponseError(
                 f"the reply is not a JSON object: {summary[:300]}",
                 provider=self.name,
                 status_code=response.status_code,
-                request_id=request_id,
+                request_id=request_id_from(response.headers),
                 body=body,
             )
         if body.get("error") and not any(k in body for k in ("choices", "candidates", "message")):
             # Some gateways (OpenRouter, proxies) put an error inside a 200.
+            request_id = request_id_from(response.headers)
             raise self._error_in_body(body, request_id, status_code=response.status_code)
         return body
 

@@ -101,13 +101,21 @@ class MessageWriter:
 
 
 class MessageReader:
-    """Reads framed messages from the child's output pipe (a non-blocking fd it does not own)."""
+    """Reads framed messages from the child's output pipe (a non-blocking fd it does not own).
+
+    A line is handed to the parser as one ``bytes``, made with one copy at most: a line
+    that fills a read by itself is passed as read, and one spread over many reads (a batch
+    of prompts can be 40 MB) is joined from them once, where a growing buffer would copy
+    every byte twice (appended, then cut out).
+    """
 
     def __init__(self, from_child: int, *, max_message_bytes: int) -> None:
         self._from_child = from_child
         self._max_message_bytes = max_message_bytes
-        self._buffer = bytearray()
-        self._scanned = 0
+        self._chunk = b""  # the last read, from ``_start`` on not handed out yet
+        self._start = 0
+        self._pieces: list[bytes | memoryview] = []  # the line so far, from earlier reads
+        self._pending = 0  # bytes in ``_pieces``
         self._lines_since_yield = 0
 
     async def receive(self) -> ChildMessage | None:
@@ -117,20 +125,21 @@ class MessageReader:
             ReplProtocolError: an oversized line or one that is not our protocol.
         """
         while True:
-            newline = self._buffer.find(b"\n", self._scanned)
+            chunk, start = self._chunk, self._start
+            newline = chunk.find(b"\n", start)
             if newline >= 0:
                 self._lines_since_yield += 1
                 if self._lines_since_yield >= _LINES_PER_YIELD:
                     # Before the line leaves the buffer: a cancellation here loses nothing.
                     self._lines_since_yield = 0
                     await anyio.lowlevel.checkpoint()
-                with memoryview(self._buffer) as view:
-                    line = bytes(view[:newline])  # one copy, not a slice and a copy
-                del self._buffer[: newline + 1]
-                self._scanned = 0
-                return decode_child_message(line)
-            self._scanned = len(self._buffer)
-            if len(self._buffer) > self._max_message_bytes:
+                self._start = newline + 1
+                return decode_child_message(self._line(chunk, start, newline))
+            if start < len(chunk):
+                self._pieces.append(memoryview(chunk)[start:] if start else chunk)
+                self._pending += len(chunk) - start
+            self._chunk, self._start = b"", 0
+            if self._pending > self._max_message_bytes:
                 raise ReplProtocolError(
                     f"the REPL sent a line longer than {self._max_message_bytes:,} bytes "
                     "(ReplOptions.max_message_bytes): send sub-calls in smaller batches, "
@@ -144,4 +153,16 @@ class MessageReader:
                 continue
             if not chunk:
                 return None
-            self._buffer += chunk
+            self._chunk = chunk
+
+    def _line(self, chunk: bytes, start: int, newline: int) -> bytes:
+        """The line ending at ``chunk[newline]``, with what came before it in earlier reads."""
+        if self._pieces:
+            self._pieces.append(memoryview(chunk)[start:newline])
+            line = b"".join(self._pieces)
+            self._pieces.clear()
+            self._pending = 0
+            return line
+        if start == 0 and newline == len(chunk) - 1:
+            return chunk  # the whole read; the parser takes the newline as whitespace
+        return chunk[start:newline]

@@ -21,7 +21,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from rlm_async._exceptions import ReplProtocolError
 
@@ -182,23 +184,50 @@ def check_version(ready: ReadyMessage) -> None:
 
 
 def decode_child_message(line: bytes) -> ChildMessage:
-    """Parse and validate one line from the child, or raise ``ReplProtocolError``."""
+    """Parse and validate one line from the child, or raise ``ReplProtocolError``.
+
+    The line may end with its newline (JSON whitespace).
+    """
     try:
-        return _child_adapter.validate_json(line)
+        # Parsed to Python values, then validated: the strings are made straight from the
+        # line. ``validate_json`` first builds a tree holding an unescaped copy of each
+        # (the prompts of a big batch: twice their size at the peak, and 1.7x the time).
+        value = from_json(line, cache_strings="keys")
+    except ValueError:
+        # A lone surrogate escape ("\udc80", from text that model code decoded with
+        # surrogateescape, in a prompt or in what a cell printed) is JSON and a Python
+        # string, and the child writes it so: jiter refuses it, the standard library not.
+        try:
+            value = json.loads(line)
+        except (ValueError, RecursionError):
+            raise _violation(line, "not JSON") from None
+    try:
+        return _child_adapter.validate_python(value)
     except ValidationError as exc:
-        preview = line[:200].decode("utf-8", "replace")
-        raise ReplProtocolError(
-            f"the REPL sent a message that is not part of the protocol: {preview!r} "
-            f"({exc.error_count()} validation errors)"
-        ) from None
+        raise _violation(line, f"{exc.error_count()} validation errors") from None
+
+
+def _violation(line: bytes, why: str) -> ReplProtocolError:
+    preview = line[:200].decode("utf-8", "replace")
+    return ReplProtocolError(
+        f"the REPL sent a message that is not part of the protocol: {preview!r} ({why})"
+    )
 
 
 def encode_message(message: ParentMessage) -> bytes:
-    """One protocol line for the child (ASCII-safe JSON plus newline).
+    """One protocol line for the child: UTF-8 JSON and its newline.
 
-    ``None`` fields are left out: the child reads them with ``dict.get``.
+    ``None`` fields are left out: the child reads them with ``dict.get``. The child splits
+    its input on ``b"\\n"`` alone (a binary ``readline``) and ``json.loads`` the bytes, so
+    text outside ASCII (U+2028 too) travels as UTF-8, and a newline in a string is escaped.
+    Text with a lone surrogate, which UTF-8 cannot carry, goes as ASCII JSON (``\\udc80``).
     """
-    return (json.dumps(message.model_dump(mode="json", exclude_none=True)) + "\n").encode("ascii")
+    fields = message.model_dump(exclude_none=True)
+    try:
+        # 4x (ASCII) to 18x (other text) faster than json.dumps with ensure_ascii.
+        return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return (json.dumps(fields) + "\n").encode("ascii")
 
 
 def sub_call_results(
