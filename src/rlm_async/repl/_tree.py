@@ -27,6 +27,9 @@ __all__ = ["descendants", "kill_descendants", "kill_session", "remove_tree"]
 
 _log = get_logger("rlm_async.repl")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Between passes of the kill loops that found no new process: 0.25, 0.5, 1, 2, 4, 4... ms.
+_FIRST_PAUSE = 0.00025
+_LONGEST_PAUSE = 0.004
 _PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -191,6 +194,22 @@ def _live(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+def _pause(idle_passes: int) -> None:
+    """Before the next pass of a kill loop: yield, or wait for the killed to finish dying.
+
+    A pass that found a process not signalled before (``idle_passes`` 0: something is
+    still forking) only yields, so a fork loop is chased as fast as it runs. A pass that
+    found only processes already killed, still exiting (a killed interpreter takes a
+    millisecond or more: its memory is torn down), sleeps a little longer each time:
+    spinning meanwhile walked ``/proc`` ~17 times, 2.4 ms of CPU per REPL closed, on a core
+    the dying process needed.
+    """
+    if idle_passes == 0:
+        os.sched_yield()
+    else:
+        time.sleep(min(_FIRST_PAUSE * 2 ** (idle_passes - 1), _LONGEST_PAUSE))
+
+
 def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = False) -> int:
     """SIGKILL every live descendant of ``pid`` until none is left; bounded by ``within`` s.
 
@@ -206,15 +225,19 @@ def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = Fals
         os.kill(pid, signal.SIGSTOP)
     try:
         deadline = time.monotonic() + within
+        signalled: set[int] = set()
+        idle = 0  # passes in a row that found no process not signalled before
         while time.monotonic() < deadline:
             live = [p for p in descendants(pid) if _live(p)]
             if not live:
                 break
+            idle = idle + 1 if signalled.issuperset(live) else 0
             for target in live:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(target, signal.SIGKILL)
                     killed += 1
-            os.sched_yield()  # let the kernel finish the exits before the next pass
+            signalled.update(live)
+            _pause(idle)
         else:
             _log.warning("rlm_async.repl.descendants_left", pid=pid, seconds=within)
     finally:
@@ -253,15 +276,17 @@ def kill_session(sid: int, *, within: float = 1.0) -> int:
     own = os.getpid()
     killed = 0
     deadline = time.monotonic() + within
+    signalled: set[int] = set()
+    idle = 0  # passes in a row that found no process not signalled before
     while True:
-        found = 0
+        found: list[int] = []
         try:
             entries = os.listdir("/proc")
         except OSError:
             return killed
         for entry in entries:
             if entry.isdigit() and int(entry) != own and _session_of(entry) == sid:
-                found += 1
+                found.append(int(entry))
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(entry), signal.SIGKILL)
                     killed += 1
@@ -270,4 +295,6 @@ def kill_session(sid: int, *, within: float = 1.0) -> int:
         if time.monotonic() >= deadline:
             _log.warning("rlm_async.repl.session_left", sid=sid, seconds=within)
             return killed
-        os.sched_yield()  # let the kernel finish the exits before the next pass
+        idle = idle + 1 if signalled.issuperset(found) else 0
+        signalled.update(found)
+        _pause(idle)
