@@ -25,7 +25,8 @@ import pytest
 
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
-from rlm_async.repl._start import remove_work_dir
+from rlm_async.repl._start import _own_pid_namespace, remove_work_dir
+from rlm_async.repl._tree import _session_of
 from tests.helpers import alive, processes_with
 from tests.loop_meter import loop_meter
 
@@ -257,6 +258,40 @@ async def test_a_fork_loop_is_ended_with_its_run(bwrap: str) -> None:
         kill_all(marker)
 
 
+@pytest.mark.parametrize("bwrap", MODES)
+async def test_only_what_bwrap_started_shares_its_session_so_closing_scans_no_proc(
+    bwrap: str,
+) -> None:
+    """Under bwrap the child's pid is bwrap's, and what the cell starts lives in the pid
+    namespace's own session (``--new-session``): bwrap's session holds bwrap alone, so the
+    close skips the scan of ``/proc`` for it (``own_pid_namespace``); the namespace's end
+    kills the rest. Without bwrap the cell's processes are in the child's session, and the
+    scan is what finds them."""
+    marker = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
+    try:
+        async with ReplSession("ctx", options=options(bwrap, allow_subprocess=True)) as repl:
+            assert_mode(repl, bwrap)
+            cell = f"import subprocess\nsubprocess.Popen(['/bin/sleep', '{marker}'])\nprint('ok')"
+            assert "ok" in await run(repl, cell)
+            pid = repl.pid
+            assert pid is not None and repl._child is not None
+            assert repl._child.own_pid_namespace is (bwrap == "always")
+            sleeping = processes_with(marker)
+            assert sleeping
+            in_session = {
+                int(entry)
+                for entry in os.listdir("/proc")
+                if entry.isdigit() and _session_of(entry) == pid
+            }
+            if bwrap == "always":
+                assert in_session == {pid}
+            else:
+                assert set(sleeping) <= in_session
+        await gone(marker)
+    finally:
+        kill_all(marker)
+
+
 # A grandchild that ignores every signal it can, then the REPL child exits on its own. The
 # pipe (close-on-exec) tells the cell when the grandchild has become `sleep`.
 ORPHAN_CELL = r"""
@@ -438,3 +473,15 @@ def test_a_sandbox_warning_is_logged_once_per_process_and_kept_in_the_report(
         assert warnings == []
     if bwrap == "never" and IS_ROOT and launch["strategy"] == "root":
         assert launch["warnings"], "a root child is never silent"
+
+
+def test_own_pid_namespace_is_read_from_bwraps_own_options_only() -> None:
+    """bwrap's options are the ones before its ``--``: the same words in the child's own
+    command line (after it) do not make a pid namespace."""
+    python = ["/usr/bin/python3", "-I", "child.py"]
+    bwrap = ["/usr/bin/bwrap", "--die-with-parent", "--new-session", "--unshare-pid"]
+    assert _own_pid_namespace((*bwrap, "--", *python))
+    assert not _own_pid_namespace(("/usr/bin/bwrap", "--new-session", "--", *python))
+    assert not _own_pid_namespace(("/usr/bin/bwrap", "--", "--unshare-pid", "--new-session"))
+    assert not _own_pid_namespace(("/usr/bin/python3", "--unshare-pid", "--new-session", "--"))
+    assert not _own_pid_namespace(())

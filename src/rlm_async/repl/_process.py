@@ -93,6 +93,10 @@ class ChildProcess:
         for fd in self._fds:
             os.set_blocking(fd, False)
         self.closed = False
+        # Set by the starter when the child is bwrap's with a pid namespace and a session
+        # of its own inside (--unshare-pid --new-session): nothing the child starts can be
+        # in bwrap's session, and the namespace ends them all (see _end_session).
+        self.own_pid_namespace = False
 
     # ---- protocol -----------------------------------------------------------------
 
@@ -236,7 +240,8 @@ class ChildProcess:
                     await self.wait_exit(grace)
                 await anyio.to_thread.run_sync(self._kill)
                 await self.wait_exit(2.0)
-                await anyio.to_thread.run_sync(self._end_session)
+                if not self.own_pid_namespace:
+                    await anyio.to_thread.run_sync(self._end_session)
             except BaseException:
                 self.kill_now()  # a native cancel got through the shield: no more waiting
                 raise
@@ -275,9 +280,12 @@ class ChildProcess:
         reach. They stay in its session: model code cannot leave it (seccomp refuses
         ``setsid``), and the session id is the child's pid, which the kernel does not reuse
         while the child is unreaped (ours to reap: ``close_fds``) or any process has it as
-        session id. Under bwrap the child's pid namespace ends them as well.
+        session id. Under bwrap (``own_pid_namespace``) there is nothing to scan ``/proc``
+        for (1.5 ms a REPL): the child's pid is bwrap's, whose session holds bwrap alone,
+        and what model code started is in the pid namespace, which its init's death ended.
         """
-        if self.popen.returncode is None:  # not reaped: the session is still the child's
+        # Not reaped: the session is still the child's.
+        if self.popen.returncode is None and not self.own_pid_namespace:
             kill_session(self.pid)
 
     def _close_fd(self, fd: int) -> None:

@@ -159,6 +159,15 @@ def _write_config(work_dir: str, options: ReplOptions) -> str:
     return path
 
 
+def _own_pid_namespace(argv: tuple[str, ...]) -> bool:
+    """Whether ``argv`` runs the child under bwrap in a pid namespace and a session of its
+    own (what lets ``ChildProcess`` skip the scan of ``/proc`` for its session at the end)."""
+    if not argv or os.path.basename(argv[0]) != "bwrap" or "--" not in argv:
+        return False
+    bwrap_options = argv[1 : argv.index("--")]
+    return "--unshare-pid" in bwrap_options and "--new-session" in bwrap_options
+
+
 async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     """Spawn a blank child in ``work_dir`` and wait for its ``ready`` message.
 
@@ -196,6 +205,7 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
             f"could not start the REPL process ({options.python}): {exc.strerror or exc}; check "
             "ReplOptions.python (an interpreter path) and that the machine can start processes"
         ) from exc
+    child.own_pid_namespace = command is not None and _own_pid_namespace(command.argv)
     try:
         with anyio.fail_after(options.start_timeout):
             message = await child.receive()
