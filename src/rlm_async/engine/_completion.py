@@ -112,7 +112,8 @@ async def _run_all(
         shared.deadline = anyio.current_time() + deadline
     try:
         with anyio.move_on_after(math.inf if deadline is None else deadline):
-            result = await run_rlm(shared, context, query)
+            async with shared.resources.context_for_run(context) as prepared:
+                result = await run_rlm(shared, prepared, query)
             if writer is not None:
                 result.metadata["trajectory_path"] = writer.path
             return result

@@ -8,7 +8,8 @@ Options are values and may differ per call; these are not, so a view made by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ import anyio
 
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._prepare import prepare
 from rlm_async.providers import ProviderRegistry, ResolvedModel
 from rlm_async.providers._ratelimit import RateLimit, RateLimiter
 from rlm_async.providers._windows import ContextWindows, Window
 from rlm_async.repl import ReplSession
+from rlm_async.repl._context import PreparedContext
 from rlm_async.repl._pool import ReplPool
 
 __all__ = ["EngineResources", "ReplFactory", "build_rate_limiters"]
@@ -54,6 +57,16 @@ def build_rate_limiters(rate_limits: object) -> dict[str, RateLimiter]:
 
 
 @dataclass(eq=False)
+class _SharedText:
+    """A text context and what preparing it found, while completions in progress use it."""
+
+    text: str
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    prepared: PreparedContext | None = None
+    users: int = 0
+
+
+@dataclass(eq=False)
 class EngineResources:
     """The shared, long-lived part of an ``RLM``; see the module docstring."""
 
@@ -71,6 +84,47 @@ class EngineResources:
     close_done: anyio.Event | None = None
     closed: bool = False
     made_dirs: set[Path] = field(default_factory=set)  # trajectory directories made
+    # Text contexts of the completions in progress, by identity (see ``context_for_run``).
+    texts: dict[int, _SharedText] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def context_for_run(self, context: Any) -> AsyncIterator[PreparedContext]:
+        """``context`` prepared for a completion's REPL, for as long as the block runs.
+
+        Completions in progress over the very same ``str`` object (one document, many
+        questions at once) share one preparation: its lines are counted once, not once
+        per completion (0.4 ms for a 900 KB text, ~20 ms for 40 MB). Kept only while one
+        of them runs: a ``str`` cannot be weakly referenced, and holding it longer would
+        keep a big context alive after its completions ended.
+
+        Raises:
+            ContextTypeError: for a context the REPL cannot hold.
+        """
+        if type(context) is not str:
+            yield context if isinstance(context, PreparedContext) else await prepare(context)
+            return
+        key = id(context)  # no other object has this id while the entry holds the text
+        entry = self.texts.get(key)
+        if entry is None:
+            entry = self.texts[key] = _SharedText(context)
+            first = True
+        else:
+            first = False
+        entry.users += 1
+        try:
+            if first:
+                try:
+                    entry.prepared = await prepare(context)
+                finally:
+                    entry.ready.set()
+            else:
+                await entry.ready.wait()
+            # The first one failed or was cancelled: prepare it here (and raise its error).
+            yield entry.prepared if entry.prepared is not None else await prepare(context)
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self.texts[key]
 
     def trajectory_dir(self, options: RLMOptions) -> Path | None:
         """The options' trajectory directory, made the first time it is used (not when the
