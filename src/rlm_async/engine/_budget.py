@@ -19,6 +19,7 @@ from rlm_async._types import UsageSummary
 
 __all__ = ["Budget", "BudgetTracker", "estimate_tokens"]
 
+
 class Budget(OptionsModel):
     """Limits for one completion, sub-RLMs included. ``None`` means no limit.
 
@@ -116,24 +117,31 @@ class BudgetTracker:
                 f"({self.usage.total_tokens:,} tokens used)",
                 budget="max_tokens",
             )
-        cost = self._cost()
-        if budget.max_cost_usd is not None and cost > budget.max_cost_usd:
+        if budget.max_cost_usd is not None and (cost := self._cost()) > budget.max_cost_usd:
             raise BudgetExceeded(
                 f"the cost budget (${budget.max_cost_usd:.4f}) is spent (${cost:.4f})",
                 budget="max_cost_usd",
             )
 
     def warnings(self) -> list[tuple[str, float, float]]:
-        """Budgets that just crossed ``warn_at``: (name, used, limit), each reported once."""
+        """Budgets that just crossed ``warn_at``: (name, used, limit), each reported once.
+
+        Called after every model call: usage is summed only for the budgets that are set
+        and not warned about yet (none, most of the time).
+        """
+        budget = self.budget
         found: list[tuple[str, float, float]] = []
-        for name, used, limit in (
-            ("max_tokens", self.usage.total_tokens, self.budget.max_tokens),
-            ("max_cost_usd", self._cost(), self.budget.max_cost_usd),
-            ("max_subcalls", self.subcalls, self.budget.max_subcalls),
+        for name, limit, used in (
+            ("max_tokens", budget.max_tokens, self._tokens_used),
+            ("max_cost_usd", budget.max_cost_usd, self._cost),
+            ("max_subcalls", budget.max_subcalls, self._subcalls_made),
         ):
-            if limit and name not in self.warned and used >= self.budget.warn_at * limit:
+            if not limit or name in self.warned:
+                continue
+            spent = used()
+            if spent >= budget.warn_at * limit:
                 self.warned.add(name)
-                found.append((name, float(used), float(limit)))
+                found.append((name, float(spent), float(limit)))
         return found
 
     def acquire_repl(self) -> str | None:
@@ -152,3 +160,9 @@ class BudgetTracker:
 
     def _cost(self) -> float:
         return self.usage.cost_usd or 0.0
+
+    def _tokens_used(self) -> int:
+        return self.usage.total_tokens
+
+    def _subcalls_made(self) -> int:
+        return self.subcalls
