@@ -8,11 +8,13 @@ The rooms, bottom up (``docs/design.md`` draws them)::
     trajectory  the event files, their tree and the HTML viewer
     providers   adapters, the registry, model names and settings, pricing, windows, rate limits
     repl        the child process, its sandbox and the typed pipe protocol
+    tools       application functions and MCP servers' tools callable from model code
     engine      RLM, options, model routes, the run loop, sub-calls, budgets, prompts, parsing
     server      the HTTP app (Starlette) over the engine
     cli         the ``rlm-async`` command: run, view, demo, serve
 
-``testing`` and ``demo`` are public tools at the top: they may use any room but ``cli``/``server``.
+``testing`` and ``demo`` are public helpers at the top: they may use any room but
+``cli``/``server``.
 
 The walk reads the source, imports inside functions included (a lazy import that closes a
 cycle is still a cycle; only ``if TYPE_CHECKING:`` blocks are left out), and counts the
@@ -29,19 +31,20 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "rlm_async"
 
-ROOMS = ["trajectory", "providers", "repl", "engine", "server", "cli"]
+ROOMS = ["trajectory", "providers", "repl", "tools", "engine", "server", "cli"]
 # What each room may import besides base (and itself).
 ALLOWED = {
     "trajectory": set(),
     "providers": set(),
     "repl": set(),
-    "engine": {"trajectory", "providers", "repl"},
-    "server": {"trajectory", "providers", "repl", "engine"},
-    "cli": {"trajectory", "providers", "repl", "engine", "server", "tools"},
-    "tools": {"trajectory", "providers", "repl", "engine"},
+    "tools": set(),
+    "engine": {"trajectory", "providers", "repl", "tools"},
+    "server": {"trajectory", "providers", "repl", "tools", "engine"},
+    "cli": {"trajectory", "providers", "repl", "tools", "engine", "server", "helpers"},
+    "helpers": {"trajectory", "providers", "repl", "tools", "engine"},
     "base": set(),
 }
-TOOLS = {"testing", "demo"}
+HELPERS = {"testing", "demo"}
 
 
 def module_name(path: Path, src: Path = SRC) -> str:
@@ -135,7 +138,7 @@ def room_of(module: str) -> str:
     top = module.split(".")[0]
     if top in ROOMS:
         return top
-    return "tools" if top in TOOLS else "base"
+    return "helpers" if top in HELPERS else "base"
 
 
 def test_the_walk_sees_imports_and_package_inits() -> None:

@@ -40,6 +40,7 @@ from rlm_async.providers._retry import RetryPolicy
 from rlm_async.providers._settings import Settings
 from rlm_async.repl import CellResult, ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
+from rlm_async.tools import MCPServer, Tool
 from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "CompletionRequest",
     "ConfigurationError",
     "ContextTypeError",
+    "MCPServer",
     "Message",
     "ModelPrice",
     "ModelUsage",
@@ -80,6 +82,7 @@ __all__ = [
     "SandboxError",
     "SandboxOptions",
     "Settings",
+    "Tool",
     "Trajectory",
     "TrajectoryError",
     "TrajectoryWriter",
