@@ -51,7 +51,9 @@ __all__ = [
     "sub_call_results",
 ]
 
-PROTOCOL_VERSION = 2  # 2: the child checks the parent's version (config "protocol_version")
+# 2: the child checks the parent's version (config "protocol_version");
+# 3: load_context may name its variable (an older child would load it into `context`)
+PROTOCOL_VERSION = 3
 
 FatalKind = Literal["sandbox", "protocol_version", "startup"]
 """Why a child gave up before saying ready: a required sandbox layer failed, the parent
@@ -144,9 +146,12 @@ class SubCallResult(_Message):
 
 
 class LoadContextMessage(_Message):
+    """Load a context file into a variable of the REPL (``context`` unless ``name`` says)."""
+
     type: Literal["load_context"] = "load_context"
     path: str
     format: str
+    name: str | None = None  # a session's further contexts: "context_2", ...; None: "context"
 
 
 class ExecMessage(_Message):

@@ -11,9 +11,11 @@ The cell itself (sending it, serving its requests, interrupting it) is ``_cell_r
 from __future__ import annotations
 
 import contextlib
+import keyword
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -47,8 +49,21 @@ _SHUTDOWN = encode_message(ShutdownMessage())
 DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
 
 
+@dataclass(frozen=True)
+class _NamedContext:
+    """A context added after the first: its variable, its file, and what it was made from."""
+
+    name: str
+    path: str
+    prepared: PreparedContext
+    source: Any  # the value given, to recognise the first context given again
+
+
 class ReplSession:
     """A persistent REPL child process holding ``context``; cells run one at a time.
+
+    More contexts can be added under other names (:meth:`add_context`); every one of them
+    is loaded again after a restart.
 
     Use it as an async context manager; closing it (or cancelling the task using it)
     kills the child's whole process group and removes the work directory.
@@ -87,6 +102,8 @@ class ReplSession:
         self._pool = pool
         self.warm = False
         self._context_path = ""
+        self._source = context
+        self._named: list[_NamedContext] = []
         self._prepared: PreparedContext = (
             context if isinstance(context, PreparedContext) else prepare_context(context)
         )
@@ -120,6 +137,64 @@ class ReplSession:
     @property
     def work_dir(self) -> str | None:
         return self._work_dir
+
+    @property
+    def context_names(self) -> list[str]:
+        """The variables holding contexts: ``context``, then those added, in order."""
+        return ["context", *(named.name for named in self._named)]
+
+    async def add_context(self, value: Any, name: str) -> None:
+        """Load one more context into the REPL as the variable ``name``.
+
+        It is written to the work directory like the first one and loaded again after
+        every restart. The first context given again (the same object) is not written a
+        second time: ``name`` then holds the same value as ``context`` did when loaded.
+        A large value is prepared in a worker thread.
+
+        Args:
+            value: A context of any type the first one may have (str, list, dict, chat
+                messages), or a ``PreparedContext``.
+            name: A Python identifier, not ``context`` and not one already added. Names of
+                the REPL's own functions (``llm_query``, ``FINAL``, ...) are refused by
+                the child.
+
+        Raises:
+            ConfigurationError: a bad or taken name.
+            ContextTypeError: a value that cannot be a context.
+            ReplCrashed: the child could not load it (the context is not kept).
+        """
+        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+            raise ConfigurationError(f"a context's name must be a Python identifier, got {name!r}")
+        if name in self.context_names:
+            raise ConfigurationError(f"this REPL already has a context named {name!r}")
+        if self._state != "open":
+            raise ReplError(f"this ReplSession is {self._state}")
+        if value is self._source:
+            named = _NamedContext(name, self._context_path, self._prepared, value)
+        else:
+            prepared = (
+                value
+                if isinstance(value, PreparedContext)
+                else await anyio.to_thread.run_sync(prepare_context, value)
+            )
+            suffix = "txt" if prepared.format == "text" else "json"
+            assert self._work_dir is not None
+            path = os.path.join(self._work_dir, f"{name}.{suffix}")
+            named = _NamedContext(name, path, prepared, value)
+        async with self._lock:
+            if self._state != "open":
+                raise ReplError(f"this ReplSession is {self._state}")
+            self._named.append(named)
+            try:
+                if named.path != self._context_path:
+                    await anyio.to_thread.run_sync(self._write_file, named.path, named.prepared)
+                if self._child is None:
+                    await self._spawn()  # loads every context, this one too
+                else:
+                    await self._load_one(named)
+            except BaseException:
+                self._named.remove(named)
+                raise
 
     async def start(self) -> None:
         """Get a child (warm from the pool, or started now), write and load the context."""
@@ -169,12 +244,19 @@ class ReplSession:
                         raise
 
     def _write_context(self) -> None:
+        """Write every context's file (blocking)."""
+        self._write_file(self._context_path, self._prepared)
+        for named in self._named:
+            if named.path != self._context_path:
+                self._write_file(named.path, named.prepared)
+
+    def _write_file(self, path: str, prepared: PreparedContext) -> None:
         assert self._work_dir is not None
         # Model code may have made its work dir read-only (fchmod on the open dir).
         with contextlib.suppress(OSError):
             os.chmod(self._work_dir, 0o700)
-        with create_child_file(self._context_path) as handle:
-            self._prepared.write(handle)
+        with create_child_file(path) as handle:
+            prepared.write(handle)
 
     def _adopt(self, started: StartedChild) -> None:
         self._child = started.child
@@ -187,6 +269,18 @@ class ReplSession:
             self._context_path,
             self._prepared.format,
             within=self.options.start_timeout,
+        )
+        for named in self._named:
+            await self._load_one(named)
+
+    async def _load_one(self, named: _NamedContext) -> None:
+        assert self._child is not None
+        await load_context(
+            self._child,
+            named.path,
+            named.prepared.format,
+            within=self.options.start_timeout,
+            name=named.name,
         )
 
     async def _spawn(self) -> None:

@@ -258,15 +258,18 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     raise ReplProtocolError(f"the REPL sent {message.type!r} before saying it was ready")
 
 
-async def load_context(child: ChildProcess, path: str, fmt: str, *, within: float) -> float:
-    """Tell a blank child to load its context file; returns the child's load time.
+async def load_context(
+    child: ChildProcess, path: str, fmt: str, *, within: float, name: str | None = None
+) -> float:
+    """Tell a child to load a context file (into ``name``, or ``context``); returns the
+    child's load time.
 
     Raises:
         ReplTimeout: the context did not load within ``within`` seconds.
         ReplCrashed: the child died or could not read the file.
     """
     with contextlib.suppress(OSError):
-        await child.send(encode_message(LoadContextMessage(path=path, format=fmt)))
+        await child.send(encode_message(LoadContextMessage(path=path, format=fmt, name=name)))
     try:
         with anyio.fail_after(within):
             message = await child.receive()

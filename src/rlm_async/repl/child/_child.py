@@ -17,8 +17,9 @@ read; it is the child's whole program, changed as one piece with ``_protocol.py`
 
 Messages (one JSON object per line, ``type`` discriminates; see ``_protocol.py``):
 
-parent → child: ``load_context`` (path, format), ``exec`` (cell id, code), ``interrupt``
-(cell id: stop that cell, state kept), ``llm_response`` (request id, results), ``shutdown``.
+parent → child: ``load_context`` (path, format, variable name), ``exec`` (cell id, code),
+``interrupt`` (cell id: stop that cell, state kept), ``llm_response`` (request id, results),
+``shutdown``.
 child → parent: ``ready`` (pid, sandbox report), ``context_loaded`` (seconds or error),
 ``result`` (cell id, stdout, stderr, error, final), ``llm_request`` (request id, cell id,
 kind, prompts, model, contexts), ``cancel`` (request id abandoned by an interrupted cell),
@@ -42,7 +43,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-PROTOCOL_VERSION = 2  # the parent's copy: _protocol.py (the child imports nothing of ours)
+PROTOCOL_VERSION = 3  # the parent's copy: _protocol.py (the child imports nothing of ours)
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _MAX_INBOUND_LINE = 256 * 1024 * 1024
@@ -190,6 +191,9 @@ class _Repl:
         self.sandbox: Any = None
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         self._reserved: set[str] = set()
+        # Context file -> its value, until the next cell: a second name for the same file
+        # (a session's `context_1`) shares the value rather than holding a second copy.
+        self._loaded: dict[str, Any] = {}
 
     # ---- the names model code sees -------------------------------------------------
 
@@ -386,10 +390,14 @@ class _Repl:
             shown[key] = f"{type(value).__name__}{size}"
         return shown
 
-    def load_context(self, path: str, fmt: str) -> dict[str, Any]:
+    def load_context(self, path: str, fmt: str, name: str = "context") -> dict[str, Any]:
         started = time.perf_counter()
+        if not name.isidentifier() or name in self._reserved:  # the parent checks it too
+            return {"type": "context_loaded", "error": f"ValueError: bad variable name {name!r}"}
         try:
-            self.namespace["context"] = _load_context(path, fmt)
+            if path not in self._loaded:
+                self._loaded[path] = _load_context(path, fmt)
+            self.namespace[name] = self._loaded[path]
         except Exception as exc:
             return {"type": "context_loaded", "error": f"{type(exc).__name__}: {exc}"}
         return {"type": "context_loaded", "seconds": time.perf_counter() - started}
@@ -509,10 +517,15 @@ class _Repl:
                 if kind == "shutdown":
                     return
                 if kind == "exec":
+                    self._loaded.clear()  # model code may change or drop what was loaded
                     result = self.run_cell(int(message["cell"]), str(message["code"]))
                     self.channel.send(result)
                 elif kind == "load_context":
-                    loaded = self.load_context(str(message["path"]), str(message["format"]))
+                    loaded = self.load_context(
+                        str(message["path"]),
+                        str(message["format"]),
+                        str(message.get("name") or "context"),
+                    )
                     self.channel.send(loaded)
             except KeyboardInterrupt:
                 # A SIGINT that arrived after the cell finished: nothing to interrupt.
