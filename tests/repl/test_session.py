@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -153,6 +154,26 @@ async def test_final_and_final_var_set_the_answer() -> None:
     assert direct.final == "42"
     assert named.final == "Paris"
     assert missing.final is None and missing.error is not None and "nope" in missing.error
+
+
+async def test_fds_1_and_2_are_read_during_a_cell_and_left_off_the_loop_after_it() -> None:
+    """The child's fds 1 and 2 are read by reader callbacks while a cell runs; none is left
+    on the event loop between cells or after the close (a closed fd's number is soon
+    another file's)."""
+    loop = asyncio.get_running_loop()
+    options = ReplOptions(cell_timeout=5, output_limit=1_000_000)
+    async with ReplSession("", options=options) as repl:
+        assert repl._child is not None
+        fds = repl._child._output_fds
+        # More than a pipe holds (64 KiB): the cell ends only if fd 1 is read meanwhile.
+        code = "import os\nos.write(1, b'one ' * 20_000)\nos.write(2, b'two')\nprint('done')"
+        result = await repl.execute(code)
+        assert result.stdout == "done\n"
+        assert result.process_output.count("one") == 20_000 and "two" in result.process_output
+        assert not any(loop.remove_reader(fd) for fd in fds)  # False: nothing registered
+        again = await repl.execute("import os\nos.write(1, b'again')")
+        assert "again" in again.process_output
+    assert not any(loop.remove_reader(fd) for fd in fds)
 
 
 async def test_a_busy_cell_is_interrupted_at_its_timeout_and_state_is_kept() -> None:

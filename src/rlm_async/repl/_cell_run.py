@@ -89,18 +89,20 @@ class CellRun:
         slots = anyio.Semaphore(self._max_pending)
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(child.drain_output)
-                with anyio.move_on_after(limit):
-                    outcome = await self._pump(child, cell, tg, slots)
-                if outcome is None and self._handler_error is None and self._hung is None:
-                    timed_out = True
-                    try:
-                        await child.interrupt(cell, within=write_timeout)
-                    except ChildStoppedReading as exc:
-                        self._hung = f"{exc} to interrupt the cell, so the REPL was killed"
-                    else:
-                        with anyio.move_on_after(self.options.interrupt_grace):
-                            outcome = await self._pump(child, cell, tg, None)
+                # fds 1 and 2 are read all along (into a capped buffer): a child blocked on
+                # a full stdout pipe could neither finish nor be interrupted.
+                with child.draining():
+                    with anyio.move_on_after(limit):
+                        outcome = await self._pump(child, cell, tg, slots)
+                    if outcome is None and self._handler_error is None and self._hung is None:
+                        timed_out = True
+                        try:
+                            await child.interrupt(cell, within=write_timeout)
+                        except ChildStoppedReading as exc:
+                            self._hung = f"{exc} to interrupt the cell, so the REPL was killed"
+                        else:
+                            with anyio.move_on_after(self.options.interrupt_grace):
+                                outcome = await self._pump(child, cell, tg, None)
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise _sole_error(group) from None
