@@ -32,6 +32,7 @@ from rlm_async.engine._budget import Budget
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._rlm import RLM
 from rlm_async.engine._rlm_repl import RLM_REPL
+from rlm_async.engine._session import Session
 from rlm_async.providers._base import CompletionRequest, Provider
 from rlm_async.providers._complete import llm_complete
 from rlm_async.providers._pricing import ModelPrice, PriceTable
@@ -81,6 +82,7 @@ __all__ = [
     "RetryPolicy",
     "SandboxError",
     "SandboxOptions",
+    "Session",
     "Settings",
     "Tool",
     "Trajectory",

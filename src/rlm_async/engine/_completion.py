@@ -18,6 +18,7 @@ from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
 from rlm_async._logging import get_logger
 from rlm_async._tasks import wait_out
 from rlm_async._types import RLMResult
+from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._resources import EngineResources
@@ -42,8 +43,13 @@ async def run_completion(
     emit: Callable[[ev.Event], None] | None,
     *,
     stream_text: bool = False,
+    lent_repl: ReplLender | None = None,
+    session_note: str = "",
 ) -> RLMResult:
     """One completion: listeners, trajectory, the runs under the time budget.
+
+    A session's completion gives its REPL (``lent_repl``: the root run neither starts nor
+    closes it) and what the session has so far (``session_note``, before the query).
 
     Raises:
         ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
@@ -74,6 +80,8 @@ async def run_completion(
         # The file first: it gets each event even if a callback raises.
         emit=fan_out(writer, emit, console) or _discard,
         stream_text=stream_text,
+        lent_repl=lent_repl,
+        session_note=session_note,
     )
     closing = anyio.CancelScope()
     resources.running.add(closing)

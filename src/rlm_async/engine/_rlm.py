@@ -31,6 +31,7 @@ from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._recipe import Overrides, Recipe, options_from_arguments
 from rlm_async.engine._rlm_properties import RLMProperties
 from rlm_async.engine._routes import ModelChoice
+from rlm_async.engine._session import Session
 from rlm_async.engine._sync import refuse_inside_event_loop
 from rlm_async.providers._ratelimit import RateLimit
 from rlm_async.providers._settings import Settings
@@ -285,6 +286,24 @@ class RLM(RLMProperties):
         # In a task of its own: a native cancel (asyncio.timeout, task.cancel) of the caller
         # must not cut through the shielded clean-up that kills the run's REPL processes.
         return await run_cancel_safely(functools.partial(self._run, chosen, context, query, emit))
+
+    def session(self, context: Any) -> Session:
+        """A conversation over one REPL: completions that see what earlier ones left.
+
+        Args:
+            context: The session's first context, ``context`` (and ``context_1``) in the
+                REPL; ``Session.add_context`` adds more.
+
+        Returns:
+            A ``Session``: use it as an async context manager; its ``completion(query)``
+            runs one completion over the session's REPL. Closing the ``RLM`` closes it.
+
+        Example:
+            async with rlm.session(context) as chat:
+                first = await chat.completion("Which customers churned in March?")
+                second = await chat.completion("And which of them had open tickets?")
+        """
+        return Session(self._options, self._models, self._resources, context)
 
     def stream(
         self, context: Any, query: str, *, options: Overrides = None

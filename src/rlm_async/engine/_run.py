@@ -41,6 +41,7 @@ from rlm_async.providers._windows import prompt_chars_for
 from rlm_async.repl._context import PreparedContext
 
 if TYPE_CHECKING:
+    from rlm_async.engine._resources import ReplFactory
     from rlm_async.engine._state import CompletionState
     from rlm_async.repl import ReplSession
 
@@ -97,7 +98,7 @@ class _Run(RunSteps):
             if refusal is not None:
                 raise BudgetExceeded(refusal, budget="max_live_repls")
         try:
-            async with resources.repl_factory(
+            async with self._repl_factory()(
                 self.prepared,
                 options=options.repl,
                 subcall_handler=SubCallServer(self),
@@ -148,6 +149,14 @@ class _Run(RunSteps):
             finished=self.finished,
         )
 
+    def _repl_factory(self) -> ReplFactory:
+        """How the run gets its REPL: started for it (and closed after), or a session's,
+        lent to the root run of each of its completions."""
+        lent = self.shared.lent_repl
+        if lent is not None and self.depth == 0:
+            return lent
+        return self.shared.resources.repl_factory
+
     async def child_run(self, prepared: PreparedContext, prompt: str, subcall: str) -> RLMResult:
         """A sub-RLM: a run one level deeper in the same tree, with its own REPL."""
         return await run_rlm(
@@ -180,8 +189,9 @@ class _Run(RunSteps):
         # The example chunk in a repeat note: what one sub-call reads, less its question.
         chunk = prompt_chars_for(sub_window.tokens, opts.sub_call_max_tokens) * 4 // 5
         watch = RepeatWatch(self.query, info, chunk_chars=chunk)
+        note = self.shared.session_note if self.depth == 0 else ""
         messages: list[Message] = [
-            Message(role="user", content=first_user_prompt(self.query, info))
+            Message(role="user", content=note + first_user_prompt(self.query, info))
         ]
         for number in range(1, opts.max_iterations + 1):
             self.turn = Turn(number=number)

@@ -17,6 +17,7 @@ import anyio
 from rlm_async import events as ev
 from rlm_async._types import RLMResult, UsageSummary
 from rlm_async.engine._budget import BudgetTracker
+from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
@@ -55,6 +56,10 @@ class CompletionState:
     stream_text: bool = False  # root turns stream their text as ModelDelta events
     repl_warm: bool = False
     deadline: float | None = None  # anyio.current_time() when the time budget runs out
+    # A session's completion: the root run uses the session's REPL (lent, not started or
+    # closed by the run), and its first message starts with what the session has so far.
+    lent_repl: ReplLender | None = None
+    session_note: str = ""
 
     def cancel_reason(self) -> tuple[str, str]:
         """Why the runs are being cancelled, for their last event."""

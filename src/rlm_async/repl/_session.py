@@ -243,6 +243,17 @@ class ReplSession:
                         remove_work_dir_now(work_dir)
                         raise
 
+    async def discard_state(self) -> None:
+        """Kill the child, and with it every variable but the contexts.
+
+        For a cell abandoned while it ran (its caller was cancelled): the child may still be
+        running it. The next cell starts a fresh child, with every context loaded.
+        """
+        async with self._lock:
+            if self._child is not None:
+                child, self._child = self._child, None
+                await child.terminate(grace=0)
+
     def _write_context(self) -> None:
         """Write every context's file (blocking)."""
         self._write_file(self._context_path, self._prepared)
