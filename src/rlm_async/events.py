@@ -4,7 +4,7 @@ Every event carries ``run_id`` (one per RLM run; a sub-RLM has its own, and its
 ``parent_run_id`` names the run that started it), ``depth`` (0 for the root), ``seq``
 (order within the whole completion) and ``t`` (seconds since the completion started).
 Sub-call events carry the ``turn`` and ``cell`` that made them, so a viewer can hang each
-sub-call under the code that asked for it.
+sub-call under the code that asked for it. Tool calls (``RLM(tools=...)``) carry them too.
 
 Prompts and answers inside events are previews, capped at ``RLM(trajectory_preview_chars=...)``.
 """
@@ -28,6 +28,8 @@ __all__ = [
     "RunStarted",
     "SubCallFinished",
     "SubCallStarted",
+    "ToolCallFinished",
+    "ToolCallStarted",
     "TurnFinished",
     "TurnStarted",
     "event_adapter",
@@ -127,6 +129,31 @@ class SubCallFinished(_Event):
     latency: float = 0.0
 
 
+class ToolCallStarted(_Event):
+    """Model code called one of the application's tools (``RLM(tools=...)``)."""
+
+    type: Literal["tool_call_started"] = "tool_call_started"
+    call: str  # unique in the completion
+    turn: int
+    cell: int
+    tool: str
+    arguments: str  # the arguments as JSON (a preview)
+
+
+class ToolCallFinished(_Event):
+    """A tool call ended: its result (a preview, as JSON) or its error."""
+
+    type: Literal["tool_call_finished"] = "tool_call_finished"
+    call: str
+    turn: int
+    cell: int
+    tool: str
+    ok: bool
+    result: str  # the value as JSON (a preview), or the error message
+    error_type: str | None = None
+    latency: float = 0.0
+
+
 class ReplRestarted(_Event):
     type: Literal["repl_restarted"] = "repl_restarted"
     reason: str
@@ -168,6 +195,8 @@ Event = Annotated[
     | CellFinished
     | SubCallStarted
     | SubCallFinished
+    | ToolCallStarted
+    | ToolCallFinished
     | ReplRestarted
     | BudgetWarning
     | FinalAnswer

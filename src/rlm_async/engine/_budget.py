@@ -30,6 +30,8 @@ class Budget(OptionsModel):
         max_subcalls: Sub-calls (``llm_query`` prompts and sub-RLMs) in total.
         max_live_repls: REPL processes alive at once (the root's included).
         max_prompt_chars: The longest prompt code may send in one sub-call.
+        max_tool_calls: Calls of the application's tools (``RLM(tools=...)``) in total; a
+            call past it is refused with an error model code reads, not sent to the tool.
         warn_at: Fraction of a budget at which a ``BudgetWarning`` event is emitted.
     """
 
@@ -39,6 +41,7 @@ class Budget(OptionsModel):
     max_subcalls: int | None = Field(default=None, ge=0)
     max_live_repls: int | None = Field(default=None, ge=1)
     max_prompt_chars: int | None = Field(default=2_000_000, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
     warn_at: float = Field(default=0.8, gt=0, le=1)
 
 
@@ -51,6 +54,7 @@ class BudgetTracker:
     reserved_tokens: int = 0
     subcalls: int = 0
     live_repls: int = 0
+    tool_calls: int = 0
     warned: set[str] = field(default_factory=set)
 
     def refuse_batch(self, prompt_chars: list[int], output_tokens: int) -> str | None:
@@ -153,6 +157,17 @@ class BudgetTracker:
                 "(max_live_repls); wait for sub-RLMs to finish or use llm_query"
             )
         self.live_repls += 1
+        return None
+
+    def acquire_tool_call(self, name: str) -> str | None:
+        """Count one tool call, or say why it is refused (nothing is counted then)."""
+        limit = self.budget.max_tool_calls
+        if limit is not None and self.tool_calls >= limit:
+            return (
+                f"budget: all {limit} tool calls of this completion are spent "
+                f"(max_tool_calls); {name}() was not called. Answer with what you have."
+            )
+        self.tool_calls += 1
         return None
 
     def release_repl(self) -> None:

@@ -61,7 +61,7 @@ and `asyncio.gather`.
 {rlm_query_help}
   - `SHOW_VARS()`: the variables you have defined.
   - `FINAL(answer)` / `FINAL_VAR("variable_name")`: give the final answer from code.
-{models_line}\
+{models_line}{tools_block}\
 How to finish: when you are confident, give the final answer either by calling `FINAL(answer)` \
 or `FINAL_VAR("name")` in code, or by writing a line `FINAL(your answer)` or \
 `FINAL_VAR(variable_name)` in your reply, outside any code block. Give the final answer only \
@@ -89,6 +89,13 @@ A code block starts with a line of three backticks and the word repl, and ends w
 of three backticks, like this:
 {example}
 Write one to examine `context`, or finish with a line FINAL(your answer)."""
+
+_TOOLS = """\
+- Functions of the application, also in the REPL (arguments and results are JSON values; a \
+failure raises an exception with its message; call an `async def` one with `await`, and \
+several at once with `asyncio.gather`):
+{tools}
+"""
 
 _UNKNOWN = Window(UNKNOWN_WINDOW, known=False)
 
@@ -130,8 +137,12 @@ def build_system_prompt(
     sub_reply_tokens: int | None = None,
     cell_timeout: float = 120.0,
     output_chars: int = 20_000,
+    tools: str = "",
 ) -> str:
     """The system prompt for a root model at ``depth`` of ``max_depth``.
+
+    ``tools`` is ``ToolSet.describe()`` of the application's tools: listed only when there
+    are any.
 
     What one sub-call reads comes from ``sub_window`` (less ``sub_reply_tokens`` for its
     answer); what a batch costs in time, from ``max_concurrency`` and ``cell_timeout``.
@@ -162,8 +173,14 @@ def build_system_prompt(
         batch_speed=speed.format(max_concurrency=max_concurrency, cell_timeout=cell_timeout),
         rlm_query_help=rlm_help,
         models_line=models_line,
+        tools_block=_TOOLS.format(tools=_indented(tools)) if tools else "",
         max_iterations=max_iterations,
     )
+
+
+def _indented(text: str) -> str:
+    """Lines under a list item (not a code fence: the model's own blocks are ``repl`` ones)."""
+    return "\n".join(f"    {line}" if line else "" for line in text.splitlines())
 
 
 def _example_block(info: ContextInfo | None) -> str:

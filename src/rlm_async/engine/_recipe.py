@@ -7,8 +7,8 @@ it starts (HTTP clients belong to one event loop).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_async._exceptions import ConfigurationError
@@ -16,9 +16,11 @@ from rlm_async._options import check_int
 from rlm_async.engine._options import RLMOptions, with_repl_shortcuts
 from rlm_async.engine._resources import EngineResources, build_rate_limiters
 from rlm_async.engine._routes import ModelRoutes, needs_settings
+from rlm_async.engine._tool_box import ToolBox
 from rlm_async.providers import ProviderRegistry
 from rlm_async.providers._settings import Settings
 from rlm_async.providers._windows import ContextWindows
+from rlm_async.tools import MCPServer, ToolSet
 
 __all__ = ["Overrides", "Recipe", "options_from_arguments"]
 
@@ -54,6 +56,8 @@ class Recipe:
     connections: int
     context_windows: Mapping[str, int] | None
     warm_repls: int
+    tools: ToolSet = field(default_factory=ToolSet)
+    mcp_servers: tuple[MCPServer, ...] = ()
 
     @classmethod
     def from_arguments(
@@ -70,6 +74,8 @@ class Recipe:
         context_windows: Mapping[str, int] | None,
         warm_repls: int,
         max_concurrency: int,
+        tools: Iterable[Any] = (),
+        mcp_servers: Iterable[MCPServer] = (),
     ) -> Recipe:
         """The recipe of ``RLM(...)``'s arguments, checked; keys and endpoints are read
         from the environment (and ``.env`` with ``load_dotenv``) when a model is a name.
@@ -78,6 +84,7 @@ class Recipe:
             ConfigurationError: a bad argument, named.
         """
         check_int("warm_repls", warm_repls, 0)
+        toolset, servers = _check_tools(tools, mcp_servers)
         if max_connections is not None:
             check_int("max_connections", max_connections, 1)
         if settings is not None and not isinstance(settings, Settings):
@@ -99,6 +106,8 @@ class Recipe:
             connections=max_connections or max(4 * max_concurrency, 256),
             context_windows=context_windows,
             warm_repls=warm_repls,
+            tools=toolset,
+            mcp_servers=servers,
         )
 
     def build(self) -> tuple[ModelRoutes, EngineResources]:
@@ -120,5 +129,33 @@ class Recipe:
             windows=windows,
             rate_limiters=limiters,
             warm_repls=self.warm_repls,
+            tool_box=ToolBox(self.tools, self.mcp_servers)
+            if self.tools or self.mcp_servers
+            else None,
         )
         return models, resources
+
+
+def _check_tools(
+    tools: Iterable[Any], mcp_servers: Iterable[MCPServer]
+) -> tuple[ToolSet, tuple[MCPServer, ...]]:
+    """``RLM(tools=..., mcp_servers=...)`` checked now: a function that cannot be a tool, or
+    two with one name, fails here, not in a run. (MCP tools are known only once reached.)"""
+    if isinstance(tools, str) or not isinstance(tools, Iterable):
+        raise ConfigurationError(
+            f"tools must be a list of functions (or rlm_async.tools.Tool), got {tools!r}"
+        )
+    if isinstance(mcp_servers, MCPServer):
+        servers: tuple[MCPServer, ...] = (mcp_servers,)
+    elif isinstance(mcp_servers, str) or not isinstance(mcp_servers, Iterable):
+        raise ConfigurationError(
+            f"mcp_servers must be a list of rlm_async.tools.MCPServer, got {mcp_servers!r}"
+        )
+    else:
+        servers = tuple(mcp_servers)
+    for server in servers:
+        if not isinstance(server, MCPServer):
+            raise ConfigurationError(
+                f"mcp_servers takes rlm_async.tools.MCPServer descriptions, not {server!r}"
+            )
+    return ToolSet(tools), servers

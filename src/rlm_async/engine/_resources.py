@@ -1,7 +1,8 @@
 """``EngineResources``: what every completion of an ``RLM`` (and of its views) shares.
 
 The provider registry (one HTTP client per provider), the rate limiters, the warm REPL pool,
-the context-window table, and the sessions and runs in progress that ``aclose()`` ends.
+the context-window table, the tools (and their MCP sessions), and the sessions and runs in
+progress that ``aclose()`` ends.
 Options are values and may differ per call; these are not, so a view made by
 ``RLM.with_options`` holds the same object.
 """
@@ -19,12 +20,14 @@ import anyio
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._prepare import prepare
+from rlm_async.engine._tool_box import ToolBox
 from rlm_async.providers import ProviderRegistry, ResolvedModel
 from rlm_async.providers._ratelimit import RateLimit, RateLimiter
 from rlm_async.providers._windows import ContextWindows, Window
 from rlm_async.repl import ReplSession
 from rlm_async.repl._context import PreparedContext
 from rlm_async.repl._pool import ReplPool
+from rlm_async.tools import ToolSet
 
 __all__ = ["EngineResources", "ReplFactory", "build_rate_limiters"]
 
@@ -86,6 +89,21 @@ class EngineResources:
     made_dirs: set[Path] = field(default_factory=set)  # trajectory directories made
     # Text contexts of the completions in progress, by identity (see ``context_for_run``).
     texts: dict[int, _SharedText] = field(default_factory=dict)
+    tool_box: ToolBox | None = None  # RLM(tools=..., mcp_servers=...), when given
+
+    @property
+    def tool_set(self) -> ToolSet | None:
+        """The tools model code can call, once ``open_tools()`` has reached them."""
+        return self.tool_box.ready if self.tool_box is not None else None
+
+    async def open_tools(self) -> None:
+        """Reach the MCP servers on first use (a no-op without them, or once done).
+
+        Raises:
+            ConfigurationError: a server could not be reached (or the SDK is missing).
+        """
+        if self.tool_box is not None:
+            await self.tool_box.toolset()
 
     @contextlib.asynccontextmanager
     async def context_for_run(self, context: Any) -> AsyncIterator[PreparedContext]:
@@ -180,4 +198,6 @@ class EngineResources:
                 await self.repl_pool.aclose()
             for session in list(self.sessions):
                 await session.aclose()
+            if self.tool_box is not None:
+                await self.tool_box.aclose()
             await self.providers.aclose()

@@ -42,6 +42,8 @@ from rlm_async.repl._sandbox_options import SandboxOptions
 if TYPE_CHECKING:
     import os
 
+    from rlm_async.tools import MCPServer, Tool
+
 
 __all__ = ["RLM"]
 
@@ -112,6 +114,14 @@ class RLM(RLMProperties):
         max_connections: HTTP connections per provider, shared by every completion of this
             ``RLM`` (default: ``max(4 * max_concurrency, 256)``); requests beyond it wait in
             one FIFO queue.
+        tools: Functions of the application (sync or async; or ``rlm_async.tools.Tool``)
+            that model code calls in the REPL by their names, with the same signatures and
+            docstrings (listed in the system prompt). Arguments and results cross as JSON,
+            validated against the type hints; each call runs here, under its timeout, and
+            counts in ``Budget(max_tool_calls=...)``.
+        mcp_servers: MCP servers (``rlm_async.tools.MCPServer``, stdio or HTTP) whose tools
+            are exposed the same way; reached on ``async with`` (or the first completion)
+            and closed by ``aclose()``. Needs the ``mcp`` extra.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -153,6 +163,8 @@ class RLM(RLMProperties):
         trajectory_dir: str | os.PathLike[str] | None = None,
         max_connections: int | None = None,
         context_windows: Mapping[str, int] | None = None,
+        tools: Sequence[Callable[..., Any] | Tool] = (),
+        mcp_servers: Sequence[MCPServer] = (),
     ) -> None:
         given = {
             "max_iterations": max_iterations,
@@ -184,6 +196,8 @@ class RLM(RLMProperties):
             context_windows=context_windows,
             warm_repls=warm_repls,
             max_concurrency=chosen.max_concurrency,
+            tools=tools,
+            mcp_servers=mcp_servers,
         )
         self._setup(recipe, chosen)
 
@@ -228,6 +242,7 @@ class RLM(RLMProperties):
         if resources.warm_repls and resources.repl_pool is None:
             resources.repl_pool = ReplPool(self._options.repl, resources.warm_repls)
             await resources.repl_pool.__aenter__()
+        await resources.open_tools()  # an MCP server that cannot be reached fails here
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -335,7 +350,7 @@ class RLM(RLMProperties):
         # it (and cancels the run) at once, not when the wrapper is collected.
         return stream_run(start, chosen.on_event)
 
-    def _run(
+    async def _run(
         self,
         options: RLMOptions,
         context: Any,
@@ -343,8 +358,9 @@ class RLM(RLMProperties):
         emit: Callable[[ev.Event], None] | None,
         *,
         stream_text: bool = False,
-    ) -> Awaitable[RLMResult]:
-        return run_completion(
+    ) -> RLMResult:
+        await self._resources.open_tools()  # MCP servers: reached on first use
+        return await run_completion(
             options, self._models, self._resources, context, query, emit, stream_text=stream_text
         )
 

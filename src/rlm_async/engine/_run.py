@@ -36,6 +36,7 @@ from rlm_async.engine._prompts import (
 )
 from rlm_async.engine._run_steps import RunSteps, Turn
 from rlm_async.engine._subcalls import SubCallServer
+from rlm_async.engine._tool_calls import tool_arguments, tools_description
 from rlm_async.engine._turns import RepeatWatch, prose_note
 from rlm_async.providers._windows import prompt_chars_for
 from rlm_async.repl._context import PreparedContext
@@ -106,6 +107,7 @@ class _Run(RunSteps):
                 pool=resources.repl_pool,
                 # Requests past this wait in the child's pipe, not as tasks in the parent.
                 max_pending_subcalls=4 * options.max_concurrency,
+                **tool_arguments(self),
             ) as repl:
                 resources.track(repl)
                 try:
@@ -184,6 +186,7 @@ class _Run(RunSteps):
             sub_reply_tokens=opts.sub_call_max_tokens,
             cell_timeout=opts.repl.cell_timeout,
             output_chars=self.shared.output_chars,
+            tools=tools_description(self),
         )
         info = self.prepared.info
         # The example chunk in a repeat note: what one sub-call reads, less its question.

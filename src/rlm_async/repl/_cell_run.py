@@ -1,8 +1,9 @@
 """One cell on one REPL child: sent, its sub-call requests served, its time limit kept.
 
 While the cell runs, the child's requests are served concurrently through the session's
-``SubCallHandler`` (at most ``max_pending_subcalls`` at once: beyond them the child's pipe
-is not read), its fds 1 and 2 are drained, and past the limit it is interrupted (SIGINT in
+``SubCallHandler`` and its tool calls through its ``ToolCallHandler`` (together at most
+``max_pending_subcalls`` at once: beyond them the child's pipe is not read), its fds 1 and
+2 are drained, and past the limit it is interrupted (SIGINT in
 the child, state kept). What is left to the session (``_session.py``): the kill and
 restart when the cell did not end, and the ``CellResult``.
 """
@@ -25,11 +26,14 @@ from rlm_async.repl._protocol import (
     LLMResponse,
     ResultMessage,
     SubCallResult,
+    ToolCallResult,
+    ToolRequest,
+    ToolResponse,
     encode_message,
     sub_call_results,
 )
 
-__all__ = ["CellRun", "SubCallHandler"]
+__all__ = ["CellRun", "SubCallHandler", "ToolCallHandler"]
 
 SubCallHandler = Callable[[LLMRequest], Awaitable[list[SubCallResult] | list[dict[str, Any]]]]
 """Serves one sub-call request; returns one ``SubCallResult`` per prompt (or the same as a
@@ -40,6 +44,10 @@ unless it has an ``abandon(request_id) -> bool`` method that returns ``True``: t
 stops the request itself and answers with what finished, which an interrupted
 ``llm_query_batched`` keeps for the model."""
 
+ToolCallHandler = Callable[[ToolRequest], Awaitable[ToolCallResult]]
+"""Serves one tool call; returns its result (a failure is a result too, with the error model
+code sees). Cancelled when the child gives the call up (its cell was interrupted)."""
+
 
 class CellRun:
     """Runs one cell: build one per cell (``run`` once), then read ``handler_error``.
@@ -47,14 +55,20 @@ class CellRun:
     Args:
         options: The session's options (write timeout, interrupt grace).
         handler: Serves the cell's sub-call requests; ``None`` refuses them.
-        max_pending: Sub-call requests served at once (``max_pending_subcalls``).
+        max_pending: Sub-call and tool requests served at once (``max_pending_subcalls``).
+        tool_handler: Serves the cell's tool calls; ``None`` refuses them.
     """
 
     def __init__(
-        self, options: ReplOptions, handler: SubCallHandler | None, max_pending: int
+        self,
+        options: ReplOptions,
+        handler: SubCallHandler | None,
+        max_pending: int,
+        tool_handler: ToolCallHandler | None = None,
     ) -> None:
         self.options = options
         self._handler = handler
+        self._tool_handler = tool_handler
         self._max_pending = max_pending
         self._serving: dict[int, anyio.CancelScope] = {}
         self._handler_error: BaseException | None = None
@@ -152,6 +166,22 @@ class CellRun:
                 else:
                     await slots.acquire()
                     tg.start_soon(self._serve, child, message, tg.cancel_scope, slots)
+            elif isinstance(message, ToolRequest):
+                if slots is None:
+                    refused += 1
+                    if refused > self._max_pending:
+                        return (
+                            f"the cell ran past its time limit and, once interrupted, kept "
+                            f"calling tools ({refused:,} refused), so the REPL was killed"
+                        )
+                    await self._send(
+                        child, ToolResponse(id=message.id, result=_TOOL_PAST_LIMIT), tg.cancel_scope
+                    )
+                    if self._hung is not None:
+                        return self._hung
+                else:
+                    await slots.acquire()
+                    tg.start_soon(self._serve_tool, child, message, tg.cancel_scope, slots)
             elif isinstance(message, CancelMessage):
                 scope = self._serving.get(message.id)
                 if scope is not None and not self._handler_stops(message.id):
@@ -193,6 +223,34 @@ class CellRun:
         finally:
             slots.release()
 
+    async def _serve_tool(
+        self,
+        child: ChildProcess,
+        request: ToolRequest,
+        cell_scope: anyio.CancelScope,
+        slots: anyio.Semaphore,
+    ) -> None:
+        """One tool call, like a sub-call request: cancelled when the child gives it up."""
+        try:
+            result: ToolCallResult | None = None
+            with anyio.CancelScope() as scope:
+                self._serving[request.id] = scope
+                try:
+                    if self._tool_handler is None:
+                        result = _NO_TOOLS
+                    else:
+                        result = await self._tool_handler(request)
+                except Exception as exc:
+                    self._handler_error = exc  # a bug in the engine: end the run with it
+                    cell_scope.cancel()
+                finally:
+                    self._serving.pop(request.id, None)
+            if result is None:
+                return  # given up by the child: nobody is waiting
+            await self._send(child, ToolResponse(id=request.id, result=result), cell_scope)
+        finally:
+            slots.release()
+
     async def _answer(
         self,
         child: ChildProcess,
@@ -200,7 +258,15 @@ class CellRun:
         results: list[SubCallResult],
         cell_scope: anyio.CancelScope,
     ) -> None:
-        message = encode_message(LLMResponse(id=request_id, results=results))
+        await self._send(child, LLMResponse(id=request_id, results=results), cell_scope)
+
+    async def _send(
+        self,
+        child: ChildProcess,
+        response: LLMResponse | ToolResponse,
+        cell_scope: anyio.CancelScope,
+    ) -> None:
+        message = encode_message(response)
         try:
             await child.send(message, within=self.options.write_timeout)
         except ChildStoppedReading as exc:
@@ -215,6 +281,13 @@ _PAST_LIMIT = SubCallResult.failure(
     "the cell ran past its time limit and was interrupted; no more sub-calls are served"
 )
 _NO_SUBCALLS = SubCallResult.failure("sub-calls are not available in this REPL")
+_TOOL_PAST_LIMIT = ToolCallResult.failure(
+    "the cell ran past its time limit and was interrupted; no more tool calls are served",
+    error_type="TimeoutError",
+)
+_NO_TOOLS = ToolCallResult.failure(
+    "tools are not available in this REPL", error_type="RuntimeError"
+)
 
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

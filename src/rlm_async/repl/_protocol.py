@@ -33,6 +33,7 @@ __all__ = [
     "CancelMessage",
     "ChildMessage",
     "ContextLoadedMessage",
+    "DefineToolsMessage",
     "ExecMessage",
     "FatalKind",
     "FatalMessage",
@@ -45,6 +46,9 @@ __all__ = [
     "ResultMessage",
     "ShutdownMessage",
     "SubCallResult",
+    "ToolCallResult",
+    "ToolRequest",
+    "ToolResponse",
     "check_version",
     "decode_child_message",
     "encode_message",
@@ -53,7 +57,8 @@ __all__ = [
 
 # 2: the child checks the parent's version (config "protocol_version");
 # 3: load_context may name its variable (an older child would load it into `context`)
-PROTOCOL_VERSION = 3
+# 4: tools (define_tools, tool_request, tool_response)
+PROTOCOL_VERSION = 4
 
 FatalKind = Literal["sandbox", "protocol_version", "startup"]
 """Why a child gave up before saying ready: a required sandbox layer failed, the parent
@@ -102,6 +107,19 @@ class LLMRequest(_Message):
     contexts: list[Any] | None = None
 
 
+class ToolRequest(_Message):
+    """A call of one of the application's tools from model code: the arguments it was
+    given (JSON), and nothing else; the parent applies the defaults and validates."""
+
+    type: Literal["tool_request"]
+    id: int  # from the same counter as llm_request ids: a cancel names either
+    cell: int
+    name: str
+    args: list[Any] = Field(default_factory=list)
+    # Not "kwargs": pydantic's mypy plugin would give __init__ two parameters of that name.
+    keywords: dict[str, Any] = Field(default_factory=dict)  # the keyword arguments
+
+
 class CancelMessage(_Message):
     type: Literal["cancel"]
     id: int
@@ -114,7 +132,13 @@ class FatalMessage(_Message):
 
 
 ChildMessage = Annotated[
-    ReadyMessage | ContextLoadedMessage | ResultMessage | LLMRequest | CancelMessage | FatalMessage,
+    ReadyMessage
+    | ContextLoadedMessage
+    | ResultMessage
+    | LLMRequest
+    | ToolRequest
+    | CancelMessage
+    | FatalMessage,
     Field(discriminator="type"),
 ]
 _child_adapter: TypeAdapter[ChildMessage] = TypeAdapter(ChildMessage)
@@ -171,11 +195,51 @@ class LLMResponse(_Message):
     results: list[SubCallResult]
 
 
+class ToolCallResult(_Message):
+    """The outcome of one tool call, as model code receives it: a JSON value, or an error
+    (the exception type's name, raised in the child with ``error`` as its message).
+
+    The same fields as ``rlm_async.tools.ToolResult``, which this room cannot import.
+    """
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @classmethod
+    def failure(cls, error: str, *, error_type: str) -> ToolCallResult:
+        """A call that failed (or was refused) with ``error_type: error``."""
+        return cls(ok=False, error=error, error_type=error_type)
+
+
+class ToolResponse(_Message):
+    type: Literal["tool_response"] = "tool_response"
+    id: int
+    result: ToolCallResult
+
+
+class DefineToolsMessage(_Message):
+    """The tools model code can call (each ``ToolSet.stub_specs()`` item): the child
+    defines one function per tool. Sent after ``load_context``, and again after a restart."""
+
+    type: Literal["define_tools"] = "define_tools"
+    tools: list[dict[str, Any]]
+
+
 class ShutdownMessage(_Message):
     type: Literal["shutdown"] = "shutdown"
 
 
-ParentMessage = LoadContextMessage | ExecMessage | InterruptMessage | LLMResponse | ShutdownMessage
+ParentMessage = (
+    LoadContextMessage
+    | ExecMessage
+    | InterruptMessage
+    | LLMResponse
+    | ToolResponse
+    | DefineToolsMessage
+    | ShutdownMessage
+)
 
 
 def check_version(ready: ReadyMessage) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import keyword
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +24,16 @@ from rlm_async._exceptions import ConfigurationError, ReplCrashed, ReplError
 from rlm_async._logging import get_logger
 from rlm_async._text import cap_middle
 from rlm_async.repl._cell_result import CellResult
-from rlm_async.repl._cell_run import CellRun, SubCallHandler
+from rlm_async.repl._cell_run import CellRun, SubCallHandler, ToolCallHandler
 from rlm_async.repl._context import PreparedContext, prepare_context
 from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess
-from rlm_async.repl._protocol import ResultMessage, ShutdownMessage, encode_message
+from rlm_async.repl._protocol import (
+    DefineToolsMessage,
+    ResultMessage,
+    ShutdownMessage,
+    encode_message,
+)
 from rlm_async.repl._start import (
     StartedChild,
     load_context,
@@ -77,6 +82,9 @@ class ReplSession:
         max_pending_subcalls: Sub-call requests served at once; the child's pipe is not
             read beyond them (its requests wait), so code queueing 50,000 of them cannot
             grow the parent. A small multiple of the engine's ``max_concurrency``.
+        tools: The stubs' specs of the tools model code can call (``ToolSet.stub_specs()``),
+            defined in the child after its contexts are loaded (after a restart too).
+        tool_handler: Serves the cell's tool calls (``None``: they fail).
 
     Example:
         async with ReplSession(["a", "b"]) as repl:
@@ -93,6 +101,8 @@ class ReplSession:
         on_restart: Callable[[str], None] | None = None,
         pool: ReplPool | None = None,
         max_pending_subcalls: int = DEFAULT_MAX_PENDING_SUBCALLS,
+        tools: Sequence[Mapping[str, Any]] = (),
+        tool_handler: ToolCallHandler | None = None,
     ) -> None:
         if max_pending_subcalls < 1:
             raise ConfigurationError(
@@ -108,6 +118,8 @@ class ReplSession:
             context if isinstance(context, PreparedContext) else prepare_context(context)
         )
         self._handler = subcall_handler
+        self._tools = [dict(spec) for spec in tools]
+        self._tool_handler = tool_handler
         self._on_restart = on_restart
         self._work_dir: str | None = None
         self._child: ChildProcess | None = None
@@ -283,6 +295,9 @@ class ReplSession:
         )
         for named in self._named:
             await self._load_one(named)
+        if self._tools:  # after every start: a restarted child is blank too
+            message = encode_message(DefineToolsMessage(tools=self._tools))
+            await self._child.send(message, within=self.options.write_timeout)
 
     async def _load_one(self, named: _NamedContext) -> None:
         assert self._child is not None
@@ -346,7 +361,7 @@ class ReplSession:
             self._cell += 1
             cell = self._cell
             started = time.perf_counter()
-            run = CellRun(self.options, self._handler, self._max_pending)
+            run = CellRun(self.options, self._handler, self._max_pending, self._tool_handler)
             outcome, timed_out = await run.run(child, cell, code, limit)
             child.drain_now()
             if run.handler_error is not None:

@@ -30,13 +30,22 @@ from rlm_async.trajectory._files import (
     read_trajectory,
     write_trajectory,
 )
-from rlm_async.trajectory._tree import CellNode, RunNode, SubCallNode, Totals, TurnNode, build_tree
+from rlm_async.trajectory._tree import (
+    CellNode,
+    RunNode,
+    SubCallNode,
+    ToolCallNode,
+    Totals,
+    TurnNode,
+    build_tree,
+)
 
 __all__ = [
     "REDACTED",
     "CellNode",
     "RunNode",
     "SubCallNode",
+    "ToolCallNode",
     "Totals",
     "Trajectory",
     "TrajectoryError",

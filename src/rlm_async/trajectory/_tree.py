@@ -13,7 +13,15 @@ from typing import Any, Literal
 
 from rlm_async import events as ev
 
-__all__ = ["CellNode", "RunNode", "SubCallNode", "Totals", "TurnNode", "build_tree"]
+__all__ = [
+    "CellNode",
+    "RunNode",
+    "SubCallNode",
+    "ToolCallNode",
+    "Totals",
+    "TurnNode",
+    "build_tree",
+]
 
 
 @dataclass
@@ -71,8 +79,29 @@ class SubCallNode:
 
 
 @dataclass
+class ToolCallNode:
+    """One call of an application's tool (``RLM(tools=...)``), under the cell that made it.
+
+    ``arguments`` and ``result`` are JSON previews (``result`` is the error when ``ok`` is
+    false); ``end`` is ``None`` if the call never finished.
+    """
+
+    call: str
+    tool: str
+    turn: int
+    cell: int
+    arguments: str
+    start: float
+    end: float | None = None
+    ok: bool | None = None
+    result: str = ""
+    error_type: str | None = None
+    latency: float | None = None
+
+
+@dataclass
 class CellNode:
-    """One code cell of a turn, with the sub-calls its code made."""
+    """One code cell of a turn, with the sub-calls and tool calls its code made."""
 
     turn: int
     cell: int
@@ -86,6 +115,7 @@ class CellNode:
     timed_out: bool = False
     restarted: bool = False
     subcalls: list[SubCallNode] = field(default_factory=list)
+    tool_calls: list[ToolCallNode] = field(default_factory=list)
 
     def totals(self) -> Totals:
         totals = Totals()
@@ -185,6 +215,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
     turns: dict[tuple[str, int], TurnNode] = {}
     cells: dict[tuple[str, int, int], CellNode] = {}
     subcalls: dict[str, SubCallNode] = {}
+    tool_calls: dict[str, ToolCallNode] = {}
     unclaimed: dict[str, list[SubCallNode]] = {}  # rlm sub-calls waiting for their run
 
     def turn_of(run_id: str, number: int, t: float) -> TurnNode:
@@ -270,6 +301,33 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             pending = unclaimed.get(event.run_id, [])
             if sub in pending:  # an rlm call that ended without a sub-run (depth 1, refusal)
                 pending.remove(sub)
+        elif isinstance(event, ev.ToolCallStarted):
+            tool_call = ToolCallNode(
+                call=event.call,
+                tool=event.tool,
+                turn=event.turn,
+                cell=event.cell,
+                arguments=event.arguments,
+                start=event.t,
+            )
+            tool_calls[event.call] = tool_call
+            cell_of(event.run_id, event.turn, event.cell, event.t).tool_calls.append(tool_call)
+        elif isinstance(event, ev.ToolCallFinished):
+            tool_call = tool_calls.get(event.call) or ToolCallNode(
+                call=event.call,
+                tool=event.tool,
+                turn=event.turn,
+                cell=event.cell,
+                arguments="",
+                start=event.t - event.latency,
+            )
+            if event.call not in tool_calls:  # its start was not recorded
+                tool_calls[event.call] = tool_call
+                cell_of(event.run_id, event.turn, event.cell, tool_call.start).tool_calls.append(
+                    tool_call
+                )
+            tool_call.end, tool_call.ok, tool_call.result = event.t, event.ok, event.result
+            tool_call.error_type, tool_call.latency = event.error_type, event.latency
         elif isinstance(event, ev.FinalAnswer):
             run = run_of(event.run_id, event.t)
             run.answer, run.answer_source = event.answer, event.source

@@ -19,10 +19,11 @@ Messages (one JSON object per line, ``type`` discriminates; see ``_protocol.py``
 
 parent → child: ``load_context`` (path, format, variable name), ``exec`` (cell id, code),
 ``interrupt`` (cell id: stop that cell, state kept), ``llm_response`` (request id, results),
-``shutdown``.
+``define_tools`` (the tools' stub specs), ``tool_response`` (request id, result), ``shutdown``.
 child → parent: ``ready`` (pid, sandbox report), ``context_loaded`` (seconds or error),
 ``result`` (cell id, stdout, stderr, error, final), ``llm_request`` (request id, cell id,
-kind, prompts, model, contexts), ``cancel`` (request id abandoned by an interrupted cell),
+kind, prompts, model, contexts), ``tool_request`` (request id, cell id, tool name, args,
+keywords), ``cancel`` (request id abandoned by an interrupted cell),
 ``fatal``.
 """
 
@@ -43,7 +44,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-PROTOCOL_VERSION = 3  # the parent's copy: _protocol.py (the child imports nothing of ours)
+PROTOCOL_VERSION = 4  # the parent's copy: _protocol.py (the child imports nothing of ours)
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _MAX_INBOUND_LINE = 256 * 1024 * 1024
@@ -77,15 +78,15 @@ class _Pending:
     def __init__(self) -> None:
         self._event = threading.Event()
         self._callbacks: list[Any] = []
-        self.results: list[dict[str, Any]] | None = None
+        self.results: Any = None  # a list of sub-call results, or one tool call's result
 
-    def set(self, results: list[dict[str, Any]]) -> None:
+    def set(self, results: Any) -> None:
         self.results = results
         self._event.set()
         for callback in self._callbacks:
             callback(results)
 
-    def wait(self) -> list[dict[str, Any]]:
+    def wait(self) -> Any:
         # Event.wait without a timeout is interruptible by SIGINT on POSIX, which is how
         # the parent interrupts a cell stuck waiting for a sub-call.
         self._event.wait()
@@ -222,23 +223,52 @@ class _Repl:
     def _submit(
         self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
     ) -> tuple[int, _Pending]:
-        with self.pending_lock:
-            self.next_id += 1
-            request_id = self.next_id
-            pending = _Pending()
-            self.pending[request_id] = pending
         message: dict[str, Any] = {
             "type": "llm_request",
-            "id": request_id,
-            "cell": self.current_cell,
             "kind": kind,
             "prompts": prompts,
             "model": model,
         }
         if contexts is not None:
             message["contexts"] = contexts
+        return self._request(message)
+
+    def _request(self, message: dict[str, Any]) -> tuple[int, _Pending]:
+        """Send a request (a sub-call or a tool call) under a new id; its answer comes to
+        the returned ``_Pending`` (``deliver``). One id counter and one table for both."""
+        with self.pending_lock:
+            self.next_id += 1
+            request_id = self.next_id
+            pending = _Pending()
+            self.pending[request_id] = pending
+        message["id"] = request_id
+        message["cell"] = self.current_cell
         self.channel.send(message)
         return request_id, pending
+
+    async def _await_pending(self, request_id: int, pending: _Pending) -> Any:
+        """Wait for a request's answer without blocking the cell's event loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def _deliver(results: Any) -> None:
+            def _set() -> None:
+                if not future.done():
+                    future.set_result(results)
+
+            loop.call_soon_threadsafe(_set)
+
+        pending.add_done_callback(_deliver)
+        try:
+            results = await future
+        except BaseException:
+            self._abandon(request_id)
+            raise
+        with self.pending_lock:
+            self.pending.pop(request_id, None)
+        return results
 
     def _call(
         self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
@@ -302,29 +332,44 @@ class _Repl:
 
     async def allm_query(self, prompt: str, model: str | None = None) -> str:
         """``await allm_query(prompt)``: the async form, for ``asyncio.gather`` in a cell."""
-        import asyncio
-
         _check_prompt(prompt, "allm_query")
         request_id, pending = self._submit("llm", [prompt], _check_model(model))
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[dict[str, Any]]] = loop.create_future()
+        results = await self._await_pending(request_id, pending)
+        return _result_text(results[0])
 
-        def _deliver(results: list[dict[str, Any]]) -> None:
-            def _set() -> None:
-                if not future.done():
-                    future.set_result(results)
+    # ---- the application's tools ------------------------------------------------------
 
-            loop.call_soon_threadsafe(_set)
-
-        pending.add_done_callback(_deliver)
+    def call_tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """A sync tool's call: blocks this thread (others may call at the same time)."""
+        request_id, pending = self._request(_tool_message(name, args, kwargs))
         try:
-            results = await future
+            result = pending.wait()
         except BaseException:
             self._abandon(request_id)
             raise
         with self.pending_lock:
             self.pending.pop(request_id, None)
-        return _result_text(results[0])
+        return _tool_value(result)
+
+    async def acall_tool(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """An async tool's call: awaited, so ``asyncio.gather`` runs several at once."""
+        request_id, pending = self._request(_tool_message(name, args, kwargs))
+        return _tool_value(await self._await_pending(request_id, pending))
+
+    def define_tools(self, specs: list[dict[str, Any]]) -> None:
+        """One function per tool, with the tool's name, signature and docstring."""
+        if specs:
+            self.namespace["ToolError"] = ToolError
+        for spec in specs:
+            name = str(spec.get("name", ""))
+            if not name.isidentifier():
+                continue
+            try:
+                function = _make_stub(self, spec)
+            except Exception as exc:  # a stub that cannot be made says so when called
+                function = _broken_stub(name, f"{type(exc).__name__}: {exc}")
+            self.namespace[name] = function
+            self._reserved.add(name)
 
     def rlm_query(self, prompt: str, context: Any = None) -> str:
         """Hand a question (and optionally its own context) to a sub-RLM, or a plain sub-call
@@ -493,11 +538,14 @@ class _Repl:
             if self.executing and message.get("cell") == self.current_cell:
                 os.kill(os.getpid(), signal.SIGINT)
             return
-        if message.get("type") == "llm_response":
+        if message.get("type") in ("llm_response", "tool_response"):
             with self.pending_lock:
                 pending = self.pending.get(message.get("id", -1))
             if pending is not None:  # else: a late reply to an abandoned request, dropped
-                pending.set(message.get("results") or [])
+                if message.get("type") == "tool_response":
+                    pending.set(message.get("result") or {})
+                else:
+                    pending.set(message.get("results") or [])
             return
         with self.inbox_ready:
             self.inbox.append(message)
@@ -527,9 +575,163 @@ class _Repl:
                         str(message.get("name") or "context"),
                     )
                     self.channel.send(loaded)
+                elif kind == "define_tools":
+                    self.define_tools(list(message.get("tools") or []))
             except KeyboardInterrupt:
                 # A SIGINT that arrived after the cell finished: nothing to interrupt.
                 continue
+
+
+class ToolError(Exception):
+    """A tool's failure, raised in model code with the tool's message. A failure of a type
+    that is not a Python built-in is raised as a subclass of this named like it."""
+
+
+_TOOL_STUB = """
+{head} {name}({params}){returns}:
+    __rlm_args__ = __rlm_given__(__rlm_locals__())
+    return {wait}__rlm_call__({name!r}, *__rlm_args__)
+"""
+
+
+def _make_stub(repl: _Repl, spec: dict[str, Any]) -> Any:
+    """Compile a tool's function: its own parameters (annotations postponed: the types
+    they name exist only in the parent), a body that sends what it was given."""
+    name = str(spec["name"])
+    is_async = bool(spec.get("is_async"))
+    returns = spec.get("returns")
+    source = _TOOL_STUB.format(
+        head="async def" if is_async else "def",
+        wait="await " if is_async else "",
+        name=name,
+        params=spec.get("params", ""),
+        returns=f" -> {returns}" if returns else "",
+    )
+    tree = ast.parse("from __future__ import annotations\n" + source, filename=f"<tool {name}>")
+    function_node = tree.body[1]
+    assert isinstance(function_node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    # A default the child cannot rebuild (an object of the parent) stays a marker showing
+    # its source: the call leaves it out, and the parent applies the real one.
+    markers: dict[str, Any] = {}
+    arguments = function_node.args
+    for index, node in enumerate([*arguments.defaults, *arguments.kw_defaults]):
+        if node is None:
+            continue
+        try:
+            ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            marker = f"__rlm_default_{index}__"
+            markers[marker] = _DefaultMarker(ast.unparse(node))
+            replacement = ast.copy_location(ast.Name(id=marker, ctx=ast.Load()), node)
+            if index < len(arguments.defaults):
+                arguments.defaults[index] = replacement
+            else:
+                arguments.kw_defaults[index - len(arguments.defaults)] = replacement
+    parameters = [
+        (str(p.get("name")), str(p.get("kind")).upper(), bool(p.get("has_default")))
+        for p in spec.get("parameters") or []
+    ]
+    scope: dict[str, Any] = {
+        "__name__": "__rlm_tools__",
+        "__rlm_locals__": locals,
+        "__rlm_call__": repl.acall_tool if is_async else repl.call_tool,
+        **markers,
+    }
+    exec(compile(tree, f"<tool {name}>", "exec"), scope)
+    function = scope[name]
+    scope["__rlm_given__"] = _given_arguments(function, parameters)
+    function.__doc__ = spec.get("doc") or None
+    function.__module__ = "__main__"
+    return function
+
+
+class _DefaultMarker:
+    """A default the child does not have; its repr is the default's source."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+
+    def __repr__(self) -> str:
+        return self._source
+
+
+def _given_arguments(function: Any, parameters: list[tuple[str, str, bool]]) -> Any:
+    """What a stub sends: each argument given, by the parameter's kind; a parameter left at
+    its default is not sent (the parent applies the real default)."""
+    positional = [n for n, k, _ in parameters if k in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")]
+    given_defaults = function.__defaults__ or ()
+    named = positional[len(positional) - len(given_defaults) :]
+    defaults = dict(zip(named, given_defaults, strict=True))
+    defaults.update(function.__kwdefaults__ or {})
+
+    def given(values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        extra = next((values[n] for n, k, _ in parameters if k == "VAR_POSITIONAL"), ())
+        for name, kind, has_default in parameters:
+            value = values[name]
+            unset = has_default and name in defaults and value is defaults[name]
+            if kind == "POSITIONAL_ONLY" or (kind == "POSITIONAL_OR_KEYWORD" and extra):
+                args.append(value)  # a later positional argument needs this one sent
+            elif kind == "VAR_POSITIONAL":
+                args.extend(value)
+            elif kind == "VAR_KEYWORD":
+                kwargs.update(value)
+            elif not unset:
+                kwargs[name] = value
+        # Positional-only ones at their defaults, at the end, are left out too.
+        while args and not extra:
+            name = positional[len(args) - 1]
+            if name in defaults and args[-1] is defaults[name]:
+                args.pop()
+            else:
+                break
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, _DefaultMarker):
+                raise TypeError(f"{function.__name__}: pass a value for each argument you give")
+        return args, kwargs
+
+    return given
+
+
+def _broken_stub(name: str, why: str) -> Any:
+    def stub(*args: Any, **kwargs: Any) -> Any:
+        raise ToolError(f"the tool {name}() could not be defined in the REPL ({why})")
+
+    stub.__name__ = stub.__qualname__ = name
+    return stub
+
+
+def _tool_message(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps([args, kwargs])
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name}(): arguments must be plain JSON values (str, int, float, bool, None, "
+            f"list, dict), {exc}"
+        ) from None
+    return {"type": "tool_request", "name": name, "args": list(args), "keywords": kwargs}
+
+
+def _tool_value(result: Any) -> Any:
+    """The value of a tool call's result, or its error raised as an exception here."""
+    if not isinstance(result, dict):
+        raise ToolError("the tool call got no answer")
+    if result.get("ok"):
+        return result.get("value")
+    message = str(result.get("error") or "the tool call failed")
+    kind = str(result.get("error_type") or "ToolError")
+    error_class = getattr(builtins, kind, None)
+    if isinstance(error_class, type) and issubclass(error_class, Exception):
+        try:
+            error = error_class(message)
+        except Exception:
+            error = ToolError(f"{kind}: {message}")
+    elif kind == "ToolError" or not kind.isidentifier():
+        error = ToolError(message)
+    else:
+        error = type(kind, (ToolError,), {"__module__": "builtins"})(message)
+    raise error
 
 
 def _result_text(result: dict[str, Any]) -> str:

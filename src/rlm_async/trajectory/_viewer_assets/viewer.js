@@ -509,6 +509,7 @@
       costChips(cell.totals, [
         chip("time", fmtSeconds(duration)),
         cell.subcalls.length ? chip("sub-calls", fmtInt(cell.subcalls.length)) : null,
+        toolCalls(cell).length ? chip("tool calls", fmtInt(toolCalls(cell).length)) : null,
       ]));
     const parts = [
       h("div", { class: "section-label" }, "Code"),
@@ -522,8 +523,38 @@
       parts.push(h("div", { class: "section-label" }, "Final answer"), h("pre", { class: "text" }, cell.final));
     }
     if (cell.subcalls.length) parts.push(renderSubcalls(cell));
+    if (toolCalls(cell).length) parts.push(renderToolCalls(cell));
     return h("details", { class: "cell" + (cell.error ? " error" : ""), id: cell._id,
       open: run.depth === 0, dataset: { node: "cell" } }, summary, h("div", { class: "cell-body" }, parts));
+  }
+
+  function toolCalls(cell) {
+    return cell.tool_calls || [];  // absent in trees of files written before tools
+  }
+
+  function renderToolCalls(cell) {
+    const box = h("div", { class: "subcalls toolcalls" },
+      h("div", { class: "section-label" }, "Tool calls"));
+    box.append(...toolCalls(cell).map((call) => {
+      const failed = call.ok === false;
+      const outcome = call.end === null ? "…"
+        : failed ? "✕ " + (call.error_type ? call.error_type + ": " : "") + call.result
+        : call.result;
+      return h("details", { class: "subcall" + (failed ? " failed" : ""),
+        dataset: { node: "toolcall" } },
+        h("summary", { class: "toolgrid" },
+          h("span", { class: "caret" }, "▶"),
+          h("span", { class: "mono" }, call.tool),
+          h("span", { class: "ellipsis mono muted" }, oneLine(call.arguments, 200)),
+          h("span", { class: "ellipsis" + (failed ? "" : " mono"),
+            style: failed ? "color:var(--error)" : "" }, oneLine(outcome, 200) || "(empty)"),
+          h("span", { class: "num" }, fmtSeconds(call.latency))),
+        h("div", { class: "sub-body" },
+          h("div", { class: "section-label" }, "Arguments"), h("pre", null, call.arguments),
+          h("div", { class: "section-label" }, failed ? "Error" : "Result"),
+          h("pre", { class: failed ? "err" : "" }, outcome)));
+    }));
+    return box;
   }
 
   function renderSubcalls(cell) {
