@@ -7,6 +7,8 @@ Routes (see ``docs/serving.md``)::
     POST /v1/rlm/stream         the run's events as server-sent events (also ?stream=true)
     GET  /v1/models             the one model this server serves
     GET  /health, /healthz      status, runs in flight, warm REPLs (see _status.py)
+    POST /v1/sessions           a conversation over one REPL, then its completions,
+                                contexts and DELETE (see _sessions.py)
 
 Every run holds one slot of :class:`RunSlots` (429 at once when they are all taken) and
 is cancelled when its client disconnects, which kills its REPL processes and in-flight
@@ -23,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 from starlette.exceptions import HTTPException
@@ -51,6 +54,13 @@ from rlm_async.server._openai import (
 )
 from rlm_async.server._options import apply_options
 from rlm_async.server._runs import ClientGone, until_disconnect
+from rlm_async.server._sessions import (
+    SessionCompletionRequest,
+    SessionContextRequest,
+    SessionCreateRequest,
+    SessionRegistry,
+    owner_of,
+)
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
 from rlm_async.server._status import health_body, models_body
 from rlm_async.trajectory import scrub_secrets
@@ -73,6 +83,8 @@ def create_app(
     heartbeat: float | None = 15.0,
     model_name: str = "rlm",
     body_timeout: float | None = 60.0,
+    max_sessions: int = 16,
+    session_idle_timeout: float = 600.0,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``rlm`` over HTTP.
 
@@ -91,6 +103,10 @@ def create_app(
         body_timeout: Seconds a request body may take to arrive in full (408 beyond, and
             the connection is closed); ``None``: no limit. The default, 60 s, asks ~1.1
             MB/s of a client sending the largest body allowed by default.
+        max_sessions: Sessions (``POST /v1/sessions``, one REPL process each) open at
+            once; more are refused with 429.
+        session_idle_timeout: Seconds a session may go unused before it is closed and
+            its REPL killed.
 
     Returns:
         A Starlette application; run it with any ASGI server (``uvicorn``), mount it in
@@ -108,6 +124,7 @@ def create_app(
         ("max_concurrent_runs", max_concurrent_runs, 1),
         ("max_request_bytes", max_request_bytes, 1),
         ("max_queue", max_queue, 0),
+        ("max_sessions", max_sessions, 1),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
@@ -118,6 +135,14 @@ def create_app(
             isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
         ):
             raise ConfigurationError(f"{name} must be a positive number or None, got {seconds!r}")
+    if (
+        isinstance(session_idle_timeout, bool)
+        or not isinstance(session_idle_timeout, int | float)
+        or session_idle_timeout <= 0
+    ):
+        raise ConfigurationError(
+            f"session_idle_timeout must be a positive number, got {session_idle_timeout!r}"
+        )
     if api_key is not None and (not isinstance(api_key, str) or not api_key):
         raise ConfigurationError("api_key must be a non-empty str or None")
     if not isinstance(rlm, RLM) and not callable(rlm):
@@ -131,12 +156,25 @@ def create_app(
         heartbeat=heartbeat,
         model_name=model_name,
         body_timeout=body_timeout,
+        sessions=SessionRegistry(max_sessions=max_sessions, idle_timeout=session_idle_timeout),
     )
     routes = [
         Route("/v1/chat/completions", _endpoint(service.chat_completions), methods=["POST"]),
         Route("/v1/rlm", _endpoint(service.rlm_run), methods=["POST"]),
         Route("/v1/rlm/stream", _endpoint(service.rlm_stream), methods=["POST"]),
         Route("/v1/models", _endpoint(service.models), methods=["GET"]),
+        Route("/v1/sessions", _endpoint(service.session_create), methods=["POST"]),
+        Route(
+            "/v1/sessions/{session_id}/completions",
+            _endpoint(service.session_completion),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/sessions/{session_id}/contexts",
+            _endpoint(service.session_context),
+            methods=["POST"],
+        ),
+        Route("/v1/sessions/{session_id}", _endpoint(service.session_delete), methods=["DELETE"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/healthz", service.health, methods=["GET"]),
     ]
@@ -191,7 +229,9 @@ class _Service:
         heartbeat: float | None,
         model_name: str,
         body_timeout: float | None,
+        sessions: SessionRegistry,
     ) -> None:
+        self.sessions = sessions
         self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
         self._factory = None if isinstance(rlm, RLM) else rlm
         self.slots = slots
@@ -203,6 +243,17 @@ class _Service:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.sessions.run_sweeper)
+            try:
+                async with self._rlm_for_lifespan():
+                    yield
+            finally:
+                tg.cancel_scope.cancel()
+                await self.sessions.aclose()
+
+    @asynccontextmanager
+    async def _rlm_for_lifespan(self) -> AsyncIterator[None]:
         if self._factory is None:
             yield
             return
@@ -356,6 +407,65 @@ class _Service:
 
         slot = await self.slots.acquire()
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
+
+    # ---- sessions ----------------------------------------------------------------------
+
+    async def session_create(self, request: Request) -> Response:
+        body = await parse_body(SessionCreateRequest, await self._read_body(request))
+        session_id, session = await self.sessions.create(
+            self.current_rlm(), body.context, owner_of(request)
+        )
+        return JSONResponse(
+            {
+                "id": session_id,
+                "object": "rlm.session",
+                "context_names": session.context_names,
+                "idle_timeout": self.sessions.idle_timeout,
+            },
+            status_code=201,
+        )
+
+    async def session_completion(self, request: Request) -> Response:
+        body = await parse_body(SessionCompletionRequest, await self._read_body(request))
+        session_id = request.path_params["session_id"]
+        options = apply_options(self.current_rlm(), body.options).options
+        async with self.sessions.using(session_id, owner_of(request)) as session:
+
+            async def run() -> tuple[RLMResult, str | None]:
+                slot = await self.slots.acquire()
+                try:
+                    return await session.completion(body.query, options=options), None
+                except BudgetExceeded as exc:
+                    if exc.partial is None:
+                        raise self._failed(exc) from exc
+                    return exc.partial, exc.budget
+                except ApiError:
+                    raise
+                except Exception as exc:
+                    raise self._failed(exc) from exc
+                finally:
+                    slot.release()
+
+            result, budget = await until_disconnect(request, run)
+        answer = result_body(result, budget=budget)
+        answer["session"] = session_id
+        answer["session_turn"] = result.metadata.get("session_turn")
+        return JSONResponse(answer)
+
+    async def session_context(self, request: Request) -> Response:
+        body = await parse_body(SessionContextRequest, await self._read_body(request))
+        session_id = request.path_params["session_id"]
+        async with self.sessions.using(session_id, owner_of(request)) as session:
+            try:
+                name = await session.add_context(body.context)
+            except ConfigurationError as exc:
+                raise ApiError(400, str(exc), param="context") from exc
+        return JSONResponse({"session": session_id, "name": name})
+
+    async def session_delete(self, request: Request) -> Response:
+        session_id = request.path_params["session_id"]
+        await self.sessions.delete(session_id, owner_of(request))
+        return JSONResponse({"id": session_id, "object": "rlm.session", "deleted": True})
 
     async def models(self, request: Request) -> Response:
         return JSONResponse(models_body(self.model_name, self.current_rlm()))

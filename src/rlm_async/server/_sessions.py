@@ -1,0 +1,196 @@
+"""Sessions over HTTP: ``POST /v1/sessions``, then completions on one REPL.
+
+Routes::
+
+    POST   /v1/sessions                    {"context"} -> {"id", "object": "rlm.session", ...}
+    POST   /v1/sessions/{id}/completions   {"query", "options"} -> as /v1/rlm, + "session_turn"
+    POST   /v1/sessions/{id}/contexts      {"context"} -> {"name": "context_2"}
+    DELETE /v1/sessions/{id}               kills the session's REPL
+
+A session belongs to the caller that made it: the bearer token it sent (kept as a hash),
+or nobody in particular when the server has no ``api_key``; another caller gets a 404, as
+for a session that does not exist. At most ``max_sessions`` are open at once (429 past
+them); one left unused for ``idle_timeout`` seconds is closed (its REPL killed), by a sweep
+that runs on every session request and, while the app's lifespan runs, every few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+
+from rlm_async._exceptions import ConfigurationError
+from rlm_async._logging import get_logger
+from rlm_async.engine._rlm import RLM
+from rlm_async.engine._session import Session
+from rlm_async.server._errors import ApiError
+from rlm_async.server._options import RunOptions
+
+__all__ = [
+    "SessionCompletionRequest",
+    "SessionContextRequest",
+    "SessionCreateRequest",
+    "SessionRegistry",
+    "owner_of",
+]
+
+_log = get_logger("rlm_async.server")
+
+
+class SessionCreateRequest(BaseModel):
+    """The body of ``POST /v1/sessions``: the session's first context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: str | list[Any] | dict[str, Any]
+
+
+class SessionContextRequest(SessionCreateRequest):
+    """The body of ``POST /v1/sessions/{id}/contexts``: one more context."""
+
+
+class SessionCompletionRequest(BaseModel):
+    """The body of ``POST /v1/sessions/{id}/completions``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1)
+    options: RunOptions | None = None
+
+
+def owner_of(request: Request) -> str:
+    """Who makes the request: a hash of its bearer token ("" without one)."""
+    given = request.headers.get("authorization", "")
+    if not given:
+        return ""
+    return hashlib.sha256(given.strip().encode("utf-8")).hexdigest()
+
+
+@dataclass(eq=False)
+class _Entry:
+    session: Session
+    owner: str
+    last_used: float
+    busy: int = 0
+
+
+class SessionRegistry:
+    """The open sessions of one app: who owns each, when each was last used.
+
+    Args:
+        max_sessions: Sessions open at once (all callers together).
+        idle_timeout: Seconds a session may go unused before it is closed.
+        clock: Monotonic seconds (tests give their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_sessions: int,
+        idle_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._starting = 0  # sessions being created: they count against the limit
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def create(self, rlm: RLM, context: Any, owner: str) -> tuple[str, Session]:
+        """Start a session for ``owner``.
+
+        Raises:
+            ApiError: 429 when ``max_sessions`` are open.
+        """
+        await self.sweep()
+        if len(self._entries) + self._starting >= self.max_sessions:
+            raise ApiError(
+                429,
+                f"this server has {self.max_sessions} sessions open, its limit; close one "
+                "(DELETE /v1/sessions/{id}) or wait for an idle one to expire",
+                type="rate_limit_error",
+                code="too_many_sessions",
+            )
+        self._starting += 1
+        try:
+            session = rlm.session(context)
+            await session.start()
+        except ConfigurationError as exc:
+            raise ApiError(400, str(exc), param="context") from exc
+        finally:
+            self._starting -= 1
+        session_id = f"sess_{secrets.token_hex(12)}"
+        self._entries[session_id] = _Entry(session, owner, self._clock())
+        return session_id, session
+
+    @contextlib.asynccontextmanager
+    async def using(self, session_id: str, owner: str) -> AsyncIterator[Session]:
+        """The caller's session for the block: not expired while the block runs.
+
+        Raises:
+            ApiError: 404 for a session that does not exist, is closed, or is another's.
+        """
+        await self.sweep()
+        entry = self._entries.get(session_id)
+        if entry is None or not hmac.compare_digest(entry.owner, owner):
+            raise ApiError(404, f"no session {session_id!r}", code="session_not_found")
+        if entry.session.closed:  # closed with its RLM
+            self._entries.pop(session_id, None)
+            raise ApiError(404, f"no session {session_id!r}", code="session_not_found")
+        entry.busy += 1
+        try:
+            yield entry.session
+        finally:
+            entry.busy -= 1
+            entry.last_used = self._clock()
+
+    async def delete(self, session_id: str, owner: str) -> None:
+        """Close the caller's session (its REPL killed, a completion in progress cancelled).
+
+        Raises:
+            ApiError: 404, as for ``using``.
+        """
+        entry = self._entries.get(session_id)
+        if entry is None or not hmac.compare_digest(entry.owner, owner):
+            raise ApiError(404, f"no session {session_id!r}", code="session_not_found")
+        del self._entries[session_id]
+        await entry.session.aclose()
+
+    async def sweep(self) -> int:
+        """Close the sessions unused for ``idle_timeout`` seconds; how many were closed."""
+        now = self._clock()
+        idle = [
+            (session_id, entry)
+            for session_id, entry in self._entries.items()
+            if entry.busy == 0 and now - entry.last_used >= self.idle_timeout
+        ]
+        for session_id, entry in idle:
+            self._entries.pop(session_id, None)
+            _log.info("rlm_async.server.session_expired", session=session_id)
+            await entry.session.aclose()
+        return len(idle)
+
+    async def run_sweeper(self) -> None:
+        """Sweep every few seconds, until cancelled (the app's lifespan runs it)."""
+        while True:
+            await anyio.sleep(min(max(self.idle_timeout / 4, 0.5), 30.0))
+            await self.sweep()
+
+    async def aclose(self) -> None:
+        """Close every session (the app is shutting down)."""
+        entries, self._entries = list(self._entries.values()), {}
+        for entry in entries:
+            await entry.session.aclose()
