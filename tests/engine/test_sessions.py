@@ -165,3 +165,24 @@ async def test_a_session_needs_an_open_rlm_and_a_str_query() -> None:
     with pytest.raises(ConfigurationError, match="closed"):
         async with rlm.session("c"):
             pass
+
+
+async def test_tools_are_defined_once_in_the_session_repl_and_served_in_each_completion() -> None:
+    calls: list[str] = []
+
+    def lookup(key: str) -> str:
+        """A value of the application."""
+        calls.append(key)
+        return key.upper()
+
+    root = ScriptedModel(
+        [repl("first = lookup('a')\nFINAL(first)"), repl("FINAL(first + lookup('b'))")]
+    )
+    seen: list[ev.Event] = []
+    async with RLM(model=root, tools=[lookup]) as rlm, rlm.session("c") as chat:
+        one = await chat.completion("One?")
+        two = await chat.completion("Two?", on_event=seen.append)
+    assert (one.answer, two.answer) == ("A", "AB")
+    assert calls == ["a", "b"]
+    assert [e.tool for e in seen if isinstance(e, ev.ToolCallFinished)] == ["lookup"]
+    assert "lookup(key: str)" in root.requests[1].system  # type: ignore[operator]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from rlm_async.repl._protocol import SubCallResult
+from rlm_async.repl._protocol import SubCallResult, ToolCallResult, ToolRequest
 
 if TYPE_CHECKING:
     from rlm_async.repl import ReplSession
@@ -38,11 +38,10 @@ class Relay:
 
     async def __call__(self, request: Any) -> Any:
         target = self.target
-        if target is None:
-            prompts = getattr(request, "prompts", None)
-            if prompts is not None:
-                return [SubCallResult.failure(_NO_RUN)] * len(prompts)
-            raise RuntimeError(_NO_RUN)
+        if target is None:  # no cell runs between completions: a forged request
+            if isinstance(request, ToolRequest):
+                return ToolCallResult.failure(_NO_RUN, error_type="RuntimeError")
+            return [SubCallResult.failure(_NO_RUN)] * len(request.prompts)
         return await target(request)
 
     def abandon(self, request_id: int) -> bool:

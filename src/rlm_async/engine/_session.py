@@ -116,8 +116,12 @@ class Session:
         self._state = "open"
         resources.track(self)  # closing the RLM closes the session
         try:
+            await resources.open_tools()  # MCP servers: reached on first use
             self._prepared = await prepare(self._context)
             subcall, tools, restart = Relay(), Relay(), Relay()
+            tool_set = resources.tool_set
+            # The tools are defined once, in the session's REPL; each run serves their calls.
+            with_tools = {"tools": tool_set.stub_specs(), "tool_handler": tools} if tool_set else {}
             repl: ReplSession = resources.repl_factory(
                 self._prepared,
                 options=self._options.repl,
@@ -125,6 +129,7 @@ class Session:
                 on_restart=restart.restarted,
                 pool=resources.repl_pool,
                 max_pending_subcalls=4 * self._options.max_concurrency,
+                **with_tools,
             )
             self._lender = ReplLender(repl, subcall, tools, restart)
             await repl.start()
