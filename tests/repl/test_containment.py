@@ -26,7 +26,7 @@ import pytest
 from rlm_async.repl import ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.repl._start import _own_pid_namespace, remove_work_dir
-from rlm_async.repl._tree import _session_of
+from rlm_async.repl._tree import _live, _session_of, _wait_for_exits
 from tests.helpers import alive, processes_with
 from tests.loop_meter import loop_meter
 
@@ -485,3 +485,17 @@ def test_own_pid_namespace_is_read_from_bwraps_own_options_only() -> None:
     assert not _own_pid_namespace(("/usr/bin/bwrap", "--", "--unshare-pid", "--new-session"))
     assert not _own_pid_namespace(("/usr/bin/python3", "--unshare-pid", "--new-session", "--"))
     assert not _own_pid_namespace(())
+
+
+def test_a_killed_process_is_waited_for_until_it_is_a_zombie_not_until_it_is_reaped() -> None:
+    """The kill loop's wait between passes: a pidfd reads as exited once the process is a
+    zombie (what ``_live`` counts as dead), so a process nobody reaps yet ends the wait."""
+    sleeper = subprocess.Popen(["/bin/sleep", "60"])
+    try:
+        os.kill(sleeper.pid, 9)
+        assert _wait_for_exits([sleeper.pid], 10)
+        assert not _live(sleeper.pid)
+        assert sleeper.returncode is None  # not reaped: a zombie still
+    finally:
+        sleeper.kill()
+        sleeper.wait()

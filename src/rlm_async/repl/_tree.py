@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import stat
 import time
@@ -27,7 +28,9 @@ __all__ = ["descendants", "kill_descendants", "kill_session", "remove_tree"]
 
 _log = get_logger("rlm_async.repl")
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-# Between passes of the kill loops that found no new process: 0.25, 0.5, 1, 2, 4, 4... ms.
+# Between passes of the kill loops that found no new process: the wait for the killed to
+# exit (then a pass looks again), or without pidfds a sleep of 0.25, 0.5, 1, 2, 4, 4... ms.
+_LONGEST_WAIT = 0.05
 _FIRST_PAUSE = 0.00025
 _LONGEST_PAUSE = 0.004
 _PATH_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -194,20 +197,51 @@ def _live(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-def _pause(idle_passes: int) -> None:
+def _pause(idle_passes: int, dying: list[int] | None = None) -> None:
     """Before the next pass of a kill loop: yield, or wait for the killed to finish dying.
 
-    A pass that found a process not signalled before (``idle_passes`` 0: something is
-    still forking) only yields, so a fork loop is chased as fast as it runs. A pass that
-    found only processes already killed, still exiting (a killed interpreter takes a
-    millisecond or more: its memory is torn down), sleeps a little longer each time:
-    spinning meanwhile walked ``/proc`` ~17 times, 2.4 ms of CPU per REPL closed, on a core
-    the dying process needed.
+    A pass that found a process appeared since the first pass (``idle_passes`` 0:
+    something is still forking) only yields, so a fork loop is chased as fast as it runs.
+    After the first pass, and one that found only processes already killed, still exiting
+    (a killed interpreter takes a millisecond or more: its memory is torn down), this
+    waits for them to exit (``dying``, by their pidfds), or sleeps a little longer each
+    time where there are none: spinning meanwhile walked ``/proc`` ~17 times, 2.4 ms of
+    CPU per REPL closed, on a core the dying process needed.
     """
     if idle_passes == 0:
         os.sched_yield()
-    else:
+    elif not (dying and _wait_for_exits(dying, _LONGEST_WAIT)):
         time.sleep(min(_FIRST_PAUSE * 2 ** (idle_passes - 1), _LONGEST_PAUSE))
+
+
+def _wait_for_exits(pids: list[int], timeout: float) -> bool:
+    """Wait (at most ``timeout`` s) until every process of ``pids`` has exited (a zombie
+    counts); ``False`` when the kernel gives no pidfds, so the caller sleeps instead.
+
+    A pid reused meanwhile by another process only makes this wait for ``timeout``.
+    """
+    fds: list[int] = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue  # gone (and reaped) already
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        waiting = len(fds)
+        end = time.monotonic() + timeout
+        while waiting and (left := end - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                waiting -= 1
+        return True
+    except (AttributeError, OSError):  # no os.pidfd_open (not Linux 5.3+), or refused
+        return False
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = False) -> int:
@@ -226,18 +260,19 @@ def kill_descendants(pid: int, *, within: float = 1.0, keep_stopped: bool = Fals
     try:
         deadline = time.monotonic() + within
         signalled: set[int] = set()
-        idle = 0  # passes in a row that found no process not signalled before
+        idle = 0  # passes in a row that found no new process since the first
         while time.monotonic() < deadline:
             live = [p for p in descendants(pid) if _live(p)]
             if not live:
                 break
-            idle = idle + 1 if signalled.issuperset(live) else 0
+            # New processes after the first pass: something forks as they are killed.
+            idle = idle + 1 if not signalled or signalled.issuperset(live) else 0
             for target in live:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(target, signal.SIGKILL)
                     killed += 1
             signalled.update(live)
-            _pause(idle)
+            _pause(idle, live)
         else:
             _log.warning("rlm_async.repl.descendants_left", pid=pid, seconds=within)
     finally:
