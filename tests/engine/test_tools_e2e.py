@@ -17,6 +17,7 @@ from rlm_async.testing import ScriptedModel
 from rlm_async.tools import MCPServer, Tool
 from rlm_async.trajectory import Trajectory, TrajectoryHeader, build_tree
 from rlm_async.trajectory._viewer import render_html
+from tests.helpers import alive, child_pids
 
 MCP_SERVER = str(Path(__file__).parents[1] / "tools" / "mcp_server.py")
 
@@ -254,7 +255,10 @@ async def test_the_tools_of_an_mcp_server_are_functions_of_the_repl() -> None:
     pytest.importorskip("mcp", reason='the MCP tests need the extra: pip install "rlm-async[mcp]"')
     root = ScriptedModel(
         [
-            cell("print(add(1), add(1, b=5))\nprint(search_tickets('c1'))\nprint(local(3))"),
+            cell(
+                "print(add(1), add(1, b=5))\nprint(search_tickets('c1'))\nprint(local(3))\n"
+                "print('server pid', server_pid())"
+            ),
             "FINAL(done)",
         ]
     )
@@ -266,6 +270,10 @@ async def test_the_tools_of_an_mcp_server_are_functions_of_the_repl() -> None:
     server = MCPServer(command=sys.executable, args=[MCP_SERVER])
     async with RLM(model=root, tools=[local], mcp_servers=[server]) as rlm:
         result = await rlm.completion("c", "q")
+        pid = int(outputs(result.trajectory).split("server pid ")[1].split()[0])
+        assert alive(pid)  # the session stays open while the RLM is
+    # aclose() closed the session and ended the server it started.
+    assert not alive(pid) and pid not in child_pids()
     out = outputs(result.trajectory)
     assert "3 6" in out
     assert "'customer_id': 'c1'" in out and "'status': 'open'" in out
