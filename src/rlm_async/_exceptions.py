@@ -51,6 +51,7 @@ __all__ = [
     "ReplError",
     "ReplProtocolError",
     "ReplTimeout",
+    "ResumeError",
     "SandboxError",
 ]
 
@@ -210,3 +211,10 @@ class RLMClosed(RLMError):
     Not a configuration mistake and not a provider failure: close an ``RLM`` after its
     completions finish, or expect this from the ones still running.
     """
+
+
+class ResumeError(RLMError):
+    """``RLM.resume`` cannot continue a run from its trajectory: the file does not hold what
+    replay needs (a root run, the full text of a recorded answer), the context given does not
+    match the one recorded, or a replayed cell asked or printed something other than what
+    was recorded (the message names the turn and cell)."""

@@ -82,6 +82,7 @@ class TurnFinished(_Event):
     output_tokens: int = 0
     cost_usd: float | None = None
     latency: float = 0.0
+    replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
 
 
 class CellStarted(_Event):
@@ -127,6 +128,7 @@ class SubCallFinished(_Event):
     output_tokens: int = 0
     cost_usd: float | None = None
     latency: float = 0.0
+    replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
 
 
 class ToolCallStarted(_Event):
@@ -152,6 +154,7 @@ class ToolCallFinished(_Event):
     result: str  # the value as JSON (a preview), or the error message
     error_type: str | None = None
     latency: float = 0.0
+    replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
 
 
 class ReplRestarted(_Event):

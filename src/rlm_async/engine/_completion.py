@@ -27,6 +27,7 @@ from rlm_async.engine._run import run_rlm
 from rlm_async.engine._state import CompletionState
 
 if TYPE_CHECKING:
+    from rlm_async.engine._resume import Replay
     from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 
 __all__ = ["run_completion", "stream_run"]
@@ -45,11 +46,13 @@ async def run_completion(
     stream_text: bool = False,
     lent_repl: ReplLender | None = None,
     session_note: str = "",
+    replay: Replay | None = None,
 ) -> RLMResult:
     """One completion: listeners, trajectory, the runs under the time budget.
 
     A session's completion gives its REPL (``lent_repl``: the root run neither starts nor
-    closes it) and what the session has so far (``session_note``, before the query).
+    closes it) and what the session has so far (``session_note``, before the query). A
+    resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``).
 
     Raises:
         ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
@@ -88,7 +91,7 @@ async def run_completion(
     result: RLMResult | None = None
     try:
         with closing:
-            result = await _run_all(shared, writer, context, query)
+            result = await _run_all(shared, writer, context, query, replay)
             return result
         raise RLMClosed(
             "this RLM was closed (aclose() or the end of its `async with` block) while "
@@ -112,7 +115,11 @@ def _discard(event: ev.Event) -> None:
 
 
 async def _run_all(
-    shared: CompletionState, writer: BackgroundTrajectory | None, context: Any, query: str
+    shared: CompletionState,
+    writer: BackgroundTrajectory | None,
+    context: Any,
+    query: str,
+    replay: Replay | None = None,
 ) -> RLMResult:
     """The run under the time budget; a spent budget raises or returns the partial."""
     deadline = shared.options.budget.max_seconds
@@ -121,7 +128,7 @@ async def _run_all(
     try:
         with anyio.move_on_after(math.inf if deadline is None else deadline):
             async with shared.resources.context_for_run(context) as prepared:
-                result = await run_rlm(shared, prepared, query)
+                result = await run_rlm(shared, prepared, query, replay=replay)
             if writer is not None:
                 result.metadata["trajectory_path"] = writer.path
             return result

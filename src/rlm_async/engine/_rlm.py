@@ -29,6 +29,7 @@ from rlm_async.engine._completion import run_completion, stream_run
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._recipe import Overrides, Recipe, options_from_arguments
+from rlm_async.engine._resume import resume_run
 from rlm_async.engine._rlm_properties import RLMProperties
 from rlm_async.engine._routes import ModelChoice
 from rlm_async.engine._session import Session
@@ -319,6 +320,21 @@ class RLM(RLMProperties):
                 second = await chat.completion("And which of them had open tickets?")
         """
         return Session(self._options, self._models, self._resources, context)
+
+    async def resume(
+        self, path: str | os.PathLike[str], *, context: Any = None, options: Overrides = None
+    ) -> RLMResult:
+        """Continue a stopped run from its trajectory file (see ``docs/trajectory.md``): its
+        cells are replayed in a fresh REPL, their sub-calls and tool calls answered from the
+        record (nothing paid twice), then the loop goes on. ``context``: the run's, again.
+
+        Raises:
+            ResumeError: another context, or a replayed cell printed or asked otherwise.
+        """
+        chosen = self._options.merged(options)
+        return await resume_run(
+            chosen, self._models, self._resources, path, context, chosen.on_event
+        )
 
     def stream(
         self, context: Any, query: str, *, options: Overrides = None

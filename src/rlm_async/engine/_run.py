@@ -43,6 +43,7 @@ from rlm_async.repl._context import PreparedContext
 
 if TYPE_CHECKING:
     from rlm_async.engine._resources import ReplFactory
+    from rlm_async.engine._resume import Replay
     from rlm_async.engine._state import CompletionState
     from rlm_async.repl import ReplSession
 
@@ -68,11 +69,14 @@ async def run_rlm(
     depth: int = 0,
     parent_run_id: str | None = None,
     parent_subcall: str | None = None,
+    replay: Replay | None = None,
 ) -> RLMResult:
-    """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``)."""
+    """Run one RLM level to its final answer (the root, or a sub-RLM at ``depth``); a root
+    run being resumed replays what ``replay`` recorded first."""
     prepared = context if isinstance(context, PreparedContext) else await prepare(context)
     run = _Run(shared, prepared, query, depth=depth, parent_run_id=parent_run_id)
     run.parent_subcall = parent_subcall
+    run.replay = replay
     return await run.run()
 
 
@@ -83,6 +87,8 @@ class _Run(RunSteps):
         options = self.options
         resources = self.shared.resources
         started = time.perf_counter()
+        if self.replay is not None:
+            self.replay.check_context(self.prepared.info.describe())
         self.event(
             ev.RunStarted,
             parent_run_id=self.parent_run_id,
@@ -98,16 +104,18 @@ class _Run(RunSteps):
             refusal = self.shared.budget.acquire_repl()
             if refusal is not None:
                 raise BudgetExceeded(refusal, budget="max_live_repls")
+        handlers = {"subcall_handler": SubCallServer(self), **tool_arguments(self)}
+        if self.replay is not None:
+            handlers = self.replay.wrap(self, handlers)  # recorded answers first
         try:
             async with self._repl_factory()(
                 self.prepared,
                 options=options.repl,
-                subcall_handler=SubCallServer(self),
                 on_restart=self._on_restart,
                 pool=resources.repl_pool,
                 # Requests past this wait in the child's pipe, not as tasks in the parent.
                 max_pending_subcalls=4 * options.max_concurrency,
-                **tool_arguments(self),
+                **handlers,
             ) as repl:
                 resources.track(repl)
                 try:

@@ -24,6 +24,7 @@ from rlm_async.engine._parsing import FinalDirective
 from rlm_async.providers._base import CompletionRequest
 
 if TYPE_CHECKING:
+    from rlm_async.engine._resume import Replay
     from rlm_async.engine._state import CompletionState
     from rlm_async.providers import ResolvedModel
     from rlm_async.repl import ReplSession
@@ -70,6 +71,7 @@ class RunSteps:
         self.sub: ResolvedModel = shared.models.sub_for_depth(depth)
         self.turn = Turn()
         self.preview = self.options.trajectory_preview_chars
+        self.replay: Replay | None = None  # a resumed root run: what its trajectory recorded
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         if cls is ev.FinalAnswer:
@@ -102,13 +104,17 @@ class RunSteps:
             max_tokens=self.options.max_tokens,
             temperature=self.options.temperature,
         )
-        if self.shared.stream_text:
+        recorded = self.replay.reply(self.turn.number) if self.replay is not None else None
+        if recorded is not None:  # resumed: the recorded reply, not paid again
+            completion = Completion(text=recorded, model=self.root.model, provider="replay")
+        elif self.shared.stream_text:
             completion = await stream_model(
                 self.shared.resources, self.root, request, on_text=self._delta
             )
         else:
             completion = await self.call_model(self.root, request)
-        self.shared.usage.record(self.root.label, completion.usage, depth=self.depth)
+        if recorded is None:
+            self.shared.usage.record(self.root.label, completion.usage, depth=self.depth)
         if self.depth == 0:
             self.shared.root_turns = self.turn.number
             self.shared.last_root_reply = completion.text
@@ -121,6 +127,7 @@ class RunSteps:
             output_tokens=completion.usage.output_tokens,
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),
+            replayed=recorded is not None,
         )
         self.check_budgets()
         return completion
@@ -152,6 +159,8 @@ class RunSteps:
             timed_out=result.timed_out,
             restarted=result.restarted,
         )
+        if self.replay is not None:
+            self.replay.check_cell(self.turn.number, cell, output)
         return output, final
 
     def _on_restart(self, reason: str) -> None:
