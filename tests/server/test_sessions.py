@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import anyio
+
 from rlm_async import RLM
 from rlm_async.providers import CompletionRequest
 from rlm_async.server import create_app
@@ -106,3 +110,44 @@ async def test_open_sessions_are_limited_and_idle_ones_expire_with_their_repl() 
             assert again.status_code == 201
             second_pid = pid_of(app, two)
     assert not alive(second_pid)  # closing the RLM closed the sessions still open
+
+
+async def test_a_busy_session_refuses_a_second_completion_before_it_takes_a_run_slot() -> None:
+    started, release = anyio.Event(), anyio.Event()
+
+    async def held(request: CompletionRequest) -> str:
+        if any("hold on" in str(message.content) for message in request.messages):
+            started.set()
+            await release.wait()
+        return repl("FINAL('ok')")
+
+    async with RLM(model=ScriptedModel(held)) as rlm:
+        app = create_app(rlm, max_concurrent_runs=2, max_queue=0)
+        slots = app.state.rlm_service.slots
+        answers: dict[str, Any] = {}
+        async with (
+            asgi_client(app) as client,
+            asgi_client(app) as other_client,
+            anyio.create_task_group() as group,
+        ):
+            session_id = (await client.post("/v1/sessions", json={"context": "x"})).json()["id"]
+            url = f"/v1/sessions/{session_id}/completions"
+
+            async def complete(key: str) -> None:
+                answers[key] = await client.post(url, json={"query": "hold on"})
+
+            group.start_soon(complete, "first")
+            with anyio.fail_after(10):
+                await started.wait()
+            group.start_soon(complete, "second")
+            with anyio.fail_after(10):  # answered, or (the bug) holding the other run slot
+                while "second" not in answers and slots.in_flight < 2:
+                    await anyio.sleep(0)
+            other = await other_client.post("/v1/rlm", json={"context": "y", "query": "q"})
+            release.set()
+    assert other.status_code == 200, other.text
+    assert answers["first"].status_code == 200, answers["first"].text
+    second = answers["second"]
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "session_busy"
+    assert "already running a completion" in second.json()["error"]["message"]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from rlm_async.tools import Tool, ToolError, ToolResult, ToolSet
+from rlm_async.tools._function import THREADS_PER_TOOL
 from tests.loop_meter import loop_meter
 from tests.tools import _plain_annotations
 
@@ -323,3 +324,61 @@ def test_a_result_is_a_small_frozen_json_value() -> None:
     assert ToolResult.failure("bad", error_type="ValueError").ok is False
     with pytest.raises(Exception, match="frozen"):
         result.ok = False  # type: ignore[misc]
+
+
+async def test_threads_left_running_past_a_timeout_keep_their_place_under_the_cap() -> None:
+    release = threading.Event()
+    changed = threading.Condition()
+    running, peak = [0], [0]
+
+    def hang(n: int) -> int:
+        with changed:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            release.wait(timeout=30)  # bounded: a broken test ends, it does not hang
+            return n
+        finally:
+            with changed:
+                running[0] -= 1
+                changed.notify_all()
+
+    tool = Tool.from_function(hang)
+
+    async def calls(count: int, timeout: float) -> list[ToolResult]:
+        results: list[ToolResult] = []
+
+        async def one(n: int) -> None:
+            results.append(await tool.call([n], default_timeout=timeout))
+
+        async with anyio.create_task_group() as group:
+            for n in range(count):
+                group.start_soon(one, n)
+        return results
+
+    try:
+        # Calls that time out leave their threads running: they fill the places.
+        for _ in range(10):
+            await calls(50, 0.05)
+            with changed:
+                if running[0] >= THREADS_PER_TOOL:
+                    break
+        assert peak[0] == THREADS_PER_TOOL
+        # With every place taken by such a thread, calls fail at once with a clear error
+        # (not after their own timeout, holding one more thread each).
+        refused = await calls(20, 5)
+        assert peak[0] == THREADS_PER_TOOL
+        assert {(r.error_type, r.error) for r in refused} == {
+            (
+                "RuntimeError",
+                f"tool 'hang': {THREADS_PER_TOOL} earlier calls are still running, some past "
+                "their timeout (Python cannot stop their threads); call it again once they "
+                "have finished",
+            )
+        }
+    finally:
+        release.set()
+    # The threads, once they end, give their places back.
+    with changed:
+        assert changed.wait_for(lambda: running[0] == 0, timeout=10)
+    assert await tool.call([7], default_timeout=5) == ToolResult(ok=True, value=7)

@@ -232,6 +232,7 @@ class _Service:
         sessions: SessionRegistry,
     ) -> None:
         self.sessions = sessions
+        self._sessions_running: set[str] = set()  # ids of sessions with a completion running
         self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
         self._factory = None if isinstance(rlm, RLM) else rlm
         self.slots = slots
@@ -430,6 +431,17 @@ class _Service:
         session_id = request.path_params["session_id"]
         options = apply_options(self.current_rlm(), body.options).options
         async with self.sessions.using(session_id, owner_of(request)) as session:
+            # A session runs one completion at a time. A second one is refused before it
+            # takes a run slot: waiting for the session while holding a slot would let one
+            # client's queue of completions lock every other client out with 429s.
+            if session_id in self._sessions_running:
+                raise ApiError(
+                    409,
+                    f"session {session_id!r} is already running a completion; send this one "
+                    "once that one has been answered",
+                    code="session_busy",
+                )
+            self._sessions_running.add(session_id)  # no await since the check: no race
 
             async def run() -> tuple[RLMResult, str | None]:
                 slot = await self.slots.acquire()
@@ -446,7 +458,10 @@ class _Service:
                 finally:
                     slot.release()
 
-            result, budget = await until_disconnect(request, run)
+            try:
+                result, budget = await until_disconnect(request, run)
+            finally:
+                self._sessions_running.discard(session_id)
         answer = result_body(result, budget=budget)
         answer["session"] = session_id
         answer["session_turn"] = result.metadata.get("session_turn")

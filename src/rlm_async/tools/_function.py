@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import threading
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,12 +26,16 @@ from rlm_async.tools._signature import (
 
 __all__ = ["FunctionBinding"]
 
-# Sync tools each run in a worker thread, at most this many at once per tool: anyio's
-# default limiter is shared with the engine, and a sync tool that hangs past its timeout
-# keeps its thread (Python cannot stop one) without starving anyone else.
+# Sync tools each run in a worker thread, at most this many threads running one tool at
+# once. A call past its timeout is abandoned (Python cannot stop a thread), so its thread
+# may run on: it keeps its place in this count until it really returns, and calls made
+# while the places are all taken by such threads fail at once with a clear error rather
+# than pile up threads without limit. Calls waiting behind threads that are still wanted
+# queue on the tool's own limiter (anyio's default one is shared with the engine).
 THREADS_PER_TOOL = 40
 _MAX_ERRORS = 5  # validation errors named in one message; the rest counted
 _PREVIEW = 80  # characters of an input shown in a validation error
+_NO_PLACE = object()  # a worker thread's answer when THREADS_PER_TOOL threads run the tool
 
 
 class FunctionBinding:
@@ -85,6 +90,10 @@ class FunctionBinding:
         if returns is not inspect.Parameter.empty and returns is not Any:
             self._returns = _adapter(returns, f"tool {name!r}: its return type")
         self._limiter: anyio.CapacityLimiter | None = None
+        # Threads running the function, counted by the threads themselves: anyio hands a
+        # limiter token back when the caller gives up, not when the thread ends.
+        self._running = 0
+        self._running_lock = threading.Lock()
 
     # ---- a call ----------------------------------------------------------------------
 
@@ -98,13 +107,32 @@ class FunctionBinding:
             if self._limiter is None:  # made in the event loop that first needs it
                 self._limiter = anyio.CapacityLimiter(THREADS_PER_TOOL)
             result = await anyio.to_thread.run_sync(
-                functools.partial(self.fn, *call_args, **call_kwargs),
+                functools.partial(self._run_counted, call_args, call_kwargs),
                 abandon_on_cancel=True,  # a timeout must not wait for a thread that hangs
                 limiter=self._limiter,
             )
+            if result is _NO_PLACE:
+                raise RuntimeError(
+                    f"tool {self.name!r}: {THREADS_PER_TOOL} earlier calls are still running, "
+                    "some past their timeout (Python cannot stop their threads); call it "
+                    "again once they have finished"
+                )
             if inspect.isawaitable(result):  # a sync callable that hands back a coroutine
                 result = await result
         return self.to_json(result)
+
+    def _run_counted(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """In the worker thread: the function, if fewer than ``THREADS_PER_TOOL`` threads
+        are running it (else ``_NO_PLACE``); the place is held until it returns."""
+        with self._running_lock:
+            if self._running >= THREADS_PER_TOOL:
+                return _NO_PLACE
+            self._running += 1
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def bind(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
