@@ -221,6 +221,11 @@ class _ReplayedTools:
 
     def __init__(self, replay: Replay, run: RunSteps, live: Any) -> None:
         self.replay, self.run, self.live = replay, run, live
+        reserve = getattr(live, "reserve", None)
+        if callable(reserve):  # replayed calls carry their recorded ids: no live call gets one
+            for calls in replay.tools.values():
+                for call in calls:
+                    reserve(call.started.call)
 
     async def __call__(self, request: ToolRequest) -> ToolCallResult:
         turn, cell = self.run.turn.number, self.run.turn.cell

@@ -25,11 +25,18 @@ from rlm_async.providers._windows import output_chars_for
 
 __all__ = ["MAX_KEPT_EVENTS", "CompletionState"]
 
-# The result's trajectory keeps a run's events up to this many; past it, sub-call events
-# (a cell can start 50,000 sub-calls: 100,000 events, +200 MiB and second-long garbage
-# collections) are counted, not kept. Listeners and trajectory files still get them all.
+# The result's trajectory keeps a run's events up to this many; past it, sub-call and tool
+# call events (a cell can start 50,000 sub-calls or tool calls: 100,000 events, +200 MiB and
+# second-long garbage collections) are counted, not kept. Listeners and trajectory files
+# still get them all.
 MAX_KEPT_EVENTS = 20_000
-_COUNTED_PAST_THE_CAP = (ev.SubCallStarted, ev.SubCallFinished, ev.ModelDelta)
+_COUNTED_PAST_THE_CAP = (
+    ev.SubCallStarted,
+    ev.SubCallFinished,
+    ev.ToolCallStarted,
+    ev.ToolCallFinished,
+    ev.ModelDelta,
+)
 
 
 @dataclass

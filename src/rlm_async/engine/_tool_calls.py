@@ -10,6 +10,7 @@ interrupted) is cancelled like a sub-call; its finished event says so.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -45,10 +46,26 @@ class ToolCallServer:
     def __init__(self, run: _Run, tools: ToolSet) -> None:
         self.run = run
         self.tools = tools
+        self._numbers = itertools.count(1)
+        self._taken: set[str] = set()
+
+    def reserve(self, call: str) -> None:
+        """Keep a call id from being given to a live call (a resumed run's replayed call
+        carries its recorded id)."""
+        self._taken.add(call)
+
+    def _new_call_id(self) -> str:
+        # Numbered here, per run, never by the request's id: the child chooses that one, and
+        # a repeated id would merge calls in the trajectory tree and in a resume's replay.
+        while True:
+            call = f"{self.run.run_id}.tool.{next(self._numbers)}"
+            if call not in self._taken:
+                self._taken.add(call)
+                return call
 
     async def __call__(self, request: ToolRequest) -> ToolCallResult:
         run = self.run
-        call = f"{run.run_id}.tool.{request.id}"
+        call = self._new_call_id()
         turn, cell = run.turn.number, run.turn.cell
         run.event(
             ev.ToolCallStarted,

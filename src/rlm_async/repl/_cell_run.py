@@ -149,6 +149,15 @@ class CellRun:
                 if message.cell == cell:
                     return message
                 continue  # a stale result of an earlier, abandoned cell
+            if isinstance(message, LLMRequest | ToolRequest):
+                refusal = self._out_of_place(message, cell)
+                if refusal is not None:
+                    # Answered inline, the handler never called: the next line is read once
+                    # this one is refused, so a flood of them cannot grow the parent.
+                    await self._refuse(child, message, refusal, tg.cancel_scope)
+                    if self._hung is not None:
+                        return self._hung
+                    continue
             if isinstance(message, LLMRequest):
                 if slots is None:
                     refused += 1
@@ -165,7 +174,8 @@ class CellRun:
                         return self._hung
                 else:
                     await slots.acquire()
-                    tg.start_soon(self._serve, child, message, tg.cancel_scope, slots)
+                    served = self._serving[message.id] = anyio.CancelScope()
+                    tg.start_soon(self._serve, child, message, tg.cancel_scope, slots, served)
             elif isinstance(message, ToolRequest):
                 if slots is None:
                     refused += 1
@@ -181,13 +191,37 @@ class CellRun:
                         return self._hung
                 else:
                     await slots.acquire()
-                    tg.start_soon(self._serve_tool, child, message, tg.cancel_scope, slots)
+                    served = self._serving[message.id] = anyio.CancelScope()
+                    tg.start_soon(self._serve_tool, child, message, tg.cancel_scope, slots, served)
             elif isinstance(message, CancelMessage):
                 scope = self._serving.get(message.id)
                 if scope is not None and not self._handler_stops(message.id):
                     scope.cancel()
             else:
                 return f"protocol violation: unexpected {message.type!r} message; REPL restarted"
+
+    def _out_of_place(self, message: LLMRequest | ToolRequest, cell: int) -> str | None:
+        """Why a request is not served, if it is not: the child's own code only asks for the
+        cell it runs, under an id it has not used yet; anything else is a forged line."""
+        if message.cell != cell:
+            return f"refused: the request names cell {message.cell}, but cell {cell} is running"
+        if message.id in self._serving:
+            return f"refused: request id {message.id} is already being served"
+        return None
+
+    async def _refuse(
+        self,
+        child: ChildProcess,
+        message: LLMRequest | ToolRequest,
+        why: str,
+        cell_scope: anyio.CancelScope,
+    ) -> None:
+        if isinstance(message, LLMRequest):
+            results = [SubCallResult.failure(why)] * len(message.prompts)
+            await self._answer(child, message.id, results, cell_scope)
+        else:
+            result = ToolCallResult.failure(why, error_type="ReplProtocolError")
+            await self._send(child, ToolResponse(id=message.id, result=result), cell_scope)
 
     def _handler_stops(self, request_id: int) -> bool:
         """Whether the handler stops a given-up request itself (see ``SubCallHandler``)."""
@@ -200,11 +234,13 @@ class CellRun:
         request: LLMRequest,
         cell_scope: anyio.CancelScope,
         slots: anyio.Semaphore,
+        scope: anyio.CancelScope,
     ) -> None:
+        # ``scope`` is registered under the request's id by the pump, before this task
+        # starts: a repeated id arriving in between is then seen as one being served.
         try:
             results: list[SubCallResult] | None = None
-            with anyio.CancelScope() as scope:
-                self._serving[request.id] = scope
+            with scope:
                 try:
                     if self._handler is None:
                         results = [_NO_SUBCALLS] * len(request.prompts)
@@ -229,12 +265,12 @@ class CellRun:
         request: ToolRequest,
         cell_scope: anyio.CancelScope,
         slots: anyio.Semaphore,
+        scope: anyio.CancelScope,
     ) -> None:
         """One tool call, like a sub-call request: cancelled when the child gives it up."""
         try:
             result: ToolCallResult | None = None
-            with anyio.CancelScope() as scope:
-                self._serving[request.id] = scope
+            with scope:
                 try:
                     if self._tool_handler is None:
                         result = _NO_TOOLS
