@@ -5,9 +5,12 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from rlm_async import RLM, ConfigurationError, RLMClosed, Session
+from rlm_async import RLM, ConfigurationError, RLMClosed, RLMError, Session
 from rlm_async import events as ev
 from rlm_async.providers import CompletionRequest
+from rlm_async.repl import ReplOptions, _start
+from rlm_async.repl import _session as _repl_session
+from rlm_async.repl._start import StartedChild
 from rlm_async.testing import ScriptedModel
 from tests.helpers import alive, child_pids, repl
 
@@ -186,3 +189,75 @@ async def test_tools_are_defined_once_in_the_session_repl_and_served_in_each_com
     assert calls == ["a", "b"]
     assert [e.tool for e in seen if isinstance(e, ev.ToolCallFinished)] == ["lookup"]
     assert "lookup(key: str)" in root.requests[1].system  # type: ignore[operator]
+
+
+def hold_the_started_child(monkeypatch: pytest.MonkeyPatch) -> tuple[anyio.Event, anyio.Event]:
+    """The REPL's start waits, its child started but not yet taken, until ``release``."""
+    spawned, release = anyio.Event(), anyio.Event()
+
+    async def start_then_wait(options: ReplOptions, work_dir: str) -> StartedChild:
+        started = await _start.start_child(options, work_dir)
+        spawned.set()
+        with anyio.CancelScope(shield=True):  # the child is not ours to lose here
+            await release.wait()
+        return started
+
+    monkeypatch.setattr(_repl_session, "start_child", start_then_wait)
+    return spawned, release
+
+
+@pytest.mark.parametrize("close", ["session", "rlm"])
+async def test_a_close_while_the_session_starts_kills_its_repl_and_raises_rlm_closed(
+    monkeypatch: pytest.MonkeyPatch, close: str
+) -> None:
+    spawned, release = hold_the_started_child(monkeypatch)
+    before = child_pids()
+    rlm = RLM(model=ScriptedModel(["FINAL(1)"]))
+    chat = rlm.session("hello")
+    errors: list[Exception] = []
+
+    async def start() -> None:
+        try:
+            await chat.start()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        await spawned.wait()
+        tg.start_soon(chat.aclose if close == "session" else rlm.aclose)
+        await anyio.wait_all_tasks_blocked()  # the close is under way, waiting on the start
+        release.set()
+    assert len(errors) == 1 and isinstance(errors[0], RLMClosed), errors
+    assert chat.closed and chat.pid is None
+    with anyio.fail_after(5):
+        while child_pids() - before:
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("checkpoints", [0, 1, 2, 3, 5, 8, 13])
+async def test_closing_the_rlm_at_any_point_of_a_session_start_leaves_no_repl(
+    checkpoints: int,
+) -> None:
+    before = child_pids()
+    rlm = RLM(model=ScriptedModel(["FINAL(1)"]))
+    chat = rlm.session("hello")
+    outcome: list[Exception | None] = []
+
+    async def start() -> None:
+        try:
+            await chat.start()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        for _ in range(checkpoints):
+            await anyio.sleep(0)
+        await rlm.aclose()
+    assert outcome[0] is None or isinstance(outcome[0], RLMError), outcome
+    assert outcome[0] is not None or chat.closed  # started first, then closed with the RLM
+    with anyio.fail_after(5):
+        while child_pids() - before:
+            await anyio.sleep(0.01)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 
+import anyio
 import pytest
 
-from rlm_async import ConfigurationError, ReplCrashed
-from rlm_async.repl import ReplOptions, ReplSession
+from rlm_async import ConfigurationError, ReplCrashed, ReplError, RLMError
+from rlm_async.repl import ReplOptions, ReplSession, _session, _start
 from rlm_async.repl._protocol import LoadContextMessage, encode_message
+from rlm_async.repl._start import StartedChild
+from tests.helpers import alive, child_pids
 
 FAST = ReplOptions(cell_timeout=5, interrupt_grace=1)
 
@@ -92,3 +95,67 @@ def test_the_name_is_left_off_the_wire_for_the_first_context() -> None:
     named = encode_message(LoadContextMessage(path="/w/c.json", format="json", name="context_2"))
     assert b"name" not in plain
     assert b'"name":"context_2"' in named
+
+
+async def test_a_close_while_the_child_starts_kills_the_child_the_start_then_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The close lands between the child's start and its adoption: the start must kill it.
+    spawned, release = anyio.Event(), anyio.Event()
+    pids: list[int] = []
+
+    async def start_then_wait(options: ReplOptions, work_dir: str) -> StartedChild:
+        started = await _start.start_child(options, work_dir)
+        pids.append(started.child.pid)
+        spawned.set()
+        await release.wait()
+        return started
+
+    monkeypatch.setattr(_session, "start_child", start_then_wait)
+    repl = ReplSession("first", options=FAST)
+    errors: list[BaseException] = []
+
+    async def start() -> None:
+        try:
+            await repl.start()
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        await spawned.wait()
+        await repl.aclose()
+        release.set()
+    assert len(errors) == 1 and isinstance(errors[0], ReplError), errors
+    assert "closed while it was starting" in str(errors[0])
+    assert repl.pid is None
+    with anyio.fail_after(5):
+        while alive(pids[0]):
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("checkpoints", [0, 1, 2, 3, 5, 8])
+async def test_a_close_at_any_point_of_the_start_leaves_no_child_and_an_rlm_error(
+    checkpoints: int,
+) -> None:
+    before = child_pids()
+    repl = ReplSession("first", options=FAST)
+    outcome: list[BaseException | None] = []
+
+    async def start() -> None:
+        try:
+            await repl.start()
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start)
+        for _ in range(checkpoints):
+            await anyio.sleep(0)
+        await repl.aclose()
+    assert outcome[0] is None or isinstance(outcome[0], RLMError), outcome
+    assert repl.pid is None and repl.work_dir is None
+    with anyio.fail_after(5):
+        while child_pids() - before:
+            await anyio.sleep(0.01)

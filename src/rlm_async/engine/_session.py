@@ -43,6 +43,7 @@ __all__ = ["Session"]
 _QUERY_CHARS = 300
 _ANSWER_CHARS = 600
 _TURNS_SHOWN = 8
+_CLOSED_WHILE_STARTING = "the session was closed while it was starting"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class Session:
         self._lender: ReplLender | None = None
         self._lock = anyio.Lock()
         self._scope: anyio.CancelScope | None = None
+        self._start_scope: anyio.CancelScope | None = None
+        self._start_done = anyio.Event()
         self._state = "new"
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -115,37 +118,64 @@ class Session:
             raise ConfigurationError("this RLM is closed; create a new one")
         self._state = "open"
         resources.track(self)  # closing the RLM closes the session
+        # aclose() during the start cancels it and waits for it: it must not kill the REPL
+        # under a start that would then take a new child nobody kills.
+        self._start_done = anyio.Event()
         try:
-            await resources.open_tools()  # MCP servers: reached on first use
-            self._prepared = await prepare(self._context)
-            subcall, tools, restart = Relay(), Relay(), Relay()
-            tool_set = resources.tool_set
-            # The tools are defined once, in the session's REPL; each run serves their calls.
-            with_tools = {"tools": tool_set.stub_specs(), "tool_handler": tools} if tool_set else {}
-            repl: ReplSession = resources.repl_factory(
-                self._prepared,
-                options=self._options.repl,
-                subcall_handler=subcall,
-                on_restart=restart.restarted,
-                pool=resources.repl_pool,
-                max_pending_subcalls=4 * self._options.max_concurrency,
-                **with_tools,
-            )
-            self._lender = ReplLender(repl, subcall, tools, restart)
-            await repl.start()
-            # The same object: the REPL shares the file and the value, no second copy.
-            await repl.add_context(self._prepared, "context_1")
-        except BaseException:
+            with anyio.CancelScope() as self._start_scope:
+                await self._start_repl(resources)
+            if self._state == "closed":
+                raise RLMClosed(_CLOSED_WHILE_STARTING)
+        except BaseException as exc:
+            closed_meanwhile = self._state == "closed"
+            self._start_scope = None  # so that the aclose() below does not wait for itself
+            await self._close_repl()  # aclose() waits for this start; it cannot close it
             await self.aclose()
+            if closed_meanwhile and isinstance(exc, Exception) and not isinstance(exc, RLMClosed):
+                raise RLMClosed(_CLOSED_WHILE_STARTING) from exc
             raise
+        finally:
+            self._start_scope = None
+            self._start_done.set()
+
+    async def _start_repl(self, resources: EngineResources) -> None:
+        """Prepare the context, make the REPL, start it and load the context into it."""
+        await resources.open_tools()  # MCP servers: reached on first use
+        self._prepared = await prepare(self._context)
+        subcall, tools, restart = Relay(), Relay(), Relay()
+        tool_set = resources.tool_set
+        # The tools are defined once, in the session's REPL; each run serves their calls.
+        with_tools = {"tools": tool_set.stub_specs(), "tool_handler": tools} if tool_set else {}
+        repl: ReplSession = resources.repl_factory(
+            self._prepared,
+            options=self._options.repl,
+            subcall_handler=subcall,
+            on_restart=restart.restarted,
+            pool=resources.repl_pool,
+            max_pending_subcalls=4 * self._options.max_concurrency,
+            **with_tools,
+        )
+        self._lender = ReplLender(repl, subcall, tools, restart)
+        await repl.start()
+        # The same object: the REPL shares the file and the value, no second copy.
+        await repl.add_context(self._prepared, "context_1")
+
+    async def _close_repl(self) -> None:
+        if self._lender is not None:
+            with anyio.CancelScope(shield=True):
+                await self._lender.repl.aclose()
 
     async def aclose(self) -> None:
-        """Cancel a completion in progress and kill the REPL; idempotent."""
+        """Cancel a start or a completion in progress and kill the REPL; idempotent."""
         if self._state == "closed":
             return
         self._state = "closed"
         self._resources.untrack(self)
         with anyio.CancelScope(shield=True):
+            if self._start_scope is not None:
+                self._start_scope.cancel()
+                with anyio.move_on_after(10):  # the start's own clean-up is bounded too
+                    await self._start_done.wait()
             if self._scope is not None:
                 self._scope.cancel()
             with anyio.move_on_after(10):  # a run's own clean-up is bounded in time

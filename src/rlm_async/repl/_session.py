@@ -52,6 +52,7 @@ __all__ = ["ReplSession"]
 _log = get_logger("rlm_async.repl")
 _SHUTDOWN = encode_message(ShutdownMessage())
 DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
+_CLOSED_WHILE_STARTING = "this ReplSession was closed while it was starting"
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,8 @@ class ReplSession:
                 else await anyio.to_thread.run_sync(prepare_context, value)
             )
             suffix = "txt" if prepared.format == "text" else "json"
-            assert self._work_dir is not None
+            if self._work_dir is None:  # closed while the value was prepared
+                raise ReplError(f"this ReplSession is {self._state}")
             path = os.path.join(self._work_dir, f"{name}.{suffix}")
             named = _NamedContext(name, path, prepared, value)
         async with self._lock:
@@ -225,17 +227,35 @@ class ReplSession:
             name = "context.txt" if self._prepared.format == "text" else "context.json"
             self._context_path = os.path.join(self._work_dir, name)
             await anyio.to_thread.run_sync(self._write_context)
+            self._check_not_closed()
             if self._child is None:
+                # Adopted even when closed meanwhile: aclose() then kills it (below).
                 self._adopt(await start_child(self.options, self._work_dir))
+                self._check_not_closed()
             await self._load()
+            self._check_not_closed()
             self.start_seconds = time.perf_counter() - started
-        except BaseException:
-            await self.aclose()
+        except BaseException as exc:
+            closed_meanwhile = self._state == "closed"
+            await self.aclose()  # kills a child taken after a close too
+            if closed_meanwhile and isinstance(exc, Exception):
+                # Whatever the close broke under the start (a removed work dir, a killed
+                # child) is not the error: the close is.
+                raise ReplError(_CLOSED_WHILE_STARTING) from exc
             raise
 
-    async def aclose(self) -> None:
-        """Stop the child (bounded in time, even when cancelled) and remove the work dir."""
+    def _check_not_closed(self) -> None:
+        """Raise when ``aclose()`` ran while ``start()`` was waiting."""
         if self._state == "closed":
+            raise ReplError(_CLOSED_WHILE_STARTING)
+
+    async def aclose(self) -> None:
+        """Stop the child (bounded in time, even when cancelled) and remove the work dir.
+
+        Idempotent; called again after the close, it still kills a child that a ``start()``
+        in progress took meanwhile.
+        """
+        if self._state == "closed" and self._child is None and self._work_dir is None:
             return
         self._state = "closed"
         with anyio.CancelScope(shield=True):
@@ -274,10 +294,12 @@ class ReplSession:
                 self._write_file(named.path, named.prepared)
 
     def _write_file(self, path: str, prepared: PreparedContext) -> None:
-        assert self._work_dir is not None
+        work_dir = self._work_dir
+        if work_dir is None:  # closed (and the dir removed) while this waited for a thread
+            raise ReplError(f"this ReplSession is {self._state}")
         # Model code may have made its work dir read-only (fchmod on the open dir).
         with contextlib.suppress(OSError):
-            os.chmod(self._work_dir, 0o700)
+            os.chmod(work_dir, 0o700)
         with create_child_file(path) as handle:
             prepared.write(handle)
 

@@ -29,7 +29,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from rlm_async._exceptions import ConfigurationError
+from rlm_async._exceptions import ConfigurationError, RLMClosed
 from rlm_async._logging import get_logger
 from rlm_async.engine._rlm import RLM
 from rlm_async.engine._session import Session
@@ -104,7 +104,9 @@ class SessionRegistry:
         self.idle_timeout = idle_timeout
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._starting = 0  # sessions being created: they count against the limit
+        # Sessions being created: they count against the limit, and aclose() closes them.
+        self._creating: set[Session] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -116,7 +118,9 @@ class SessionRegistry:
             ApiError: 429 when ``max_sessions`` are open.
         """
         await self.sweep()
-        if len(self._entries) + self._starting >= self.max_sessions:
+        if self._closed:
+            raise ApiError(503, "the service is shutting down", type="server_error", code="closed")
+        if len(self._entries) + len(self._creating) >= self.max_sessions:
             raise ApiError(
                 429,
                 f"this server has {self.max_sessions} sessions open, its limit; close one "
@@ -124,14 +128,21 @@ class SessionRegistry:
                 type="rate_limit_error",
                 code="too_many_sessions",
             )
-        self._starting += 1
+        session = rlm.session(context)
+        self._creating.add(session)
         try:
-            session = rlm.session(context)
-            await session.start()
+            await session.start()  # aclose() meanwhile closes it: RLMClosed, a 503
         except ConfigurationError as exc:
             raise ApiError(400, str(exc), param="context") from exc
+        except RLMClosed as exc:
+            raise ApiError(
+                503, "the service is shutting down", type="server_error", code="closed"
+            ) from exc
         finally:
-            self._starting -= 1
+            self._creating.discard(session)
+        if self._closed:  # closed as the start ended: not registered, so close it here
+            await session.aclose()
+            raise ApiError(503, "the service is shutting down", type="server_error", code="closed")
         session_id = f"sess_{secrets.token_hex(12)}"
         self._entries[session_id] = _Entry(session, owner, self._clock())
         return session_id, session
@@ -190,7 +201,8 @@ class SessionRegistry:
             await self.sweep()
 
     async def aclose(self) -> None:
-        """Close every session (the app is shutting down)."""
+        """Close every session, those being created too (the app is shutting down)."""
+        self._closed = True
         entries, self._entries = list(self._entries.values()), {}
-        for entry in entries:
-            await entry.session.aclose()
+        for session in [*(entry.session for entry in entries), *self._creating]:
+            await session.aclose()
