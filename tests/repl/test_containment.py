@@ -283,8 +283,9 @@ async def test_only_what_bwrap_started_shares_its_session_so_closing_scans_no_pr
             pid = repl.pid
             assert pid is not None and repl._child is not None
             assert repl._child.own_pid_namespace is (bwrap == "always")
-            sleeping = processes_with(marker)
-            assert sleeping
+            with anyio.fail_after(5):  # its command line reads empty until exec is done
+                while not (sleeping := processes_with(marker)):
+                    await anyio.sleep(0.01)
             in_session = {
                 int(entry)
                 for entry in os.listdir("/proc")
