@@ -1,4 +1,4 @@
-"""Tool call events on the result: capped like sub-calls, and named by the parent."""
+"""Tool call and sub-call events on the result: capped, and named by the parent."""
 
 from __future__ import annotations
 
@@ -73,3 +73,33 @@ async def test_call_ids_are_the_parents_not_the_childs() -> None:
     assert len(set(started)) == len(started)
     assert sorted(finished) == sorted(started)
     assert not any(call.endswith(".1000001") for call in started)
+
+
+def forged_llm_request(request_id: int, prompt: str) -> str:
+    """Model code writing a sub-call request of its own, under an id it chose."""
+    line = json.dumps({"type": "llm_request", "id": request_id, "prompts": [prompt]})
+    return (
+        "import os, sys, json\n"
+        f"_line = json.loads({line!r})\n"
+        "_line['cell'] = llm_query.__self__.current_cell\n"
+        f"os.write({OUT_FD}, json.dumps(_line).encode() + b'\\n')\n"
+    )
+
+
+async def test_subcall_ids_are_the_parents_not_the_childs() -> None:
+    """The same for sub-calls: a reused request id does not make two sub-calls one."""
+    code = (
+        forged_llm_request(1_000_001, "a")
+        + "llm_query('b')\n"
+        + forged_llm_request(1_000_001, "c")
+        + "llm_query('d')\n"
+        + "print('done')"
+    )
+    root = ScriptedModel([repl(code), "FINAL(x)"])
+    sub = ScriptedModel(lambda request: "ok")
+    async with RLM(model=root, sub_model=sub, repl=REPL_OPTIONS) as rlm:
+        result = await rlm.completion("text", "q")
+    started = [e.subcall for e in result.trajectory if isinstance(e, ev.SubCallStarted)]
+    assert len(started) >= 3  # the cell's own two, and at least one forged
+    assert len(set(started)) == len(started)
+    assert not any(".1000001." in call for call in started)

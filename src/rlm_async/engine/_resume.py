@@ -164,6 +164,11 @@ class _ReplayedSubCalls:
 
     def __init__(self, replay: Replay, run: RunSteps, live: Any) -> None:
         self.replay, self.run, self.live = replay, run, live
+        reserve = getattr(live, "reserve", None)
+        if callable(reserve):  # replayed sub-calls carry their recorded ids: no live one gets one
+            for calls in replay.subcalls.values():
+                for call in calls:
+                    reserve(call.started.subcall)
 
     def abandon(self, request_id: int) -> bool:
         return bool(self.live.abandon(request_id))

@@ -20,6 +20,7 @@ run.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -80,6 +81,22 @@ class SubCallServer:
         self.run = run
         self._batches: dict[int, anyio.CancelScope] = {}  # request id -> its batch's scope
         self._abandoned: set[int] = set()
+        self._numbers = itertools.count(1)
+        self._taken: set[str] = set()
+
+    def reserve(self, subcall: str) -> None:
+        """Keep a sub-call id's request prefix from being given to a live request (a resumed
+        run's replayed sub-call carries its recorded id)."""
+        self._taken.add(subcall.rpartition(".")[0])
+
+    def _new_prefix(self) -> str:
+        # Numbered here, per run, never by the request's id: the child chooses that one, and
+        # a repeated id would merge sub-calls in the trajectory tree and in a resume's replay.
+        while True:
+            prefix = f"{self.run.run_id}.{next(self._numbers)}"
+            if prefix not in self._taken:
+                self._taken.add(prefix)
+                return prefix
 
     async def __call__(self, request: LLMRequest) -> list[SubCallResult]:
         return await self.serve(request)
@@ -108,6 +125,7 @@ class SubCallServer:
     async def serve(self, request: LLMRequest) -> list[SubCallResult]:
         """Answer one request from the REPL: every prompt concurrently, order kept."""
         turn, cell = self.run.turn.number, self.run.turn.cell
+        prefix = self._new_prefix()
         count = len(request.prompts)
         recursive = request.kind == "rlm" and self.run.depth + 1 < self.run.options.max_depth
         try:
@@ -151,9 +169,7 @@ class SubCallServer:
         async def worker() -> None:
             for index, prompt in todo:
                 context = request.contexts[index] if request.contexts else None
-                call = _SubCall(
-                    f"{self.run.run_id}.{request.id}.{index}", turn, cell, request.kind, request.id
-                )
+                call = _SubCall(f"{prefix}.{index}", turn, cell, request.kind, request.id)
                 try:
                     if recursive and context is not None:
                         results[index] = await self._sub_rlm(call, prompt, context)
