@@ -43,7 +43,7 @@ from rlm_async.engine._rlm import RLM
 from rlm_async.server._auth import BearerAuth
 from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error
-from rlm_async.server._limits import RunSlots, read_body
+from rlm_async.server._limits import RunSlots, check_limits, read_body
 from rlm_async.server._native import RLMRequest, result_body, run_id_of
 from rlm_async.server._openai import (
     ChatCompletionRequest,
@@ -54,13 +54,8 @@ from rlm_async.server._openai import (
 )
 from rlm_async.server._options import apply_options
 from rlm_async.server._runs import ClientGone, until_disconnect
-from rlm_async.server._sessions import (
-    SessionCompletionRequest,
-    SessionContextRequest,
-    SessionCreateRequest,
-    SessionRegistry,
-    owner_of,
-)
+from rlm_async.server._session_routes import SessionRoutes
+from rlm_async.server._sessions import SessionRegistry
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
 from rlm_async.server._status import health_body, models_body
 from rlm_async.trajectory import scrub_secrets
@@ -120,29 +115,16 @@ def create_app(
                          api_key=os.environ["RLM_SERVER_TOKEN"])
         # uvicorn module:app, or: await uvicorn.Server(uvicorn.Config(app)).serve()
     """
-    for name, value, minimum in (
-        ("max_concurrent_runs", max_concurrent_runs, 1),
-        ("max_request_bytes", max_request_bytes, 1),
-        ("max_queue", max_queue, 0),
-        ("max_sessions", max_sessions, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
-    if not isinstance(queue_timeout, int | float) or queue_timeout <= 0:
-        raise ConfigurationError(f"queue_timeout must be a positive number, got {queue_timeout!r}")
-    for name, seconds in (("heartbeat", heartbeat), ("body_timeout", body_timeout)):
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
-        ):
-            raise ConfigurationError(f"{name} must be a positive number or None, got {seconds!r}")
-    if (
-        isinstance(session_idle_timeout, bool)
-        or not isinstance(session_idle_timeout, int | float)
-        or session_idle_timeout <= 0
-    ):
-        raise ConfigurationError(
-            f"session_idle_timeout must be a positive number, got {session_idle_timeout!r}"
-        )
+    check_limits(
+        ints={
+            "max_concurrent_runs": (max_concurrent_runs, 1),
+            "max_request_bytes": (max_request_bytes, 1),
+            "max_queue": (max_queue, 0),
+            "max_sessions": (max_sessions, 1),
+        },
+        seconds={"queue_timeout": queue_timeout, "session_idle_timeout": session_idle_timeout},
+        optional_seconds={"heartbeat": heartbeat, "body_timeout": body_timeout},
+    )
     if api_key is not None and (not isinstance(api_key, str) or not api_key):
         raise ConfigurationError("api_key must be a non-empty str or None")
     if not isinstance(rlm, RLM) and not callable(rlm):
@@ -163,18 +145,22 @@ def create_app(
         Route("/v1/rlm", _endpoint(service.rlm_run), methods=["POST"]),
         Route("/v1/rlm/stream", _endpoint(service.rlm_stream), methods=["POST"]),
         Route("/v1/models", _endpoint(service.models), methods=["GET"]),
-        Route("/v1/sessions", _endpoint(service.session_create), methods=["POST"]),
+        Route("/v1/sessions", _endpoint(service.session_routes.create), methods=["POST"]),
         Route(
             "/v1/sessions/{session_id}/completions",
-            _endpoint(service.session_completion),
+            _endpoint(service.session_routes.completion),
             methods=["POST"],
         ),
         Route(
             "/v1/sessions/{session_id}/contexts",
-            _endpoint(service.session_context),
+            _endpoint(service.session_routes.add_context),
             methods=["POST"],
         ),
-        Route("/v1/sessions/{session_id}", _endpoint(service.session_delete), methods=["DELETE"]),
+        Route(
+            "/v1/sessions/{session_id}",
+            _endpoint(service.session_routes.delete),
+            methods=["DELETE"],
+        ),
         Route("/health", service.health, methods=["GET"]),
         Route("/healthz", service.health, methods=["GET"]),
     ]
@@ -232,7 +218,6 @@ class _Service:
         sessions: SessionRegistry,
     ) -> None:
         self.sessions = sessions
-        self._sessions_running: set[str] = set()  # ids of sessions with a completion running
         self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
         self._factory = None if isinstance(rlm, RLM) else rlm
         self.slots = slots
@@ -241,6 +226,7 @@ class _Service:
         self.model_name = model_name
         self.body_timeout = body_timeout
         self.state = "open" if self.rlm is not None else "starting"
+        self.session_routes = SessionRoutes(self)
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -288,12 +274,12 @@ class _Service:
             return await rlm.completion(context, query), None
         except BudgetExceeded as exc:
             if exc.partial is None:
-                raise self._failed(exc) from exc
+                raise self.failed(exc) from exc
             return exc.partial, exc.budget
         except Exception as exc:
-            raise self._failed(exc) from exc
+            raise self.failed(exc) from exc
 
-    def _failed(self, exc: Exception) -> ApiError:
+    def failed(self, exc: Exception) -> ApiError:
         error = from_run_error(exc)
         fields: dict[str, Any] = {"error_type": type(exc).__name__, "status": error.status}
         if error.status >= 500 and error.code == "internal_error":
@@ -312,13 +298,13 @@ class _Service:
         finally:
             slot.release()
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def read_body(self, request: Request) -> bytes:
         return await read_body(request, self.max_request_bytes, within=self.body_timeout)
 
     # ---- routes ------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response:
-        chat = await parse_body(ChatCompletionRequest, await self._read_body(request))
+        chat = await parse_body(ChatCompletionRequest, await self.read_body(request))
         context, query = context_and_query(chat)
         rlm = apply_options(self.current_rlm(), chat.rlm_options, param="rlm_options")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -368,7 +354,7 @@ class _Service:
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
 
     async def rlm_run(self, request: Request) -> Response:
-        body = await parse_body(RLMRequest, await self._read_body(request))
+        body = await parse_body(RLMRequest, await self.read_body(request))
         if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
             return await self._stream(body)
         rlm = apply_options(self.current_rlm(), body.options)
@@ -378,7 +364,7 @@ class _Service:
         return JSONResponse(result_body(result, budget=budget))
 
     async def rlm_stream(self, request: Request) -> Response:
-        body = await parse_body(RLMRequest, await self._read_body(request))
+        body = await parse_body(RLMRequest, await self.read_body(request))
         return await self._stream(body)
 
     async def _stream(self, body: RLMRequest) -> Response:
@@ -403,84 +389,11 @@ class _Service:
                         break
                     await send(sse_event(event.type, event.model_dump_json()))
             if error is not None:
-                failure = self._failed(error)
+                failure = self.failed(error)
                 await send(sse_event("error", json.dumps(failure.body())))
 
         slot = await self.slots.acquire()
         return SSEResponse(produce, heartbeat=self.heartbeat, on_close=slot.release)
-
-    # ---- sessions ----------------------------------------------------------------------
-
-    async def session_create(self, request: Request) -> Response:
-        body = await parse_body(SessionCreateRequest, await self._read_body(request))
-        session_id, session = await self.sessions.create(
-            self.current_rlm(), body.context, owner_of(request)
-        )
-        return JSONResponse(
-            {
-                "id": session_id,
-                "object": "rlm.session",
-                "context_names": session.context_names,
-                "idle_timeout": self.sessions.idle_timeout,
-            },
-            status_code=201,
-        )
-
-    async def session_completion(self, request: Request) -> Response:
-        body = await parse_body(SessionCompletionRequest, await self._read_body(request))
-        session_id = request.path_params["session_id"]
-        options = apply_options(self.current_rlm(), body.options).options
-        async with self.sessions.using(session_id, owner_of(request)) as session:
-            # A session runs one completion at a time. A second one is refused before it
-            # takes a run slot: waiting for the session while holding a slot would let one
-            # client's queue of completions lock every other client out with 429s.
-            if session_id in self._sessions_running:
-                raise ApiError(
-                    409,
-                    f"session {session_id!r} is already running a completion; send this one "
-                    "once that one has been answered",
-                    code="session_busy",
-                )
-            self._sessions_running.add(session_id)  # no await since the check: no race
-
-            async def run() -> tuple[RLMResult, str | None]:
-                slot = await self.slots.acquire()
-                try:
-                    return await session.completion(body.query, options=options), None
-                except BudgetExceeded as exc:
-                    if exc.partial is None:
-                        raise self._failed(exc) from exc
-                    return exc.partial, exc.budget
-                except ApiError:
-                    raise
-                except Exception as exc:
-                    raise self._failed(exc) from exc
-                finally:
-                    slot.release()
-
-            try:
-                result, budget = await until_disconnect(request, run)
-            finally:
-                self._sessions_running.discard(session_id)
-        answer = result_body(result, budget=budget)
-        answer["session"] = session_id
-        answer["session_turn"] = result.metadata.get("session_turn")
-        return JSONResponse(answer)
-
-    async def session_context(self, request: Request) -> Response:
-        body = await parse_body(SessionContextRequest, await self._read_body(request))
-        session_id = request.path_params["session_id"]
-        async with self.sessions.using(session_id, owner_of(request)) as session:
-            try:
-                name = await session.add_context(body.context)
-            except ConfigurationError as exc:
-                raise ApiError(400, str(exc), param="context") from exc
-        return JSONResponse({"session": session_id, "name": name})
-
-    async def session_delete(self, request: Request) -> Response:
-        session_id = request.path_params["session_id"]
-        await self.sessions.delete(session_id, owner_of(request))
-        return JSONResponse({"id": session_id, "object": "rlm.session", "deleted": True})
 
     async def models(self, request: Request) -> Response:
         return JSONResponse(models_body(self.model_name, self.current_rlm()))

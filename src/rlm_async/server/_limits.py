@@ -14,9 +14,10 @@ import math
 import anyio
 from starlette.requests import Request
 
+from rlm_async._exceptions import ConfigurationError
 from rlm_async.server._errors import ApiError
 
-__all__ = ["RunSlot", "RunSlots", "read_body"]
+__all__ = ["RunSlot", "RunSlots", "check_limits", "read_body"]
 
 
 class RunSlot:
@@ -147,3 +148,33 @@ def _too_large(limit: int) -> ApiError:
         f"the request body is over the limit of {limit:,} bytes",
         code="request_too_large",
     )
+
+
+def check_limits(
+    *,
+    ints: dict[str, tuple[int, int]],
+    seconds: dict[str, float],
+    optional_seconds: dict[str, float | None],
+) -> None:
+    """Refuse a limit out of range with a ``ConfigurationError`` naming it.
+
+    Args:
+        ints: name -> (value, minimum) of whole-number limits.
+        seconds: name -> value of durations that must be positive.
+        optional_seconds: the same, where ``None`` means no limit.
+    """
+    for name, (value, minimum) in ints.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+    for name, duration in {**seconds, **optional_seconds}.items():
+        optional = name in optional_seconds
+        if (duration is None and not optional) or (
+            duration is not None
+            and (
+                isinstance(duration, bool)
+                or not isinstance(duration, int | float)
+                or duration <= 0
+            )
+        ):
+            allowed = "a positive number or None" if optional else "a positive number"
+            raise ConfigurationError(f"{name} must be {allowed}, got {duration!r}")
