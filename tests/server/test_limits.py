@@ -131,8 +131,15 @@ async def test_an_app_made_from_a_factory_answers_503_until_its_lifespan_opened_
 
 def test_limits_are_checked_when_the_app_is_made() -> None:
     rlm = RLM(model=ScriptedModel(["FINAL(x)"]))
-    for kwargs in ({"max_concurrent_runs": 0}, {"max_queue": -1}, {"api_key": ""}):
-        with pytest.raises(ConfigurationError):
+    for kwargs in (
+        {"max_concurrent_runs": 0},
+        {"max_queue": -1},
+        {"api_key": ""},
+        {"queue_timeout": True},  # a bool is not a duration (it was accepted)
+        {"session_idle_timeout": None},
+        {"body_timeout": -1},
+    ):
+        with pytest.raises(ConfigurationError, match=next(iter(kwargs))):
             create_app(rlm, **kwargs)
     with pytest.raises(ConfigurationError):
         create_app("gpt-5")  # type: ignore[arg-type]
