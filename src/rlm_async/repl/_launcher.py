@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import pwd
 import shutil
@@ -45,6 +44,14 @@ from pathlib import Path
 from typing import Any
 
 from rlm_async._exceptions import SandboxError
+from rlm_async.repl._host_lookups import (
+    PROBE_TIMEOUT,
+    bwrap_path,
+    bwrap_version,
+    interpreter_paths,
+    setpriv_argv,
+    system_links,
+)
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.repl._work_dir import give_work_dir, open_private_parent_to
 from rlm_async.repl.child import _sandbox
@@ -52,8 +59,6 @@ from rlm_async.repl.child import _sandbox
 __all__ = ["ChildCommand", "build_child_command", "probe_sandbox"]
 
 _CHILD_DIR = str(Path(_sandbox.__file__).resolve().parent)  # _child.py and _sandbox.py
-_PROBE_TIMEOUT = 10.0
-_SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 _ETC_NETWORK = (
     "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf", "/etc/host.conf",
@@ -127,7 +132,7 @@ def build_child_command(
         bwrap_argv = _bwrap_argv(argv[0], work_dir, options, env, drop=target)
         if target is not None:
             give_work_dir(work_dir, *target)
-            setpriv = _setpriv_argv(*target)
+            setpriv = setpriv_argv(*target)
             return ChildCommand(
                 (*bwrap_argv, *setpriv, *argv), warnings=tuple(warnings),
                 strategy="bwrap+run_as", uid=target[0], gid=target[1],
@@ -165,7 +170,7 @@ def probe_sandbox(python: str = sys.executable) -> dict[str, Any]:
         with contextlib.suppress(SandboxError):
             target = _resolve_user("nobody")
     problem = _bwrap_problem(python, target, network=False)
-    report["bwrap"] = {"path": _bwrap_path(), "usable": problem is None, "problem": problem}
+    report["bwrap"] = {"path": bwrap_path(), "usable": problem is None, "problem": problem}
     report["setpriv"] = shutil.which("setpriv")
     if target is not None:
         report["run_as_nobody_without_bwrap"] = _interpreter_problem(python, *target) or "ok"
@@ -201,53 +206,6 @@ def _root_refusal(options: SandboxOptions, warnings: list[str], why: str) -> Non
     warnings.append(message)
 
 
-# Looked up once per process, like the probes that decide whether bwrap is used at all:
-# a PATH search is ~50-70 us, a quarter of building the command of each REPL started.
-@functools.lru_cache(maxsize=1)
-def _bwrap_path() -> str | None:
-    return shutil.which("bwrap")
-
-
-@functools.lru_cache(maxsize=1)
-def _bwrap_version() -> tuple[int, ...]:
-    path = _bwrap_path()
-    if path is None:
-        return ()
-    try:
-        done = subprocess.run([path, "--version"], capture_output=True, timeout=_PROBE_TIMEOUT)
-        text = done.stdout.decode(errors="replace").split()[-1]  # "bubblewrap 0.8.0"
-        return tuple(int(part) for part in text.split("."))
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return ()
-
-
-@functools.lru_cache(maxsize=8)
-def _setpriv_argv(uid: int, gid: int) -> tuple[str, ...]:
-    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
-    return (
-        setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-        "--inh-caps=-all", "--bounding-set=-all", "--",
-    )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=8)
-def _interpreter_paths(python: str) -> tuple[str, ...]:
-    """Directories the interpreter needs (its prefixes), as real paths."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
-        prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
-    else:
-        code = "import json,sys;print(json.dumps([sys.prefix,sys.base_prefix,sys.exec_prefix,sys.base_exec_prefix]))"  # noqa: E501 - one command line
-        done = subprocess.run(
-            [python, "-I", "-S", "-c", code], capture_output=True, timeout=_PROBE_TIMEOUT,
-            check=True, env={"PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
-        prefixes = json.loads(done.stdout)
-    paths = {os.path.realpath(p) for p in prefixes}
-    paths.add(os.path.dirname(os.path.realpath(python)))
-    paths.discard("/")
-    return tuple(sorted(paths))
-
-
 def _minimal_paths(paths: set[str]) -> list[str]:
     """Drop paths inside other paths of the set; shortest first (mount order)."""
     result: list[str] = []
@@ -255,19 +213,6 @@ def _minimal_paths(paths: set[str]) -> list[str]:
         if not any(path == kept or path.startswith(kept.rstrip("/") + "/") for kept in result):
             result.append(path)
     return result
-
-
-@functools.lru_cache(maxsize=1)
-def _system_links() -> tuple[str, ...]:
-    """bwrap's arguments for ``/bin``, ``/lib``...: the host's symlinks into ``/usr`` made
-    again, or directories bound read-only (looked at once per process)."""
-    args: list[str] = []
-    for link in _SYSTEM_LINKS:
-        if os.path.islink(link):
-            args += ["--symlink", os.readlink(link), link]
-        elif os.path.isdir(link):
-            args += ["--ro-bind", link, link]
-    return tuple(args)
 
 
 def _bwrap_argv(
@@ -278,7 +223,7 @@ def _bwrap_argv(
     *,
     drop: tuple[int, int] | None,
 ) -> list[str]:
-    bwrap = _bwrap_path() or "bwrap"
+    bwrap = bwrap_path() or "bwrap"
     root = os.geteuid() == 0
     args = [bwrap, "--die-with-parent", "--new-session"]
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -286,7 +231,7 @@ def _bwrap_argv(
         args.append("--unshare-net")
     if not root:
         args.append("--unshare-user")
-        if _bwrap_version() >= (0, 8):
+        if bwrap_version() >= (0, 8):
             args.append("--disable-userns")  # seccomp denies it too; this holds without it
     elif drop is not None:
         # bwrap keeps every capability for root: keep only what setpriv needs to drop them.
@@ -294,7 +239,7 @@ def _bwrap_argv(
     else:
         args += ["--cap-drop", "ALL"]
     args += ["--ro-bind", "/usr", "/usr"]
-    args += _system_links()
+    args += system_links()
     etc = list(_ETC_FILES)
     if options is not None and options.allow_network:
         etc += _ETC_NETWORK
@@ -302,7 +247,7 @@ def _bwrap_argv(
         args += ["--ro-bind-try", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
 
-    read_only = set(_interpreter_paths(python)) | {_CHILD_DIR}
+    read_only = set(interpreter_paths(python)) | {_CHILD_DIR}
     writable = {os.path.realpath(work_dir)} if work_dir is not None else set()
     if options is not None:
         read_only |= {os.path.realpath(p) for p in options.read_paths if os.path.exists(p)}
@@ -333,7 +278,7 @@ def _bwrap_argv(
 
 @functools.lru_cache(maxsize=8)
 def _bwrap_probe(python: str, euid: int, drop: tuple[int, int] | None, network: bool) -> str | None:
-    if _bwrap_path() is None:
+    if bwrap_path() is None:
         return "bwrap is not installed (apt-get install bubblewrap)"
     if drop is not None and shutil.which("setpriv") is None:
         return "setpriv (util-linux) is not installed"
@@ -341,10 +286,10 @@ def _bwrap_probe(python: str, euid: int, drop: tuple[int, int] | None, network: 
     try:
         argv = _bwrap_argv(python, None, options, None, drop=drop)
         if drop is not None:
-            argv += list(_setpriv_argv(*drop))
+            argv += list(setpriv_argv(*drop))
         done = subprocess.run(
             [*argv, python, "-I", "-S", "-c", _CHECK_CODE], capture_output=True,
-            timeout=_PROBE_TIMEOUT, env={"PATH": "/usr/bin:/bin"},
+            timeout=PROBE_TIMEOUT, env={"PATH": "/usr/bin:/bin"},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap failed to start: {exc}"
@@ -366,7 +311,7 @@ def _interpreter_problem(python: str, uid: int, gid: int) -> str | None:
     """Whether ``uid`` can run this interpreter with its own prefix (run once, cached)."""
     try:
         done = subprocess.run(
-            [python, "-I", "-S", "-c", _CHECK_CODE], capture_output=True, timeout=_PROBE_TIMEOUT,
+            [python, "-I", "-S", "-c", _CHECK_CODE], capture_output=True, timeout=PROBE_TIMEOUT,
             user=uid, group=gid, extra_groups=[], cwd="/", env={"PATH": "/usr/bin:/bin"},
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
@@ -386,10 +331,10 @@ _CHECK_CODE = (
 
 def _check_output(python: str, stdout: bytes, where: str) -> str | None:
     seen = stdout.decode(errors="replace").strip()
-    if seen not in _interpreter_paths(python):
+    if seen not in interpreter_paths(python):
         return (
             f"{python} {where} starts with prefix {seen!r}, not its own "
-            f"{list(_interpreter_paths(python))} (its directories are not readable there)"
+            f"{list(interpreter_paths(python))} (its directories are not readable there)"
         )
     return None
 

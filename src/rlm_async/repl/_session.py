@@ -10,22 +10,29 @@ The cell itself (sending it, serving its requests, interrupting it) is ``_cell_r
 
 from __future__ import annotations
 
-import contextlib
-import keyword
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from rlm_async._exceptions import ConfigurationError, ReplCrashed, ReplError
 from rlm_async._logging import get_logger
-from rlm_async._text import cap_middle
+from rlm_async.repl._cell_outcome import lost_cell_reason, lost_cell_result, result_from_child
 from rlm_async.repl._cell_result import CellResult
 from rlm_async.repl._cell_run import CellRun, SubCallHandler, ToolCallHandler
 from rlm_async.repl._context import PreparedContext, prepare_context
+from rlm_async.repl._named_contexts import (
+    NamedContext,
+    check_context_name,
+    context_file_name,
+    load_contexts,
+    load_named_context,
+    prepare_added_context,
+    write_context_file,
+    write_context_files,
+)
 from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess
 from rlm_async.repl._protocol import (
@@ -36,13 +43,11 @@ from rlm_async.repl._protocol import (
 )
 from rlm_async.repl._start import (
     StartedChild,
-    load_context,
     make_work_dir,
     remove_work_dir,
     remove_work_dir_now,
     start_child,
 )
-from rlm_async.repl._work_dir import create_child_file
 
 if TYPE_CHECKING:
     from rlm_async.repl._pool import ReplPool
@@ -53,16 +58,6 @@ _log = get_logger("rlm_async.repl")
 _SHUTDOWN = encode_message(ShutdownMessage())
 DEFAULT_MAX_PENDING_SUBCALLS = 64  # 4 x the engine's default max_concurrency of 16
 _CLOSED_WHILE_STARTING = "this ReplSession was closed while it was starting"
-
-
-@dataclass(frozen=True)
-class _NamedContext:
-    """A context added after the first: its variable, its file, and what it was made from."""
-
-    name: str
-    path: str
-    prepared: PreparedContext
-    source: Any  # the value given, to recognise the first context given again
 
 
 class ReplSession:
@@ -114,7 +109,7 @@ class ReplSession:
         self.warm = False
         self._context_path = ""
         self._source = context
-        self._named: list[_NamedContext] = []
+        self._named: list[NamedContext] = []
         self._prepared: PreparedContext = (
             context if isinstance(context, PreparedContext) else prepare_context(context)
         )
@@ -176,25 +171,17 @@ class ReplSession:
             ContextTypeError: a value that cannot be a context.
             ReplCrashed: the child could not load it (the context is not kept).
         """
-        if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-            raise ConfigurationError(f"a context's name must be a Python identifier, got {name!r}")
-        if name in self.context_names:
-            raise ConfigurationError(f"this REPL already has a context named {name!r}")
+        check_context_name(name, self.context_names)
         if self._state != "open":
             raise ReplError(f"this ReplSession is {self._state}")
         if value is self._source:
-            named = _NamedContext(name, self._context_path, self._prepared, value)
+            named = NamedContext(name, self._context_path, self._prepared, value)
         else:
-            prepared = (
-                value
-                if isinstance(value, PreparedContext)
-                else await anyio.to_thread.run_sync(prepare_context, value)
-            )
-            suffix = "txt" if prepared.format == "text" else "json"
+            prepared = await prepare_added_context(value)
             if self._work_dir is None:  # closed while the value was prepared
                 raise ReplError(f"this ReplSession is {self._state}")
-            path = os.path.join(self._work_dir, f"{name}.{suffix}")
-            named = _NamedContext(name, path, prepared, value)
+            path = os.path.join(self._work_dir, context_file_name(name, prepared))
+            named = NamedContext(name, path, prepared, value)
         async with self._lock:
             if self._state != "open":
                 raise ReplError(f"this ReplSession is {self._state}")
@@ -205,7 +192,7 @@ class ReplSession:
                 if self._child is None:
                     await self._spawn()  # loads every context, this one too
                 else:
-                    await self._load_one(named)
+                    await load_named_context(self._child, named, within=self.options.start_timeout)
             except BaseException:
                 self._named.remove(named)
                 raise
@@ -224,7 +211,7 @@ class ReplSession:
                 self._adopt(warm)
             else:
                 self._work_dir = make_work_dir()
-            name = "context.txt" if self._prepared.format == "text" else "context.json"
+            name = context_file_name("context", self._prepared)
             self._context_path = os.path.join(self._work_dir, name)
             await anyio.to_thread.run_sync(self._write_context)
             self._check_not_closed()
@@ -288,20 +275,13 @@ class ReplSession:
 
     def _write_context(self) -> None:
         """Write every context's file (blocking)."""
-        self._write_file(self._context_path, self._prepared)
-        for named in self._named:
-            if named.path != self._context_path:
-                self._write_file(named.path, named.prepared)
+        write_context_files(self._write_file, (self._context_path, self._prepared), self._named)
 
     def _write_file(self, path: str, prepared: PreparedContext) -> None:
         work_dir = self._work_dir
         if work_dir is None:  # closed (and the dir removed) while this waited for a thread
             raise ReplError(f"this ReplSession is {self._state}")
-        # Model code may have made its work dir read-only (fchmod on the open dir).
-        with contextlib.suppress(OSError):
-            os.chmod(work_dir, 0o700)
-        with create_child_file(path) as handle:
-            prepared.write(handle)
+        write_context_file(work_dir, path, prepared)
 
     def _adopt(self, started: StartedChild) -> None:
         self._child = started.child
@@ -309,27 +289,15 @@ class ReplSession:
 
     async def _load(self) -> None:
         assert self._child is not None
-        self.context_load_seconds = await load_context(
+        self.context_load_seconds = await load_contexts(
             self._child,
-            self._context_path,
-            self._prepared.format,
+            (self._context_path, self._prepared),
+            self._named,
             within=self.options.start_timeout,
         )
-        for named in self._named:
-            await self._load_one(named)
         if self._tools:  # after every start: a restarted child is blank too
             message = encode_message(DefineToolsMessage(tools=self._tools))
             await self._child.send(message, within=self.options.write_timeout)
-
-    async def _load_one(self, named: _NamedContext) -> None:
-        assert self._child is not None
-        await load_context(
-            self._child,
-            named.path,
-            named.prepared.format,
-            within=self.options.start_timeout,
-            name=named.name,
-        )
 
     async def _spawn(self) -> None:
         assert self._work_dir is not None
@@ -390,36 +358,20 @@ class ReplSession:
                 raise run.handler_error
             duration = time.perf_counter() - started
             if isinstance(outcome, ResultMessage):
-                # The child caps its own output, but the line is the child's to write: a
-                # forged one must not carry 400 MB into the trajectory and the events.
-                cap = self.options.output_limit + 200  # room for the child's own marker
-                return CellResult(
+                return result_from_child(
+                    outcome,
                     cell=cell,
-                    stdout=cap_middle(outcome.stdout, cap),
-                    stderr=cap_middle(outcome.stderr, cap),
-                    error=None if outcome.error is None else cap_middle(outcome.error, cap),
-                    final=outcome.final,
-                    final_chars=outcome.final_chars,
+                    output_limit=self.options.output_limit,
                     process_output=child.output.take(),
                     duration=duration,
                     timed_out=timed_out,
                 )
-            if outcome is None:
-                reason = (
-                    f"the cell ran past its {limit:g} s limit and did not stop within "
-                    f"{self.options.interrupt_grace:g} s of being interrupted, "
-                    "so the REPL was killed"
-                )
-            else:
-                reason = outcome
+            reason = lost_cell_reason(
+                outcome, limit=limit, interrupt_grace=self.options.interrupt_grace
+            )
             process_output = child.output.take()
             await self._restart(reason)
-            return CellResult(
-                cell=cell,
-                error=f"[{reason}]",
-                process_output=process_output,
-                duration=duration,
+            return lost_cell_result(
+                reason, cell=cell, process_output=process_output, duration=duration,
                 timed_out=timed_out,
-                restarted=True,
-                state_lost=True,
-            )
+            )  # fmt: skip
