@@ -15,6 +15,7 @@ import anyio
 from starlette.requests import Request
 
 from rlm_async._exceptions import ConfigurationError
+from rlm_async._options import check_int
 from rlm_async.server._errors import ApiError
 
 __all__ = ["RunSlot", "RunSlots", "check_limits", "read_body"]
@@ -164,8 +165,7 @@ def check_limits(
         optional_seconds: the same, where ``None`` means no limit.
     """
     for name, (value, minimum) in ints.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigurationError(f"{name} must be an int ≥ {minimum}, got {value!r}")
+        check_int(name, value, minimum)
     for name, duration in {**seconds, **optional_seconds}.items():
         optional = name in optional_seconds
         if (duration is None and not optional) or (

@@ -18,28 +18,15 @@ from rlm_async import events as ev
 from rlm_async._exceptions import RLMError
 from rlm_async._redact import scrub_secrets
 from rlm_async._version import __version__
-from rlm_async.trajectory._tree import (
-    CellNode,
-    RunNode,
-    SubCallNode,
-    Totals,
-    TurnNode,
-    build_tree,
-)
+from rlm_async.trajectory._tree import RunNode, build_tree
 
+# The package's public names are listed in ``rlm_async.trajectory``; these are this file's.
 __all__ = [
-    "CellNode",
-    "RunNode",
-    "SubCallNode",
-    "Totals",
     "Trajectory",
     "TrajectoryError",
     "TrajectoryHeader",
     "TrajectoryWriter",
-    "TurnNode",
-    "build_tree",
     "read_trajectory",
-    "scrub_secrets",
     "write_trajectory",
 ]
 
