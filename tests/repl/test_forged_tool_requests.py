@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import anyio
+import pytest
 
 from rlm_async import ReplOptions, ReplSession, SandboxOptions
 from rlm_async.repl._protocol import ToolCallResult, ToolRequest
@@ -57,14 +58,18 @@ class Tools:
         return ToolCallResult(ok=True, value=[*request.args, *request.keywords.values()][0])
 
 
-def options() -> ReplOptions:
-    return ReplOptions(cell_timeout=20, sandbox=SandboxOptions(bwrap="never"))
+MODES = ["always", "never"]  # the attacks run with bubblewrap and without it
 
 
-async def test_a_request_naming_another_cell_is_not_served() -> None:
+def options(bwrap: str) -> ReplOptions:
+    return ReplOptions(cell_timeout=20, sandbox=SandboxOptions(bwrap=bwrap))
+
+
+@pytest.mark.parametrize("bwrap", MODES)
+async def test_a_request_naming_another_cell_is_not_served(bwrap: str) -> None:
     tools = Tools()
     code = forge({"id": 1_000_001, "cell": 999, "name": "echo"}) + "print(echo(2))"
-    async with ReplSession("ctx", options=options(), tools=SPECS, tool_handler=tools) as repl:
+    async with ReplSession("ctx", options=options(bwrap), tools=SPECS, tool_handler=tools) as repl:
         with anyio.fail_after(20):
             result = await repl.execute(code)
     assert result.error is None and result.stdout == "2\n"
@@ -72,12 +77,13 @@ async def test_a_request_naming_another_cell_is_not_served() -> None:
     assert len(tools.requests) == 1  # the cell's own call only
 
 
-async def test_an_id_already_being_served_is_refused() -> None:
+@pytest.mark.parametrize("bwrap", MODES)
+async def test_an_id_already_being_served_is_refused(bwrap: str) -> None:
     tools = Tools()
     forged = {"id": 1_000_001, "cell": None, "name": "slow"}
     # Both forged lines are read before the real call's answer: the first is still in flight.
     code = forge(forged) + forge(forged) + "print(echo(2))"
-    async with ReplSession("ctx", options=options(), tools=SPECS, tool_handler=tools) as repl:
+    async with ReplSession("ctx", options=options(bwrap), tools=SPECS, tool_handler=tools) as repl:
         with anyio.fail_after(20):
             result = await repl.execute(code)
             after = await repl.execute("print(echo(3))")
