@@ -13,7 +13,12 @@ __all__ = ["CompletionRequest", "Provider", "TextDelta"]
 
 
 class CompletionRequest(BaseModel):
-    """A provider-neutral chat request; each adapter maps it to its own wire format."""
+    """A provider-neutral chat request; each adapter maps it to its own wire format.
+
+    ``response_schema`` is a JSON schema the reply must match: each adapter asks for it
+    with its provider's native structured-output mode where it has one (the reply's text
+    is then the JSON); the engine validates the parsed reply itself either way.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -22,6 +27,7 @@ class CompletionRequest(BaseModel):
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    response_schema: dict[str, object] | None = None
     extra: dict[str, object] = Field(default_factory=dict)
 
 
