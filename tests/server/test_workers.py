@@ -26,6 +26,7 @@ from rlm_async.cli._serve import default_workers
 from rlm_async.demo import make_haystack
 from rlm_async.engine._options import RLMOptions
 from rlm_async.providers._settings import Settings
+from rlm_async.server._heap import SettleHeapAfterStartup
 from rlm_async.server._uvicorn import server_config
 from rlm_async.server._workers import CloseAfterResponse, ReplicaApp
 from tests.helpers import alive
@@ -68,8 +69,8 @@ def test_what_a_worker_is_given_survives_pickling() -> None:
     assert copy.app == replica and copy.factory
     assert (copy.http.header_timeout, copy.http.max_connections) == (2.5, 7)
     app = copy.app()  # what uvicorn does in the worker (factory=True)
-    assert isinstance(app, CloseAfterResponse)
-    service = app.app.state.rlm_service
+    assert isinstance(app, SettleHeapAfterStartup) and isinstance(app.app, CloseAfterResponse)
+    service = app.app.app.state.rlm_service
     assert service.slots.limit == 3 and service.rlm is None  # the lifespan opens it
     rlm = replica.make_rlm()
     assert (rlm.model, rlm.max_iterations) == ("openai-compatible:m", 7)

@@ -236,6 +236,7 @@ async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
 
 async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | None) -> int:
     from rlm_async.server._app import create_app
+    from rlm_async.server._heap import SettleHeapAfterStartup
     from rlm_async.server._uvicorn import base_url_of, bind_socket, server_config
     from rlm_async.server._workers import serve_workers
 
@@ -251,7 +252,8 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
     # a bad limit is this command's error, before any worker starts.
     rlm = replica.make_rlm()
     app = create_app(lambda: rlm, **replica.app_options)
-    config = server_config(app, **options)
+    # This process serves and nothing else: its start-up heap is frozen (server._heap).
+    config = server_config(SettleHeapAfterStartup(app), **options)
     label = label or f"root {rlm.model}, sub-calls {rlm.sub_model}"
     if args.workers > 1:
         await rlm.aclose()  # that one was the check: each worker makes and opens its own

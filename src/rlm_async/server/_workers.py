@@ -39,7 +39,10 @@ from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._rlm import RLM
 from rlm_async.providers._settings import Settings
 from rlm_async.server._app import create_app
+from rlm_async.server._heap import SettleHeapAfterStartup
+from rlm_async.server._tool_specs import import_tools
 from rlm_async.server._uvicorn import server_config
+from rlm_async.tools import MCPServer
 
 __all__ = ["CloseAfterResponse", "ReplicaApp", "serve_workers"]
 
@@ -63,6 +66,9 @@ class ReplicaApp:
         settings: Keys and endpoints, read once by the process that starts the workers.
         warm_repls: REPL processes each worker keeps pre-started.
         app_options: Keyword arguments of :func:`create_app` (``api_key``, the limits).
+        tools: The application's tools as ``module:attr`` names, imported by each worker
+            (``rlm-async serve --tools``; see ``server._tool_specs``).
+        mcp_servers: MCP servers whose tools are exposed too; each worker starts its own.
     """
 
     model: str
@@ -71,12 +77,15 @@ class ReplicaApp:
     settings: Settings
     warm_repls: int = 0
     app_options: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+    mcp_servers: tuple[MCPServer, ...] = ()
 
     def make_rlm(self) -> RLM:
         """The ``RLM`` to serve, not opened yet.
 
         Raises:
-            ConfigurationError: a bad model name or a missing key.
+            ConfigurationError: a bad model name, a missing key, or a tool that cannot be
+                imported.
         """
         return RLM(
             model=self.model,
@@ -84,10 +93,14 @@ class ReplicaApp:
             options=self.options,
             warm_repls=self.warm_repls,
             settings=self.settings,
+            tools=[tool for spec in self.tools for tool in import_tools(spec)],
+            mcp_servers=self.mcp_servers,
         )
 
     def __call__(self) -> ASGIApp:
-        return CloseAfterResponse(create_app(self.make_rlm, **self.app_options))
+        # A worker is a serving process and nothing else: its start-up heap is frozen.
+        app = CloseAfterResponse(create_app(self.make_rlm, **self.app_options))
+        return SettleHeapAfterStartup(app)
 
 
 class CloseAfterResponse:
