@@ -99,7 +99,7 @@ def create_app(
             the connection is closed); ``None``: no limit. The default, 60 s, asks ~1.1
             MB/s of a client sending the largest body allowed by default.
         max_sessions: Sessions (``POST /v1/sessions``, one REPL process each) open at
-            once; more are refused with 429.
+            once; more are refused with 429. 0 turns sessions off (501).
         session_idle_timeout: Seconds a session may go unused before it is closed and
             its REPL killed.
 
@@ -120,7 +120,7 @@ def create_app(
             "max_concurrent_runs": (max_concurrent_runs, 1),
             "max_request_bytes": (max_request_bytes, 1),
             "max_queue": (max_queue, 0),
-            "max_sessions": (max_sessions, 1),
+            "max_sessions": (max_sessions, 0),
         },
         seconds={"queue_timeout": queue_timeout, "session_idle_timeout": session_idle_timeout},
         optional_seconds={"heartbeat": heartbeat, "body_timeout": body_timeout},

@@ -10,8 +10,13 @@ Routes::
 A session belongs to the caller that made it: the bearer token it sent (kept as a hash),
 or nobody in particular when the server has no ``api_key``; another caller gets a 404, as
 for a session that does not exist. At most ``max_sessions`` are open at once (429 past
-them); one left unused for ``idle_timeout`` seconds is closed (its REPL killed), by a sweep
-that runs on every session request and, while the app's lifespan runs, every few seconds.
+them; 0 turns sessions off: 501); one left unused for ``idle_timeout`` seconds is closed
+(its REPL killed), by a sweep that runs on every session request and, while the app's
+lifespan runs, every few seconds.
+
+A session lives in the process that made it: an app served by several worker processes
+(``rlm-async serve --workers N``) cannot send a session's requests to its process, so
+``rlm-async serve`` turns sessions off there.
 """
 
 from __future__ import annotations
@@ -69,11 +74,18 @@ class SessionCompletionRequest(BaseModel):
 
 
 def owner_of(request: Request) -> str:
-    """Who makes the request: a hash of its bearer token ("" without one)."""
-    given = request.headers.get("authorization", "")
+    """Who makes the request: a hash of its bearer token ("" without one).
+
+    Read as ``BearerAuth`` reads it: the scheme is case-insensitive (RFC 9110) and the
+    spaces around the token are not part of it, so ``bearer  t`` is the caller ``Bearer t``.
+    """
+    given = request.headers.get("authorization", "").strip()
     if not given:
         return ""
-    return hashlib.sha256(given.strip().encode("utf-8")).hexdigest()
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() == "bearer":
+        given = "Bearer " + token.strip()
+    return hashlib.sha256(given.encode("utf-8")).hexdigest()
 
 
 @dataclass(eq=False)
@@ -88,7 +100,8 @@ class SessionRegistry:
     """The open sessions of one app: who owns each, when each was last used.
 
     Args:
-        max_sessions: Sessions open at once (all callers together).
+        max_sessions: Sessions open at once (all callers together); 0: none, sessions are
+            off.
         idle_timeout: Seconds a session may go unused before it is closed.
         clock: Monotonic seconds (tests give their own).
     """
@@ -115,11 +128,19 @@ class SessionRegistry:
         """Start a session for ``owner``.
 
         Raises:
-            ApiError: 429 when ``max_sessions`` are open.
+            ApiError: 429 when ``max_sessions`` are open, 501 when sessions are off.
         """
         await self.sweep()
         if self._closed:
             raise ApiError(503, "the service is shutting down", type="server_error", code="closed")
+        if self.max_sessions == 0:
+            raise ApiError(
+                501,
+                "this server keeps no sessions (max_sessions=0); `rlm-async serve` turns them "
+                "off when it runs several worker processes, since a session's requests could "
+                "reach another process than its REPL's: serve with --workers 1 for sessions",
+                code="sessions_disabled",
+            )
         if len(self._entries) + len(self._creating) >= self.max_sessions:
             raise ApiError(
                 429,
