@@ -57,6 +57,8 @@ class RunStarted(_Event):
     context: str
     max_iterations: int
     max_depth: int
+    session: str | None = None  # the session's id (``rlm.session``): links its completions
+    session_turn: int | None = None  # which completion of the session (its query_N's N)
 
 
 class TurnStarted(_Event):

@@ -138,12 +138,3 @@ async def test_the_context_must_be_given_again_and_be_the_same(tmp_path: Path) -
             await rlm.resume(path)
         with pytest.raises(ResumeError, match="not the one recorded"):
             await rlm.resume(path, context=CONTEXT + " and more")
-
-
-async def test_an_answer_kept_only_as_a_preview_is_refused(tmp_path: Path) -> None:
-    path, _, _ = await crashed_run(tmp_path)
-    sub = ScriptedModel([])
-    async with RLM(model=ScriptedModel([]), sub_model=sub, tools=[Counter().bonus]) as rlm:
-        with pytest.raises(ResumeError, match="holds only the first 2 characters of sub-call"):
-            await rlm.resume(path, context=CONTEXT, options={"trajectory_preview_chars": 2})
-    assert len(sub.requests) == 0

@@ -47,12 +47,14 @@ async def run_completion(
     lent_repl: ReplLender | None = None,
     session_note: str = "",
     replay: Replay | None = None,
+    session: tuple[str, int] | None = None,
 ) -> RLMResult:
     """One completion: listeners, trajectory, the runs under the time budget.
 
     A session's completion gives its REPL (``lent_repl``: the root run neither starts nor
     closes it) and what the session has so far (``session_note``, before the query). A
-    resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``).
+    resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``). A
+    session's completion names itself (``session``: its id and number) in ``RunStarted``.
 
     Raises:
         ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
@@ -85,6 +87,8 @@ async def run_completion(
         stream_text=stream_text,
         lent_repl=lent_repl,
         session_note=session_note,
+        session=session,
+        full_text=None if writer is None else writer.full_text,
     )
     closing = anyio.CancelScope()
     resources.running.add(closing)

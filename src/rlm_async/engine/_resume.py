@@ -71,6 +71,9 @@ class Replay:
     outputs: dict[_Key, str] = field(default_factory=dict)  # the cells that finished
     subcalls: dict[_Key, list[_SubCall]] = field(default_factory=dict)
     tools: dict[_Key, list[_ToolCall]] = field(default_factory=dict)
+    # The side record (``full_text`` lines): answers and results longer than their preview.
+    full_texts: dict[tuple[str, str], str] = field(default_factory=dict)
+    has_full_texts: bool = False  # the file was written with the side record
     replayed_turns: int = 0
     replayed_cells: int = 0
     replayed_calls: int = 0
@@ -148,15 +151,22 @@ class Replay:
                 "the replay went another way than the recorded run"
             )
 
-    def _full(self, text: str, run: RunSteps, what: str) -> str:
-        # Events keep previews: one as long as the cap may have been cut.
-        if len(text) >= run.preview:
-            raise ResumeError(
-                f"{self.path} holds only the first {len(text)} characters of {what}; a run "
-                "can be resumed when it was recorded with trajectory_preview_chars larger "
-                "than every sub-call answer and tool result"
-            )
-        return text
+    def _full(self, event: str, ident: str, text: str, run: RunSteps, what: str) -> str:
+        """The whole text of a recorded preview, written again to this run's side record."""
+        full = self.full_texts.get((event, ident))
+        if full is None:
+            # Without a side record, a preview as long as the cap may have been cut: a file
+            # written before the side record existed resumes only when its previews were not.
+            if not self.has_full_texts and len(text) >= run.preview:
+                raise ResumeError(
+                    f"{self.path} holds only the first {len(text)} characters of {what}; it "
+                    "was written before trajectories kept long answers in full, so it can be "
+                    "resumed only with trajectory_preview_chars larger than every sub-call "
+                    "answer and tool result it recorded"
+                )
+            full = text
+        run.shared.keep_full(event, ident, full, run.preview)  # resumable again
+        return full
 
 
 class _ReplayedSubCalls:
@@ -209,7 +219,13 @@ class _ReplayedSubCalls:
             ):
                 continue
             call.used = True
-            answer = self.replay._full(finished.answer, self.run, f"sub-call {started.subcall}")
+            answer = self.replay._full(
+                "subcall_finished",
+                started.subcall,
+                finished.answer,
+                self.run,
+                f"sub-call {started.subcall}",
+            )
             self.replay.replayed_calls += 1
             self.replay._paid(finished.input_tokens, finished.output_tokens, finished.cost_usd)
             self.run.turn.prompt_chars.append(len(prompt))
@@ -243,7 +259,9 @@ class _ReplayedTools:
                 continue
             call.used = True
             what = f"tool call {started.call} ({request.name})"
-            text = self.replay._full(finished.result, self.run, what)
+            text = self.replay._full(
+                "tool_call_finished", started.call, finished.result, self.run, what
+            )
             self.replay.replayed_calls += 1
             self.run.event(ev.ToolCallStarted, **_fields(started))
             self.run.event(ev.ToolCallFinished, **_fields(finished, replayed=True))
@@ -291,13 +309,20 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
     """
     from rlm_async.trajectory import read_trajectory
 
-    events = read_trajectory(path).events
+    trajectory = read_trajectory(path)
+    events = trajectory.events
     root = next(
         (e for e in events if isinstance(e, ev.RunStarted) and e.parent_run_id is None), None
     )
     if root is None:
         raise ResumeError(f"{path} holds no root run (no run_started event without a parent)")
-    replay = Replay(path=str(Path(path)), query=root.query, context=root.context)
+    replay = Replay(
+        path=str(Path(path)),
+        query=root.query,
+        context=root.context,
+        full_texts=trajectory.full_texts,
+        has_full_texts=trajectory.header.full_texts,
+    )
     subcalls: dict[str, _SubCall] = {}
     tools: dict[str, _ToolCall] = {}
     for event in events:

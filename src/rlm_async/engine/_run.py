@@ -99,6 +99,7 @@ class _Run(RunSteps):
             context=self.prepared.info.describe(),
             max_iterations=options.max_iterations,
             max_depth=options.max_depth,
+            **self._session_fields(),
         )
         if self.depth == 0:
             refusal = self.shared.budget.acquire_repl()
@@ -158,6 +159,13 @@ class _Run(RunSteps):
             metadata={**metadata, **self.shared.metadata()},
             finished=self.finished,
         )
+
+    def _session_fields(self) -> dict[str, Any]:
+        """``RunStarted``'s session and completion number, for a session's root run."""
+        session = self.shared.session
+        if session is None or self.depth != 0:
+            return {}
+        return {"session": session[0], "session_turn": session[1]}
 
     def _repl_factory(self) -> ReplFactory:
         """How the run gets its REPL: started for it (and closed after), or a session's,

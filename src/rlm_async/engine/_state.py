@@ -67,6 +67,16 @@ class CompletionState:
     # closed by the run), and its first message starts with what the session has so far.
     lent_repl: ReplLender | None = None
     session_note: str = ""
+    session: tuple[str, int] | None = None  # (session id, completion number), for RunStarted
+    # The trajectory's side record (``BackgroundTrajectory.full_text``): a root sub-call
+    # answer or tool result longer than its event's preview, in full, so the run can be
+    # resumed; ``None`` without a trajectory file.
+    full_text: Callable[[str, str, str], None] | None = None
+
+    def keep_full(self, event: str, ident: str, text: str, preview: int) -> None:
+        """Record ``text`` in full in the trajectory file when its event keeps a cut one."""
+        if self.full_text is not None and len(text) > preview:
+            self.full_text(event, ident, text)
 
     def cancel_reason(self) -> tuple[str, str]:
         """Why the runs are being cancelled, for their last event."""

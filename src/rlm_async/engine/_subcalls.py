@@ -292,6 +292,8 @@ class SubCallServer:
     ) -> None:
         usage = completion.usage if completion is not None else None
         text = answer if answer is not None else (completion.text if completion else str(error))
+        if self.run.depth == 0:  # what a resume answers from (a sub-RLM's calls are not replayed)
+            self.run.shared.keep_full("subcall_finished", call.id, text, self.run.preview)
         self.run.event(
             ev.SubCallFinished,
             subcall=call.id,

@@ -102,6 +102,9 @@ class ToolCallServer:
         self, call: str, turn: int, cell: int, name: str, started: float, result: ToolResult
     ) -> None:
         preview = self.run.preview
+        text = _json_text(result.value) if result.ok else (result.error or "")
+        if self.run.depth == 0:  # what a resume answers from (a sub-RLM's calls are not replayed)
+            self.run.shared.keep_full("tool_call_finished", call, text, preview)
         self.run.event(
             ev.ToolCallFinished,
             call=call,
@@ -109,9 +112,7 @@ class ToolCallServer:
             cell=cell,
             tool=name,
             ok=result.ok,
-            result=_json_preview(result.value, preview)
-            if result.ok
-            else (result.error or "")[:preview],
+            result=text[:preview],
             error_type=result.error_type,
             latency=round(time.perf_counter() - started, 6),
         )
@@ -122,9 +123,12 @@ _STOPPED = ToolResult.failure(
 )
 
 
-def _json_preview(value: Any, limit: int) -> str:
+def _json_text(value: Any) -> str:
     try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=str)
     except (TypeError, ValueError):
-        text = repr(value)
-    return text[:limit]
+        return repr(value)
+
+
+def _json_preview(value: Any, limit: int) -> str:
+    return _json_text(value)[:limit]

@@ -8,7 +8,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -22,6 +22,7 @@ from rlm_async.trajectory._tree import RunNode, build_tree
 
 # The package's public names are listed in ``rlm_async.trajectory``; these are this file's.
 __all__ = [
+    "FullText",
     "Trajectory",
     "TrajectoryError",
     "TrajectoryHeader",
@@ -73,6 +74,10 @@ class TrajectoryHeader(BaseModel):
         model: The root model, as ``"provider:model"``.
         sub_model: The model of plain sub-calls.
         query: The root query.
+        session: The session's id, when the run is a completion of ``rlm.session``.
+        session_turn: Which completion of the session it is (``query_N``'s N).
+        full_texts: The file holds the side record (``full_text`` lines): every root
+            sub-call answer and tool result longer than its event's preview, in full.
         metadata: Anything the writer's owner added (e.g. CLI arguments).
     """
 
@@ -86,18 +91,44 @@ class TrajectoryHeader(BaseModel):
     model: str | None = None
     sub_model: str | None = None
     query: str | None = None
+    session: str | None = None
+    session_turn: int | None = None
+    full_texts: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FullText:
+    """A side-record line: the full text of what one event keeps as a preview.
+
+    Written as ``{"type": "full_text", "event": ..., "id": ..., "text": ...}`` just before
+    the event it completes (see ``docs/trajectory.md``); it is not an event: listeners
+    never see it.
+
+    Attributes:
+        event: The event's type: ``subcall_finished`` (its ``answer``) or
+            ``tool_call_finished`` (its ``result``).
+        ident: The call's id (``subcall`` or ``call``).
+        text: The text, whole.
+    """
+
+    event: str
+    ident: str
+    text: str
 
 
 def _utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def _make_header(first: ev.Event | None, metadata: dict[str, Any]) -> TrajectoryHeader:
+def _make_header(
+    first: ev.Event | None, metadata: dict[str, Any], *, full_texts: bool = False
+) -> TrajectoryHeader:
     started = first if isinstance(first, ev.RunStarted) else None
     return TrajectoryHeader(
+        session=started.session if started else None,
+        session_turn=started.session_turn if started else None,
+        full_texts=full_texts,
         schema_version=ev.TRAJECTORY_SCHEMA_VERSION,
         rlm_async_version=__version__,
         created=_utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -157,6 +188,7 @@ class TrajectoryWriter:
         self._file: IO[str] | None = None
         self._closed = False
         self.events_written = 0
+        self.full_texts = False  # set by BackgroundTrajectory, which writes the side record
 
     @classmethod
     def in_directory(
@@ -201,7 +233,8 @@ class TrajectoryWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("w", encoding="utf-8", newline="\n")
         self._file = handle
-        self._write_line(_make_header(first, self.metadata).model_dump(mode="json"))
+        header = _make_header(first, self.metadata, full_texts=self.full_texts)
+        self._write_line(header.model_dump(mode="json"))
         return handle
 
     def _write_line(self, data: dict[str, Any]) -> None:
@@ -225,6 +258,16 @@ class TrajectoryWriter:
         data = event.model_dump(mode="json")
         self._write_line({"type": data.pop("type"), **data})  # "type" first reads better
         self.events_written += 1
+
+    def write_full_text(self, record: FullText) -> None:
+        """Write one side-record line (see :class:`FullText`)."""
+        if self._closed:
+            raise TrajectoryError(f"this TrajectoryWriter ({self.path}) is closed")
+        if self._file is None:
+            self._open(None)
+        self._write_line(
+            {"type": "full_text", "event": record.event, "id": record.ident, "text": record.text}
+        )
 
     def close(self) -> None:
         """Finish the file; idempotent.
@@ -271,12 +314,15 @@ class Trajectory:
         path: The file it was read from, if any.
         truncated: The last line was cut short (the writer was killed mid-line) and was
             left out.
+        full_texts: The side record: ``(event type, call id)`` to the full text of what
+            that event keeps as a preview (empty for files without one).
     """
 
     header: TrajectoryHeader
     events: list[ev.Event]
     path: Path | None = None
     truncated: bool = False
+    full_texts: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def tree(self) -> list[RunNode]:
         """The root runs (normally one), each with its turns, cells and sub-calls."""
@@ -299,6 +345,7 @@ def read_trajectory(path: str | os.PathLike[str]) -> Trajectory:
 def _parse(lines: Iterable[str], source: Path) -> Trajectory:
     header: TrajectoryHeader | None = None
     events: list[ev.Event] = []
+    full_texts: dict[tuple[str, str], str] = {}
     truncated = False
     pending: tuple[int, str] | None = None
     for number, line in enumerate(lines, start=1):
@@ -317,6 +364,10 @@ def _parse(lines: Iterable[str], source: Path) -> Trajectory:
         if header is None:
             header = _parse_header(data, source, number)
             continue
+        if isinstance(data, dict) and data.get("type") == "full_text":
+            key, text = _full_text(data, source, number)
+            full_texts[key] = text
+            continue
         try:
             events.append(ev.event_adapter.validate_python(data))
         except ValidationError as exc:
@@ -325,7 +376,16 @@ def _parse(lines: Iterable[str], source: Path) -> Trajectory:
         raise _line_error(source, *pending)
     if header is None:
         raise TrajectoryError(f"{source}: empty file, not a trajectory (no header line)")
-    return Trajectory(header=header, events=events, path=source, truncated=truncated)
+    return Trajectory(
+        header=header, events=events, path=source, truncated=truncated, full_texts=full_texts
+    )
+
+
+def _full_text(data: dict[str, Any], source: Path, number: int) -> tuple[tuple[str, str], str]:
+    event, ident, text = data.get("event"), data.get("id"), data.get("text")
+    if not (isinstance(event, str) and isinstance(ident, str) and isinstance(text, str)):
+        raise _line_error(source, number, "invalid full_text line: event, id and text are strs")
+    return (event, ident), text
 
 
 def _parse_header(data: Any, source: Path, number: int) -> TrajectoryHeader:

@@ -26,7 +26,7 @@ import anyio
 
 from rlm_async import events as ev
 from rlm_async._logging import get_logger
-from rlm_async.trajectory._files import TrajectoryWriter
+from rlm_async.trajectory._files import FullText, TrajectoryWriter
 
 __all__ = ["BackgroundTrajectory"]
 
@@ -45,6 +45,12 @@ def _size(value: Any) -> int:
     if isinstance(value, list | tuple):
         return sum(_size(v) + 2 for v in value)
     return 8
+
+
+def _what(item: ev.Event | FullText) -> str:
+    if isinstance(item, FullText):
+        return f"the full text of {item.event} {item.ident}"
+    return f"event {item.seq} ({item.type})"
 
 
 class BackgroundTrajectory:
@@ -67,7 +73,8 @@ class BackgroundTrajectory:
         self.writer = writer
         self.max_pending_bytes = max_pending_bytes
         self.close_timeout = close_timeout
-        self._queue: queue.SimpleQueue[tuple[ev.Event, int] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[ev.Event | FullText, int] | None] = queue.SimpleQueue()
+        writer.full_texts = True  # its header says the file holds the side record
         self._lock = threading.Lock()
         self._pending = 0  # bytes queued and not yet written
         self._thread: threading.Thread | None = None
@@ -85,19 +92,30 @@ class BackgroundTrajectory:
         """Queue one event for the thread; never blocks, never raises for the disk."""
         if isinstance(event, ev.ModelDelta) and not self.writer.include_deltas:
             return
-        size = _size(event.__dict__) + _OVERHEAD
+        self._put(event, _size(event.__dict__) + _OVERHEAD)
+
+    def full_text(self, event: str, ident: str, text: str) -> None:
+        """Queue the side record of one call: ``text`` in full, where the ``event``
+        (``subcall_finished`` or ``tool_call_finished``) of call ``ident`` keeps a preview.
+
+        Queued before that event, so a file that holds the event holds its full text. The
+        string is the run's own (no copy); the thread writes it as one line.
+        """
+        self._put(FullText(event, ident, text), len(text) + _OVERHEAD)
+
+    def _put(self, event: ev.Event | FullText, size: int) -> None:
         with self._lock:
             if self._stopped or self._closed:
                 return
             if self._pending and self._pending + size > self.max_pending_bytes:
                 self._stop(
                     f"the disk fell behind by more than {self.max_pending_bytes} bytes of "
-                    f"events; the file ends before event {event.seq} ({event.type})"
+                    f"events; the file ends before {_what(event)}"
                 )
                 return
             self._pending += size
             if self._thread is None:
-                self.writer._name(event)  # the path is known at once, without I/O
+                self.writer._name(event if not isinstance(event, FullText) else None)
                 self._thread = threading.Thread(
                     target=self._work, name="rlm-trajectory-writer", daemon=True
                 )
@@ -115,7 +133,11 @@ class BackgroundTrajectory:
         while (item := self._queue.get()) is not None:
             event, size = item
             try:
-                if not self._write_failed:
+                if self._write_failed:
+                    pass
+                elif isinstance(event, FullText):
+                    self.writer.write_full_text(event)
+                else:
                     self.writer(event)
             except Exception as exc:  # the reason is reported by close(), not raised here
                 self._write_failed = True
