@@ -32,7 +32,9 @@ class Usage(BaseModel):
 
     ``output_tokens`` includes reasoning tokens on every provider (xAI and Gemini report
     them separately; the adapters add them back), so ``input_tokens + output_tokens`` is
-    what is billed.
+    what is billed. ``input_tokens`` is the whole prompt: ``cached_tokens`` (read from the
+    provider's prompt cache) and ``cache_write_tokens`` (written to it, which Anthropic
+    bills above the input rate) are parts of it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -41,6 +43,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float | None = None
 
     @property
@@ -67,6 +70,7 @@ class ModelUsage(BaseModel):
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
     cost_usd: float | None = None
 
     def add(self, usage: Usage) -> None:
@@ -75,6 +79,7 @@ class ModelUsage(BaseModel):
         self.output_tokens += usage.output_tokens
         self.cached_tokens += usage.cached_tokens
         self.reasoning_tokens += usage.reasoning_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
         if usage.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + usage.cost_usd
 

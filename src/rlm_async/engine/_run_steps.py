@@ -103,6 +103,7 @@ class RunSteps:
             system=system,
             max_tokens=self.options.max_tokens,
             temperature=self.options.temperature,
+            cache_key=self.run_id,  # each turn's prompt is the next one's prefix: cache it
         )
         recorded = self.replay.reply(self.turn.number) if self.replay is not None else None
         if recorded is not None:  # resumed: the recorded reply, not paid again

@@ -18,6 +18,12 @@ class CompletionRequest(BaseModel):
     ``response_schema`` is a JSON schema the reply must match: each adapter asks for it
     with its provider's native structured-output mode where it has one (the reply's text
     is then the JSON); the engine validates the parsed reply itself either way.
+
+    ``cache_key`` marks a request whose prompt is the prefix of the next one (a run's root
+    conversation): adapters use their provider's prompt cache for it (Anthropic cache
+    breakpoints, OpenAI's ``prompt_cache_key``, xAI's ``x-grok-conv-id``), keyed by it so a
+    run's turns land on the same cache. One-off prompts leave it ``None``: an Anthropic
+    cache write costs more than plain input and would never be read.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -28,6 +34,7 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = None
     temperature: float | None = None
     response_schema: dict[str, object] | None = None
+    cache_key: str | None = None
     extra: dict[str, object] = Field(default_factory=dict)
 
 

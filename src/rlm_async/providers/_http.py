@@ -133,6 +133,10 @@ class HTTPProvider:
     def _headers(self) -> dict[str, str]:
         raise NotImplementedError
 
+    def _request_headers(self, request: CompletionRequest) -> dict[str, str]:
+        """Headers of this one request beyond ``_headers()`` (xAI's cache routing)."""
+        return {}
+
     def _url(self, request: CompletionRequest, *, stream: bool) -> str:
         raise NotImplementedError
 
@@ -156,7 +160,10 @@ class HTTPProvider:
         """Send one request and return the whole completion (with usage and cost)."""
         payload = self._to_wire(request, stream=False)
         body, response = await self._post_json(
-            self._url(request, stream=False), payload, tokens=request_tokens(request)
+            self._url(request, stream=False),
+            payload,
+            tokens=request_tokens(request),
+            headers=self._request_headers(request),
         )
         completion = self._from_wire(body, request, request_id_from(response.headers))
         return self._priced(completion, request)
@@ -168,7 +175,9 @@ class HTTPProvider:
         OpenAI-compatible servers ignore ``"stream": true``) gives its text as one delta.
         """
         url = self._url(request, stream=True)
-        async with self._open_stream(url, self._to_wire(request, stream=True)) as response:
+        payload = self._to_wire(request, stream=True)
+        headers = self._request_headers(request)
+        async with self._open_stream(url, payload, headers=headers) as response:
             chunks: AsyncIterator[bytes] = response.aiter_bytes()
             whole = is_json_reply(response)
             if not whole and self.sse_streams:
@@ -221,15 +230,23 @@ class HTTPProvider:
         except (ProviderTimeoutError, ProviderUnavailableError) as error:
             raise RetryableFailure(error) from error
 
-    def _request_parts(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    def _request_parts(
+        self, payload: dict[str, Any], extra: Mapping[str, str] | None = None
+    ) -> tuple[bytes, dict[str, str]]:
         """The body's bytes and the headers, made once per call: every retry sends them."""
         self._check_open()
-        return encode_body(payload), {"Content-Type": "application/json", **self._headers()}
+        headers = {"Content-Type": "application/json", **self._headers(), **(extra or {})}
+        return encode_body(payload), headers
 
     async def _post_json(
-        self, url: str, payload: dict[str, Any], *, tokens: int = 0
+        self,
+        url: str,
+        payload: dict[str, Any],
+        *,
+        tokens: int = 0,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], httpx.Response]:
-        body, headers = self._request_parts(payload)
+        body, headers = self._request_parts(payload, headers)
 
         async def attempt() -> tuple[dict[str, Any], httpx.Response]:
             async with self._clients.client() as client:
@@ -239,9 +256,7 @@ class HTTPProvider:
                     try:
                         # A reply (or error page) of hundreds of MB is no model's answer:
                         # refused as it arrives rather than held, parsed and logged whole.
-                        raw = await read_capped(
-                            response.aiter_bytes(), self.name, what="the reply"
-                        )
+                        raw = await read_capped(response.aiter_bytes(), self.name, what="the reply")
                     finally:
                         await response.aclose()
             decoded = raw.decode(response.encoding or "utf-8", errors="replace")
@@ -256,9 +271,9 @@ class HTTPProvider:
 
     @asynccontextmanager
     async def _open_stream(
-        self, url: str, payload: dict[str, Any]
+        self, url: str, payload: dict[str, Any], *, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[httpx.Response]:
-        body, headers = self._request_parts(payload)
+        body, headers = self._request_parts(payload, headers)
 
         async with self._clients.client() as client:
 

@@ -7,6 +7,7 @@ override::
     prices = PriceTable.default().with_prices({
         "openai-compatible:my-llama": ModelPrice(input=0.0, output=0.0),
         "gpt-5": (1.25, 10.0, 0.125),            # input, output, cached input
+        "claude-sonnet-4-5": (3.0, 15.0, 0.30, 3.75),  # ..., cache writes
     })
     pool = ProviderRegistry(prices=prices)
 
@@ -16,8 +17,11 @@ Dated or versioned ids (``gpt-4o-2024-08-06``, ``claude-sonnet-4-5-20250929``,
 ``gemini-2.0-flash-001``, ``-latest``) fall back to their base id. A model that is not in
 the table costs ``None`` (unknown), never 0.
 
-Tiered prices (Gemini 2.5 Pro above 200k prompt tokens, Anthropic cache writes) use the
-base tier: the numbers are an estimate to budget with, not an invoice.
+Prompt caching: tokens read from a provider's cache cost ``cached_input``; tokens written
+to it cost ``cache_write`` (Anthropic bills 1.25x the input rate for its default 5-minute
+cache; OpenAI, Gemini and xAI write for free, so theirs is left at the input rate).
+Tiered prices (Gemini 2.5 Pro above 200k prompt tokens, Anthropic's 1-hour cache writes at
+2x) use the base tier: the numbers are an estimate to budget with, not an invoice.
 """
 
 from __future__ import annotations
@@ -42,34 +46,45 @@ class ModelPrice:
         output: Output tokens, reasoning included.
         cached_input: Input tokens read from the provider's prompt cache; ``None`` means
             the same as ``input``.
+        cache_write: Input tokens written to the provider's prompt cache; ``None`` means
+            the same as ``input`` (providers whose cache writes are free).
     """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
 
     def __post_init__(self) -> None:
         for field, value in (
             ("input", self.input),
             ("output", self.output),
             ("cached_input", self.cached_input),
+            ("cache_write", self.cache_write),
         ):
             if value is not None and (not isinstance(value, int | float) or value < 0):
                 raise ConfigurationError(f"ModelPrice.{field} must be >= 0, got {value!r}")
 
     def cost(self, usage: Usage) -> float:
-        """The cost of one call's usage in USD."""
+        """The cost of one call's usage in USD (cache reads and writes at their rates)."""
         cached = min(usage.cached_tokens, usage.input_tokens)
+        written = min(usage.cache_write_tokens, usage.input_tokens - cached)
         cached_price = self.input if self.cached_input is None else self.cached_input
+        write_price = self.input if self.cache_write is None else self.cache_write
         return (
-            (usage.input_tokens - cached) * self.input
+            (usage.input_tokens - cached - written) * self.input
             + cached * cached_price
+            + written * write_price
             + usage.output_tokens * self.output
         ) / 1_000_000
 
 
 PriceLike: TypeAlias = (
-    ModelPrice | tuple[float, float] | tuple[float, float, float] | Mapping[str, float]
+    ModelPrice
+    | tuple[float, float]
+    | tuple[float, float, float]
+    | tuple[float, float, float, float]
+    | Mapping[str, float]
 )
 
 _M = ModelPrice
@@ -89,15 +104,15 @@ _DEFAULT_PRICES: Final[dict[str, ModelPrice]] = {
     "openai:o3": _M(2.0, 8.0, 0.50),
     "openai:o3-mini": _M(1.10, 4.40, 0.55),
     "openai:o4-mini": _M(1.10, 4.40, 0.275),
-    # Anthropic (cached = cache reads)
-    "anthropic:claude-opus-4-5": _M(5.0, 25.0, 0.50),
-    "anthropic:claude-opus-4-1": _M(15.0, 75.0, 1.50),
-    "anthropic:claude-opus-4": _M(15.0, 75.0, 1.50),
-    "anthropic:claude-sonnet-4-5": _M(3.0, 15.0, 0.30),
-    "anthropic:claude-sonnet-4": _M(3.0, 15.0, 0.30),
-    "anthropic:claude-3-7-sonnet": _M(3.0, 15.0, 0.30),
-    "anthropic:claude-haiku-4-5": _M(1.0, 5.0, 0.10),
-    "anthropic:claude-3-5-haiku": _M(0.80, 4.0, 0.08),
+    # Anthropic (cache reads at 0.1x input, 5-minute cache writes at 1.25x)
+    "anthropic:claude-opus-4-5": _M(5.0, 25.0, 0.50, 6.25),
+    "anthropic:claude-opus-4-1": _M(15.0, 75.0, 1.50, 18.75),
+    "anthropic:claude-opus-4": _M(15.0, 75.0, 1.50, 18.75),
+    "anthropic:claude-sonnet-4-5": _M(3.0, 15.0, 0.30, 3.75),
+    "anthropic:claude-sonnet-4": _M(3.0, 15.0, 0.30, 3.75),
+    "anthropic:claude-3-7-sonnet": _M(3.0, 15.0, 0.30, 3.75),
+    "anthropic:claude-haiku-4-5": _M(1.0, 5.0, 0.10, 1.25),
+    "anthropic:claude-3-5-haiku": _M(0.80, 4.0, 0.08, 1.0),
     # Google Gemini (prompts up to 200k tokens)
     "gemini:gemini-2.5-pro": _M(1.25, 10.0, 0.31),
     "gemini:gemini-2.5-flash": _M(0.30, 2.50, 0.075),
@@ -124,8 +139,8 @@ class PriceTable:
 
     Args:
         prices: ``{"provider:model" | "model" | "provider:*": price}``; a price is a
-            :class:`ModelPrice`, an ``(input, output[, cached_input])`` tuple or a mapping
-            with those keys.
+            :class:`ModelPrice`, an ``(input, output[, cached_input[, cache_write]])`` tuple
+            or a mapping with those keys.
         include_defaults: Start from the built-in table (default) or from nothing.
     """
 
@@ -203,16 +218,16 @@ def _normalise_key(key: str) -> str:
 def _to_price(key: str, value: PriceLike) -> ModelPrice:
     if isinstance(value, ModelPrice):
         return value
-    if isinstance(value, tuple) and len(value) in (2, 3):
+    if isinstance(value, tuple) and len(value) in (2, 3, 4):
         return ModelPrice(*value)
     if isinstance(value, Mapping):
         try:
             return ModelPrice(**value)
         except TypeError as exc:
             raise ConfigurationError(
-                f"price for {key!r}: expected keys input, output, cached_input ({exc})"
+                f"price for {key!r}: expected keys input, output, cached_input, cache_write ({exc})"
             ) from None
     raise ConfigurationError(
-        f"price for {key!r} must be a ModelPrice, an (input, output[, cached_input]) tuple "
-        f"or a mapping, got {value!r}"
+        f"price for {key!r} must be a ModelPrice, an (input, output[, cached_input[, "
+        f"cache_write]]) tuple or a mapping, got {value!r}"
     )

@@ -9,6 +9,13 @@ trap (``MAX_TOKENS`` with empty text, because thoughts count against
 saying what to change; a 400 for a bad key is an authentication error and a 429's
 ``RetryInfo.retryDelay`` is honoured (both in the shared error handling); ``responseId``
 becomes the request id. Streaming uses ``:streamGenerateContent?alt=sse``.
+
+A ``response_schema`` is sent as ``generationConfig.responseMimeType: application/json`` with
+``responseJsonSchema`` (standard JSON Schema, ``$ref`` and ``anyOf`` included, since the API's
+November 2025 update) rather than ``responseSchema``, whose OpenAPI subset refuses what
+pydantic writes (``$defs``, ``additionalProperties``, ``title``). Prompt caching is implicit
+on Gemini 2.5 and later: nothing is sent, and ``cachedContentTokenCount`` is read into
+``Usage.cached_tokens``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ def to_wire(request: CompletionRequest) -> dict[str, Any]:
         config["maxOutputTokens"] = request.max_tokens
     if request.temperature is not None:
         config["temperature"] = request.temperature
+    if request.response_schema is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseJsonSchema"] = request.response_schema
     if config:
         payload["generationConfig"] = config
     return merge_extra(payload, request.extra)

@@ -10,6 +10,7 @@ alone. ``max_tokens`` goes to ``options.num_predict``. Missing ``prompt_eval_cou
 ``eval_count`` (a cached prompt omits the first) count as 0; the ``thinking`` of reasoning
 models is not part of the text. Streaming reads NDJSON, and an ``{"error": ...}`` line
 after the 200 is raised, not swallowed. A refused connection says how to start Ollama.
+A ``response_schema`` is sent as ``format`` (Ollama constrains the output to the schema).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def to_wire(
     if request.temperature is not None:
         options["temperature"] = request.temperature
     payload: dict[str, Any] = {"model": request.model, "messages": messages, "stream": stream}
+    if request.response_schema is not None:
+        payload["format"] = request.response_schema
     if options:
         payload["options"] = options
     return merge_extra(payload, request.extra)

@@ -6,6 +6,9 @@ cached and reasoning tokens read into :class:`~rlm_async.Usage`, streaming with
 ``stream_options.include_usage`` so a streamed call is billed as exactly as a plain one,
 errors sent inside a 200 stream raised as errors, and an empty, refused or truncated
 reply raised as :class:`~rlm_async.ProviderResponseError` rather than returned as ``""``.
+A ``response_schema`` is sent as ``response_format`` ``json_schema`` (strict when the schema
+qualifies, see ``_schema.py``); a ``cache_key`` as ``prompt_cache_key``, so a run's turns are
+routed to the same prompt cache (OpenAI caches prefixes of 1024+ tokens by itself).
 
 :mod:`rlm_async.providers.xai` and :mod:`rlm_async.providers.openai_compatible` reuse
 :class:`OpenAIStyleProvider` with their own small differences.
@@ -24,6 +27,7 @@ from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.providers._framing import iter_sse, loads_object
 from rlm_async.providers._http import HTTPProvider, merge_extra
+from rlm_async.providers._schema import ANSWER_NAME, object_schema, strict_ready, unwrap_reply
 
 __all__ = ["OpenAIProvider", "OpenAIStyleProvider", "from_wire", "is_reasoning_model", "to_wire"]
 
@@ -48,8 +52,13 @@ def to_wire(
     stream: bool = False,
     max_tokens_field: str = "max_completion_tokens",
     drop_temperature_for_reasoning: bool = True,
+    cache_key_field: str | None = "prompt_cache_key",
 ) -> dict[str, Any]:
-    """The Chat Completions body for ``request``; ``request.extra`` is laid over it last."""
+    """The Chat Completions body for ``request``; ``request.extra`` is laid over it last.
+
+    ``cache_key_field`` names the body field ``request.cache_key`` goes in (``None``: the
+    server takes no such field, and the key is not sent in the body).
+    """
     payload: dict[str, Any] = {"model": request.model, "messages": wire_messages(request)}
     if request.max_tokens is not None:
         payload[max_tokens_field] = request.max_tokens
@@ -57,10 +66,23 @@ def to_wire(
         drop_temperature_for_reasoning and is_reasoning_model(request.model)
     ):
         payload["temperature"] = request.temperature
+    if request.response_schema is not None:
+        payload["response_format"] = response_format(request.response_schema)
+    if request.cache_key is not None and cache_key_field is not None:
+        payload[cache_key_field] = request.cache_key
     if stream:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
     return merge_extra(payload, request.extra)
+
+
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """The ``response_format`` asking for JSON matching ``schema`` (wrapped if not an object)."""
+    root, _ = object_schema(schema)
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": ANSWER_NAME, "schema": root, "strict": strict_ready(root)},
+    }
 
 
 def usage_from_wire(raw: Any, *, reasoning_excluded: bool = False) -> Usage:
@@ -75,13 +97,18 @@ def usage_from_wire(raw: Any, *, reasoning_excluded: bool = False) -> Usage:
     prompt = _int(raw.get("prompt_tokens"))
     completion = _int(raw.get("completion_tokens"))
     cached = _int(_dig(raw, "prompt_tokens_details", "cached_tokens"))
+    written = _int(_dig(raw, "prompt_tokens_details", "cache_write_tokens"))
     reasoning = _int(_dig(raw, "completion_tokens_details", "reasoning_tokens"))
     total = raw.get("total_tokens")
     if isinstance(total, int) and reasoning > 0:
         reasoning_excluded = total == prompt + completion + reasoning
     output = completion + reasoning if reasoning_excluded else completion
     return Usage(
-        input_tokens=prompt, output_tokens=output, cached_tokens=cached, reasoning_tokens=reasoning
+        input_tokens=prompt,
+        output_tokens=output,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        cache_write_tokens=written,
     )
 
 
@@ -174,6 +201,8 @@ class OpenAIStyleProvider(HTTPProvider):
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     drop_temperature_for_reasoning: ClassVar[bool] = True
     reasoning_excluded: ClassVar[bool] = False
+    #: The body field a request's ``cache_key`` goes in; ``None``: not sent in the body.
+    cache_key_field: ClassVar[str | None] = None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -187,23 +216,27 @@ class OpenAIStyleProvider(HTTPProvider):
             stream=stream,
             max_tokens_field=self.max_tokens_field,
             drop_temperature_for_reasoning=self.drop_temperature_for_reasoning,
+            cache_key_field=self.cache_key_field,
         )
 
     def _from_wire(
         self, body: dict[str, Any], request: CompletionRequest, request_id: str | None
     ) -> Completion:
-        return from_wire(
+        completion = from_wire(
             body,
             provider=self.name,
             request_model=request.model,
             request_id=request_id,
             reasoning_excluded=self.reasoning_excluded,
         )
+        return _unwrapped(completion, request)
 
     async def _parse_stream(
         self, lines: AsyncIterator[str], response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[TextDelta | Completion]:
         request_id = response.headers.get("x-request-id")
+        # A wrapped schema's reply is unwrapped whole at the end: no deltas of the wrapper.
+        wrapped = _wrapped(request)
         parts: list[str] = []
         finish: str | None = None
         usage = Usage()
@@ -228,7 +261,8 @@ class OpenAIStyleProvider(HTTPProvider):
                 text = _content_text(delta.get("content"))
                 if text:
                     parts.append(text)
-                    yield TextDelta(text=text)
+                    if not wrapped:
+                        yield TextDelta(text=text)
                 if choice.get("finish_reason"):
                     finish = str(choice["finish_reason"])
         if not done and finish is None:
@@ -240,7 +274,7 @@ class OpenAIStyleProvider(HTTPProvider):
         text = "".join(parts)
         check_text(text, finish, self.name, request_id=request_id)
         yield Completion(
-            text=text,
+            text=unwrap_reply(text, wrapped),
             finish_reason=finish,
             usage=usage,
             model=model,
@@ -249,7 +283,19 @@ class OpenAIStyleProvider(HTTPProvider):
         )
 
 
+def _wrapped(request: CompletionRequest) -> bool:
+    schema = request.response_schema
+    return schema is not None and object_schema(schema)[1]
+
+
+def _unwrapped(completion: Completion, request: CompletionRequest) -> Completion:
+    if not _wrapped(request):
+        return completion
+    return completion.model_copy(update={"text": unwrap_reply(completion.text, True)})
+
+
 class OpenAIProvider(OpenAIStyleProvider):
     """OpenAI's Chat Completions API (key: ``OPENAI_API_KEY``, URL: ``OPENAI_BASE_URL``)."""
 
     name: str = "openai"
+    cache_key_field: ClassVar[str | None] = "prompt_cache_key"

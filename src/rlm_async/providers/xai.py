@@ -5,13 +5,17 @@ prompt + completion + reasoning), so the reasoning tokens are added back into
 ``Usage.output_tokens``, which is what is billed; errors come as
 ``{"code": "...", "error": "<message>"}``, and a wrong key is a 400 whose message says
 "Incorrect API key": both are read by the shared error mapping (a bad key becomes
-:class:`~rlm_async.AuthenticationError`, not a bad request).
+:class:`~rlm_async.AuthenticationError`, not a bad request). Prompt caching is automatic; a
+request's ``cache_key`` goes in the ``x-grok-conv-id`` header, which xAI's Chat Completions
+reads to route a conversation's requests to the server holding its cache (the body field
+``prompt_cache_key`` is its Responses API's, not this endpoint's).
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rlm_async.providers._base import CompletionRequest
 from rlm_async.providers.openai import OpenAIStyleProvider
 
 __all__ = ["XAIProvider"]
@@ -24,3 +28,6 @@ class XAIProvider(OpenAIStyleProvider):
     # Grok reasoning models take a temperature; only OpenAI's refuse it.
     drop_temperature_for_reasoning: ClassVar[bool] = False
     reasoning_excluded: ClassVar[bool] = True
+
+    def _request_headers(self, request: CompletionRequest) -> dict[str, str]:
+        return {"x-grok-conv-id": request.cache_key} if request.cache_key else {}
