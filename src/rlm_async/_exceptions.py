@@ -20,6 +20,7 @@ Everything the library raises on purpose is an :class:`RLMError`; cancellation
     │   ├── ReplProtocolError         it sent something that is not our protocol
     │   └── SandboxError              a sandbox layer was required (strict) but is unavailable
     ├── BudgetExceeded                a budget ended the run; carries the partial result
+    ├── OutputValidationError         a typed answer (output_type) did not validate in time
     └── RLMClosed                     the RLM was closed (aclose()) while the run was going
 
 Errors inside a cell (a ``NameError`` in model code, a timed-out cell that was interrupted)
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigurationError",
     "ContextTypeError",
     "NotFoundError",
+    "OutputValidationError",
     "ProviderError",
     "ProviderResponseError",
     "ProviderTimeoutError",
@@ -201,6 +203,31 @@ class BudgetExceeded(RLMError):
     def __init__(self, message: str, *, budget: str, partial: RLMResult | None = None) -> None:
         super().__init__(message)
         self.budget = budget
+        self.partial = partial
+
+
+class OutputValidationError(RLMError):
+    """The answers of a completion with an ``output_type`` kept failing its validation:
+    each failure went back to the model, and ``output_retries`` more answers failed too.
+
+    Attributes:
+        last_attempt: The text of the last answer given.
+        errors: What was wrong with it: one dict per error, with ``loc`` (the path into
+            the answer) and ``msg``, as pydantic's ``ValidationError.errors()``.
+        partial: The result so far (usage, trajectory; ``output`` is ``None``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_attempt: str,
+        errors: list[dict[str, Any]],
+        partial: RLMResult | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.last_attempt = last_attempt
+        self.errors = errors
         self.partial = partial
 
 

@@ -154,6 +154,9 @@ class RLMResult(BaseModel):
         finished: ``False`` when a budget ended the run and the caller asked for a
             result instead of ``BudgetExceeded``, or when the last turns gave code and
             no answer (``answer`` is then empty).
+        output: With ``output_type``: the answer validated as that type (a model
+            instance, a dataclass, a list...; ``None`` when the run gave no answer).
+            ``None`` without one. ``answer`` stays the text.
     """
 
     answer: str
@@ -163,6 +166,7 @@ class RLMResult(BaseModel):
     trajectory: list[Any] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
     finished: bool = True
+    output: Any = None
 
     def __str__(self) -> str:
         return self.answer

@@ -175,6 +175,7 @@ class FinalAnswer(_Event):
     type: Literal["final_answer"] = "final_answer"
     answer: str
     source: Literal["code", "text", "variable", "forced", "last_reply"]
+    output: Any = None  # with output_type: the validated answer, as JSON values
 
 
 class RunFinished(_Event):

@@ -21,6 +21,7 @@ from rlm_async._types import RLMResult
 from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
 from rlm_async.engine._run import run_rlm
@@ -44,6 +45,7 @@ async def run_completion(
     emit: Callable[[ev.Event], None] | None,
     *,
     stream_text: bool = False,
+    output: OutputSpec | None = None,
     lent_repl: ReplLender | None = None,
     session_note: str = "",
     replay: Replay | None = None,
@@ -55,6 +57,8 @@ async def run_completion(
     closes it) and what the session has so far (``session_note``, before the query). A
     resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``). A
     session's completion names itself (``session``: its id and number) in ``RunStarted``.
+
+    A typed completion gives what its answer must be (``output``, from ``output_type``).
 
     Raises:
         ConfigurationError: the ``RLM`` is closed, or ``query`` is not a str.
@@ -87,6 +91,7 @@ async def run_completion(
         stream_text=stream_text,
         lent_repl=lent_repl,
         session_note=session_note,
+        output=output,
         session=session,
         full_text=None if writer is None else writer.full_text,
     )

@@ -50,6 +50,8 @@ class RLMOptions(OptionsModel):
         trajectory_dir: Directory for each completion's trajectory file (made on first use).
         enable_logging: Print a readable view of the run to stderr.
         on_event: A callback for every event of every run.
+        output_retries: With ``output_type``: answers that did not match it sent back to the
+            model, with what was wrong, before ``OutputValidationError`` (default 2).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -69,6 +71,7 @@ class RLMOptions(OptionsModel):
     trajectory_dir: Path | None = None
     enable_logging: bool = False
     on_event: Callable[[ev.Event], None] | None = None
+    output_retries: int = Field(default=2, ge=0, strict=True)
 
     @field_validator("temperature", "sub_temperature", mode="before")
     @classmethod

@@ -321,6 +321,38 @@ class RLM(RLMProperties):
         """
         return Session(self._options, self._models, self._resources, context)
 
+    def resume_session(self, path_or_id: str | os.PathLike[str], *, context: Any) -> Session:
+        """A session whose parent died (or was stopped), continued from its trajectories.
+
+        Starting it (``async with``) replays, in a fresh REPL, every completion of the
+        recorded session that finished (their cells run again; their model, sub-call and
+        tool calls answered from the record: nothing paid twice; ``query_N``/``answer_N``
+        restored), then resumes the one it stopped inside, if any; after that it is a
+        session like ``rlm.session``'s (``chat.resumed`` holds the replayed results). See
+        ``docs/trajectory.md``.
+
+        Args:
+            path_or_id: A trajectory file of the session (any of its completions: the
+                others are found beside it), or the session's id (``result.metadata
+                ["session"]``), looked for in this ``RLM``'s ``trajectory_dir``.
+            context: The session's first context, again (trajectories do not hold it).
+
+        Raises:
+            ResumeError: (on start) no such session, another context, or a replayed cell
+                printed or asked otherwise.
+
+        Example:
+            async with rlm.resume_session("runs/20250101T120000Z-3f2a.jsonl", context=docs) as chat:
+                more = await chat.completion("And in April?")
+        """
+        return Session(
+            self._options,
+            self._models,
+            self._resources,
+            context,
+            resume_from=(path_or_id, self._options.trajectory_dir),
+        )
+
     async def resume(
         self, path: str | os.PathLike[str], *, context: Any = None, options: Overrides = None
     ) -> RLMResult:

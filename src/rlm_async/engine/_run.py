@@ -158,6 +158,7 @@ class _Run(RunSteps):
             trajectory=self.shared.trajectory if self.depth == 0 else [],
             metadata={**metadata, **self.shared.metadata()},
             finished=self.finished,
+            output=self.output_value,
         )
 
     def _session_fields(self) -> dict[str, Any]:
@@ -204,6 +205,8 @@ class _Run(RunSteps):
             output_chars=self.shared.output_chars,
             tools=tools_description(self),
         )
+        if self.output is not None:
+            system += self.output.prompt()  # the answer's schema and how to give it
         info = self.prepared.info
         # The example chunk in a repeat note: what one sub-call reads, less its question.
         chunk = prompt_chars_for(sub_window.tokens, opts.sub_call_max_tokens) * 4 // 5
@@ -222,20 +225,30 @@ class _Run(RunSteps):
                 result = await self._run_cell(repl, code)
                 outputs.append(result[0])
                 if result[1] is not None:
-                    return self._finish(result[1], "code"), number
+                    rejected = self._rejected(result[1], "code", final_turn=False)
+                    if rejected is None:
+                        return self._finish(result[1], "code"), number
+                    outputs[-1] += f"\n\n{rejected}"  # a typed answer that did not match
+                    break
             directive = await _off_loop_if_large(find_final, reply.text)
             unconfirmed: str | None = None
             if directive is not None:
                 if directive.kind == "answer" and not blocks:
-                    return self._finish(directive.value, "text"), number
-                if directive.kind == "answer":
+                    rejected = self._rejected(directive.value, "text", final_turn=False)
+                    if rejected is None:
+                        return self._finish(directive.value, "text"), number
+                    outputs.append(rejected)
+                elif directive.kind == "answer":
                     # A literal written next to code, before its output was seen (rlms
                     # #127: models invent the output): one turn to confirm it.
                     unconfirmed = directive.value
                 else:
                     output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
                     if value is not None:
-                        return self._finish(value, "variable"), number
+                        rejected = self._rejected(value, "variable", final_turn=False)
+                        if rejected is None:
+                            return self._finish(value, "variable"), number
+                        output += f"\n\n{rejected}"
                     outputs.append(output)
             if not blocks and directive is None:
                 if number < opts.max_iterations:  # else the final-turn prompt says what to do
@@ -283,7 +296,8 @@ class _Run(RunSteps):
         number = self.options.max_iterations + 1
         prompt = final_turn_prompt(self.query, max_iterations=self.options.max_iterations)
         kept: str | None = None  # prose written next to code, the answer if nothing better
-        for attempt in range(2):
+        attempt, attempts = 0, 2
+        while attempt < attempts:  # more than 2 only for typed answers that did not match
             self.turn = Turn(number=number + attempt)
             if messages[-1].role == "user":
                 # The last turn's output: one user message with it, not two in a row (some
@@ -302,12 +316,20 @@ class _Run(RunSteps):
             elif reading is not None:
                 answer, source, why = await self._read_directive(repl, reading.directive)
                 if answer is not None:
-                    return self._finish(answer, source or reading.source), number + attempt
+                    source = source or reading.source
+                    rejected = self._rejected(answer, source, final_turn=True)
+                    if rejected is None:
+                        return self._finish(answer, source), number + attempt
+                    messages.append(Message(role="assistant", content=reply.text))
+                    prompt, attempts, attempt = rejected, attempt + 2, attempt + 1
+                    continue  # output_retries bounds these extra turns
             else:
                 why = "it was code, with no answer"
             messages.append(Message(role="assistant", content=reply.text))
             prompt = final_turn_retry_prompt(self.query, why=why)
+            attempt += 1
         if kept is not None:
-            return self._finish(kept, "last_reply"), number + 1
+            self._rejected(kept, "last_reply", final_turn=True, last=True)
+            return self._finish(kept, "last_reply"), number + attempt - 1
         self.finished = False
-        return "", number + 1
+        return "", number + attempt - 1

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rlm_async import events as ev
+from rlm_async._exceptions import OutputValidationError
 from rlm_async._text import cap_middle
 from rlm_async._types import Completion, Message
 from rlm_async.engine._model_calls import call_model, stream_model
@@ -24,6 +25,7 @@ from rlm_async.engine._parsing import FinalDirective
 from rlm_async.providers._base import CompletionRequest
 
 if TYPE_CHECKING:
+    from rlm_async.engine._output_type import OutputSpec
     from rlm_async.engine._resume import Replay
     from rlm_async.engine._state import CompletionState
     from rlm_async.providers import ResolvedModel
@@ -66,6 +68,11 @@ class RunSteps:
         self.finished = True  # False: the last turn gave no answer (see _final_turn)
         self.answer_truncated: dict[str, int] | None = None
         self._final_chars: int | None = None  # the last cell's answer length before the cap
+        self._final_json = False  # the last cell's answer is the JSON of a dict or list
+        # A typed answer (output_type): the root run's only; sub-RLMs answer in text.
+        self.output: OutputSpec | None = shared.output if depth == 0 else None
+        self.output_value: Any = None  # the validated answer
+        self._output_failures = 0
         self.prepared = prepared
         self.root: ResolvedModel = shared.models.for_depth(depth)
         self.sub: ResolvedModel = shared.models.sub_for_depth(depth)
@@ -145,6 +152,7 @@ class RunSteps:
         self.turn.cell_started = anyio.current_time()  # before the REPL starts its clock
         result = await repl.execute(code)
         final, self._final_chars = result.final, result.final_chars
+        self._final_json = result.final_json
         limit = self.options.repl.max_answer_chars
         if final is not None and len(final) > limit + 100:  # not capped by our child: forged
             final, self._final_chars = cap_middle(final, limit), len(final)
@@ -192,6 +200,38 @@ class RunSteps:
             return value, "variable", ""
         return directive.fallback, None, f"the REPL has no variable named {directive.value!r}"
 
+    def _rejected(
+        self, answer: str, source: str, *, final_turn: bool, last: bool = False
+    ) -> str | None:
+        """With an ``output_type``: ``None`` when ``answer`` validates (its value is kept),
+        else what the model is told about it, for another turn.
+
+        Raises:
+            OutputValidationError: no retry is left (``output_retries``), or no turn
+                (``last``).
+        """
+        if self.output is None:
+            return None
+        crossed_as_json = source in ("code", "variable") and self._final_json
+        checked = self.output.check(answer, crossed_as_json=crossed_as_json)
+        if checked.ok:
+            self.output_value = checked.value
+            return None
+        self._output_failures += 1
+        left = self.options.output_retries - self._output_failures + 1
+        if last or left <= 0:
+            raise OutputValidationError(
+                f"the answer did not match {self.output.name} "
+                f"({self._output_failures} attempt(s)):\n{checked.describe()}\n"
+                "The last attempt and its errors are in .last_attempt and .errors; raise "
+                "output_retries, or make the type easier to fill (optional fields, looser "
+                "types).",
+                last_attempt=answer,
+                errors=checked.errors,
+                partial=self.shared.partial_result(),
+            )
+        return self.output.feedback(checked, left=left, final_turn=final_turn)
+
     def _finish(self, answer: str, source: str) -> str:
         """The run's answer, capped at ``max_answer_chars``, announced as ``FinalAnswer``.
 
@@ -206,5 +246,6 @@ class RunSteps:
             answer = cap_middle(answer, limit)
         if original > limit:
             self.answer_truncated = {"original_chars": original, "max_answer_chars": limit}
-        self.event(ev.FinalAnswer, answer=answer, source=source)
+        output = None if self.output is None else self.output.dump(self.output_value)
+        self.event(ev.FinalAnswer, answer=answer, source=source, output=output)
         return answer

@@ -12,6 +12,8 @@ the REPL (``ReplSession.add_context``), so a restart of the child loads them all
 from __future__ import annotations
 
 import functools
+import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._exceptions import ConfigurationError, RLMClosed
+from rlm_async._exceptions import ConfigurationError, ResumeError, RLMClosed
 from rlm_async._tasks import run_cancel_safely
 from rlm_async._text import cap_middle
 from rlm_async._types import RLMResult
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from rlm_async.engine._options import RLMOptions
     from rlm_async.engine._recipe import Overrides
     from rlm_async.engine._resources import EngineResources
+    from rlm_async.engine._resume import Replay
     from rlm_async.engine._routes import ModelRoutes
     from rlm_async.repl import ReplSession
 
@@ -80,6 +83,8 @@ class Session:
         models: ModelRoutes,
         resources: EngineResources,
         context: Any,
+        *,
+        resume_from: tuple[str | os.PathLike[str], str | os.PathLike[str] | None] | None = None,
     ) -> None:
         self._options = options
         self._models = models
@@ -94,6 +99,11 @@ class Session:
         self._start_scope: anyio.CancelScope | None = None
         self._start_done = anyio.Event()
         self._state = "new"
+        self.session_id = uuid.uuid4().hex[:12]  # in its completions' trajectories
+        # RLM.resume_session: (a trajectory file of the session, or its id; the directory)
+        self._resume_from = resume_from
+        self._replay: Replay | None = None  # the recorded completion being replayed
+        self._resumed: list[RLMResult] = []
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -124,6 +134,8 @@ class Session:
         try:
             with anyio.CancelScope() as self._start_scope:
                 await self._start_repl(resources)
+                if self._resume_from is not None:
+                    await self._replay_recorded(*self._resume_from)
             if self._state == "closed":
                 raise RLMClosed(_CLOSED_WHILE_STARTING)
         except BaseException as exc:
@@ -282,16 +294,55 @@ class Session:
                     emit,
                     lent_repl=lender,
                     session_note=note,
+                    replay=self._replay,
+                    session=(self.session_id, len(self._turns) + 1),
                 )
                 number = len(self._turns) + 1
                 await lender.repl.add_context(query, f"query_{number}")
                 await lender.repl.add_context(result.answer, f"answer_{number}")
                 self._turns.append(_Turn(query, result.answer))
                 result.metadata["session_turn"] = number
+                result.metadata["session"] = self.session_id
                 return result
             finally:
                 self._scope = None
         raise RLMClosed("the session was closed while the completion was running")
+
+    @property
+    def resumed(self) -> list[RLMResult]:
+        """A session made by ``RLM.resume_session``: the results of the completions it
+        replayed when it started, in order (each with ``metadata["resumed"]``); the last
+        one went on live if the recorded session had stopped inside it."""
+        return list(self._resumed)
+
+    async def _replay_recorded(
+        self, source: str | os.PathLike[str], directory: str | os.PathLike[str] | None
+    ) -> None:
+        """Replay what the session of ``source`` recorded into this session's fresh REPL:
+        each completion that finished (its cells run again, its model and tool calls
+        answered from the record), then the one it stopped inside, resumed."""
+        from rlm_async.engine._session_resume import load_session
+
+        replays = await anyio.to_thread.run_sync(load_session, source, directory)
+        async with self._lock:
+            for replay in replays:
+                self._replay = replay
+                try:
+                    result = await run_cancel_safely(
+                        functools.partial(
+                            self._complete, self._options, replay.query, self._options.on_event
+                        )
+                    )
+                finally:
+                    self._replay = None
+                if replay.answer is not None and result.answer != replay.answer:
+                    raise ResumeError(
+                        f"the replay of {replay.path} ended with another answer than the "
+                        f"recorded one ({result.answer[:200]!r}, recorded "
+                        f"{replay.answer[:200]!r}); the session cannot be resumed from it"
+                    )
+                result.metadata["resumed"] = replay.report()
+                self._resumed.append(result)
 
     def _open(self) -> ReplLender:
         if self._state != "open" or self._lender is None:

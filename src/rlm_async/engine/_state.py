@@ -19,6 +19,7 @@ from rlm_async._types import RLMResult, UsageSummary
 from rlm_async.engine._budget import BudgetTracker
 from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
 from rlm_async.providers._windows import output_chars_for
@@ -67,6 +68,7 @@ class CompletionState:
     # closed by the run), and its first message starts with what the session has so far.
     lent_repl: ReplLender | None = None
     session_note: str = ""
+    output: OutputSpec | None = None  # output_type: what the root run's answer must be
     session: tuple[str, int] | None = None  # (session id, completion number), for RunStarted
     # The trajectory's side record (``BackgroundTrajectory.full_text``): a root sub-call
     # answer or tool result longer than its event's preview, in full, so the run can be

@@ -30,6 +30,7 @@ def result_from_child(
         error=None if outcome.error is None else cap_middle(outcome.error, cap),
         final=outcome.final,
         final_chars=outcome.final_chars,
+        final_json=outcome.final_json,
         process_output=process_output,
         duration=duration,
         timed_out=timed_out,

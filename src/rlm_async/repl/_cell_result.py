@@ -18,6 +18,8 @@ class CellResult(BaseModel):
         final: The answer given with ``FINAL(...)`` / ``FINAL_VAR(...)`` in this cell
             (capped at ``max_answer_chars``).
         final_chars: The answer's length before that cap, when it was capped.
+        final_json: ``final`` is the JSON text of the dict, list or dataclass given to
+            ``FINAL`` (a typed answer's value).
         process_output: Output written to fds 1/2 directly (``os.write``, ``os.system``).
         duration: Seconds the cell took.
         timed_out: The cell ran past its time limit.
@@ -31,6 +33,7 @@ class CellResult(BaseModel):
     error: str | None = None
     final: str | None = None
     final_chars: int | None = None
+    final_json: bool = False
     process_output: str = ""
     duration: float = 0.0
     timed_out: bool = False

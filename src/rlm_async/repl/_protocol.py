@@ -92,6 +92,7 @@ class ResultMessage(_Message):
     error: str | None = None
     final: str | None = None
     final_chars: int | None = None  # the answer's length before the child capped it
+    final_json: bool = False  # ``final`` is the JSON text of a dict, list or dataclass
     duration: float = 0.0
 
 

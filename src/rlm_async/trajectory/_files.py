@@ -27,6 +27,7 @@ __all__ = [
     "TrajectoryError",
     "TrajectoryHeader",
     "TrajectoryWriter",
+    "read_header",
     "read_trajectory",
     "write_trajectory",
 ]
@@ -340,6 +341,23 @@ def read_trajectory(path: str | os.PathLike[str]) -> Trajectory:
     source = Path(path)
     with source.open(encoding="utf-8") as handle:
         return _parse(handle, source)
+
+
+def read_header(path: str | os.PathLike[str]) -> TrajectoryHeader:
+    """Read only a trajectory file's first line (e.g. to find a session's files).
+
+    Raises:
+        TrajectoryError: not a trajectory, or another schema version.
+        OSError: the file cannot be read.
+    """
+    source = Path(path)
+    with source.open(encoding="utf-8") as handle:
+        line = handle.readline()
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise _line_error(source, 1, f"not JSON ({exc.msg})") from exc
+    return _parse_header(data, source, 1)
 
 
 def _parse(lines: Iterable[str], source: Path) -> Trajectory:

@@ -186,6 +186,7 @@ class _Repl:
         self.final: str | None = None
         self.interrupt_note: str | None = None  # what an interrupted batch kept, for the error
         self.final_chars: int | None = None  # the answer's length, when it was capped
+        self.final_json = False  # the answer is the JSON text of a dict, list or dataclass
         self.inbox: deque[dict[str, Any]] = deque()
         self.inbox_ready = threading.Condition()
         self.runner: Any = None  # asyncio.Runner, created on first use (asyncio is slow to import)
@@ -393,8 +394,10 @@ class _Repl:
         return self._call("rlm", prompts, None, [_check_json(c) for c in contexts])
 
     def final_answer(self, answer: Any) -> None:
-        """``FINAL(answer)``: end the run with this answer (converted to ``str``)."""
-        self._set_final(answer if isinstance(answer, str) else str(answer))
+        """``FINAL(answer)``: end the run with this answer: a ``str`` as it is, a dict, list
+        or dataclass as JSON text (a typed answer's value crosses the pipe as JSON), anything
+        else converted to ``str``."""
+        self._set_final_value(answer)
 
     def final_var(self, name: Any) -> None:
         """``FINAL_VAR("name")``: end the run with the value of a variable."""
@@ -407,7 +410,30 @@ class _Repl:
             value = self.namespace[name]
         else:
             value = name  # the model passed the value itself: be forgiving
-        self._set_final(value if isinstance(value, str) else str(value))
+        self._set_final_value(value)
+
+    def _set_final_value(self, value: Any) -> None:
+        if isinstance(value, str):
+            self._set_final(value)
+            return
+        shaped = _json_shaped(value)
+        if shaped is None:
+            self._set_final(str(value))
+            return
+        try:
+            text = json.dumps(shaped, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            # Still an answer (its str) for a run that wants text; a typed run rejects it
+            # and the model reads why here, in the cell's output.
+            print(
+                f"FINAL: the {type(value).__name__} answer is not JSON-serialisable ({exc}); "
+                "it was sent as its str(). Give dicts, lists, str, int, float, bool and None.",
+                file=sys.stderr,
+            )
+            self._set_final(str(value))
+            return
+        self._set_final(text)
+        self.final_json = True
 
     def _set_final(self, answer: str) -> None:
         # Capped here, before it is sent: FINAL('A' * (300 << 20)) must not become a
@@ -452,6 +478,7 @@ class _Repl:
     def run_cell(self, cell_id: int, code: str) -> dict[str, Any]:
         self.current_cell = cell_id
         self.final = self.final_chars = None
+        self.final_json = False
         self.interrupt_note = None
         stdout = _CappedText(self.output_limit)
         stderr = _CappedText(self.output_limit)
@@ -495,6 +522,7 @@ class _Repl:
             "error": error,
             "final": self.final,
             "final_chars": self.final_chars,
+            "final_json": self.final_json,
             "duration": time.perf_counter() - started,
         }
 
@@ -777,6 +805,22 @@ def _check_json(value: Any) -> Any:
             f"rlm_query: a sub-context must be a str, list or dict of plain JSON values ({exc})"
         ) from None
     return value
+
+
+def _json_shaped(value: Any) -> Any:
+    """A dict, list or tuple as it is, a dataclass or pydantic model as its dict; else
+    ``None`` (numbers, bools and other objects are answered as their ``str``)."""
+    if isinstance(value, dict | list | tuple):
+        return value
+    if hasattr(type(value), "__dataclass_fields__"):
+        import dataclasses  # only here: start-up time
+
+        return dataclasses.asdict(value)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        with contextlib.suppress(Exception):
+            return dump(mode="json")
+    return None
 
 
 def _format_user_traceback(exc: BaseException) -> str:
