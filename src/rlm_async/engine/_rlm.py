@@ -28,6 +28,7 @@ from rlm_async.engine._budget import Budget
 from rlm_async.engine._completion import run_completion, stream_run
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
+from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._recipe import Overrides, Recipe, options_from_arguments
 from rlm_async.engine._resume import resume_run
 from rlm_async.engine._rlm_properties import RLMProperties
@@ -274,6 +275,7 @@ class RLM(RLMProperties):
         *,
         on_event: Callable[[ev.Event], None] | None = None,
         options: Overrides = None,
+        output_type: Any = None,
     ) -> RLMResult:
         """Answer ``query`` about ``context``.
 
@@ -285,6 +287,11 @@ class RLM(RLMProperties):
             on_event: A callback for this run's events (after the options' own ``on_event``).
             options: Options for this call only: an ``RLMOptions``, or a dict of the fields
                 to change, e.g. ``{"max_iterations": 5}``.
+            output_type: What the answer must be: a pydantic model, a dataclass, a
+                ``TypedDict``, ``list[...]`` (any type pydantic validates), or a JSON schema
+                as a dict (needs ``jsonschema``). The system prompt shows its schema; an
+                answer that does not validate goes back to the model with what is wrong,
+                up to ``output_retries`` times. The validated value is ``result.output``.
 
         Returns:
             The answer with usage per model, iterations, elapsed time and the trajectory.
@@ -296,12 +303,17 @@ class RLM(RLMProperties):
             ReplCrashed: the REPL kept crashing.
             BudgetExceeded: a budget ran out (with ``on_budget_exceeded="raise"``).
             RLMClosed: the ``RLM`` was closed while the completion was running.
+            OutputValidationError: the answers did not match ``output_type`` (with the last
+                one and its errors).
         """
         chosen = self._options.merged(options)
         emit = fan_out(chosen.on_event, on_event)
+        output = None if output_type is None else OutputSpec(output_type)
         # In a task of its own: a native cancel (asyncio.timeout, task.cancel) of the caller
         # must not cut through the shielded clean-up that kills the run's REPL processes.
-        return await run_cancel_safely(functools.partial(self._run, chosen, context, query, emit))
+        return await run_cancel_safely(
+            functools.partial(self._run, chosen, context, query, emit, output=output)
+        )
 
     def session(self, context: Any) -> Session:
         """A conversation over one REPL: completions that see what earlier ones left.
@@ -369,7 +381,7 @@ class RLM(RLMProperties):
         )
 
     def stream(
-        self, context: Any, query: str, *, options: Overrides = None
+        self, context: Any, query: str, *, options: Overrides = None, output_type: Any = None
     ) -> AsyncIterator[ev.Event]:
         """Run a completion and yield its events as they happen.
 
@@ -380,9 +392,12 @@ class RLM(RLMProperties):
             context: As for ``completion``.
             query: The question.
             options: Options for this call only, as for ``completion``.
+            output_type: What the answer must be, as for ``completion``; the validated
+                value is the ``FinalAnswer`` event's ``output`` (as JSON values).
 
         Raises:
-            ConfigurationError: a bad option (at once, before the first event).
+            ConfigurationError: a bad option or ``output_type`` (at once, before the first
+                event).
 
         Example:
             async for event in rlm.stream(context, query):
@@ -390,9 +405,10 @@ class RLM(RLMProperties):
                     print(event.model, event.latency)
         """
         chosen = self._options.merged(options)
+        output = None if output_type is None else OutputSpec(output_type)
 
         def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
-            return self._run(chosen, context, query, emit, stream_text=True)
+            return self._run(chosen, context, query, emit, stream_text=True, output=output)
 
         # The generator itself, not one wrapped in another: leaving the loop early closes
         # it (and cancels the run) at once, not when the wrapper is collected.
@@ -406,13 +422,23 @@ class RLM(RLMProperties):
         emit: Callable[[ev.Event], None] | None,
         *,
         stream_text: bool = False,
+        output: OutputSpec | None = None,
     ) -> RLMResult:
         await self._resources.open_tools()  # MCP servers: reached on first use
         return await run_completion(
-            options, self._models, self._resources, context, query, emit, stream_text=stream_text
+            options,
+            self._models,
+            self._resources,
+            context,
+            query,
+            emit,
+            stream_text=stream_text,
+            output=output,
         )
 
-    def completion_sync(self, context: Any, query: str, *, options: Overrides = None) -> RLMResult:
+    def completion_sync(
+        self, context: Any, query: str, *, options: Overrides = None, output_type: Any = None
+    ) -> RLMResult:
         """``completion`` for scripts without an event loop (runs one and closes clients).
 
         Raises:
@@ -428,6 +454,6 @@ class RLM(RLMProperties):
             fresh = object.__new__(RLM)
             fresh._setup(self._recipe, chosen)
             async with fresh:
-                return await fresh.completion(context, query)
+                return await fresh.completion(context, query, output_type=output_type)
 
         return asyncio.run(main())

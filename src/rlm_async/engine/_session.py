@@ -28,6 +28,7 @@ from rlm_async._types import RLMResult
 from rlm_async.engine._completion import run_completion
 from rlm_async.engine._lent_repl import Relay, ReplLender
 from rlm_async.engine._listeners import fan_out
+from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._prepare import prepare
 from rlm_async.repl._context import PreparedContext
 
@@ -248,6 +249,7 @@ class Session:
         *,
         options: Overrides = None,
         on_event: Callable[[ev.Event], None] | None = None,
+        output_type: Any = None,
     ) -> RLMResult:
         """Answer ``query`` with the REPL as earlier completions left it.
 
@@ -255,6 +257,8 @@ class Session:
             query: The question.
             options: Options for this completion only, as for ``RLM.completion``.
             on_event: A callback for this completion's events.
+            output_type: What the answer must be, as for ``RLM.completion``
+                (``result.output``); the session keeps the answer's text.
 
         Returns:
             The result, as ``RLM.completion``'s; its query and answer become ``query_N``
@@ -269,14 +273,21 @@ class Session:
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
         chosen = self._options.merged(options)
         emit = fan_out(chosen.on_event, on_event)
+        output = None if output_type is None else OutputSpec(output_type)
         async with self._lock:
             self._open()
             # In a task of its own, as RLM.completion: a native cancel of the caller must
             # not cut through the shielded clean-up.
-            return await run_cancel_safely(functools.partial(self._complete, chosen, query, emit))
+            return await run_cancel_safely(
+                functools.partial(self._complete, chosen, query, emit, output)
+            )
 
     async def _complete(
-        self, options: RLMOptions, query: str, emit: Callable[[ev.Event], None] | None
+        self,
+        options: RLMOptions,
+        query: str,
+        emit: Callable[[ev.Event], None] | None,
+        output: OutputSpec | None = None,
     ) -> RLMResult:
         lender = self._open()
         assert self._prepared is not None
@@ -294,6 +305,7 @@ class Session:
                     emit,
                     lent_repl=lender,
                     session_note=note,
+                    output=output,
                     replay=self._replay,
                     session=(self.session_id, len(self._turns) + 1),
                 )
