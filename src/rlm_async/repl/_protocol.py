@@ -58,7 +58,9 @@ __all__ = [
 # 2: the child checks the parent's version (config "protocol_version");
 # 3: load_context may name its variable (an older child would load it into `context`)
 # 4: tools (define_tools, tool_request, tool_response)
-PROTOCOL_VERSION = 4
+# 5: llm_request may carry a JSON schema, answered with JSON text (an older parent would
+#    answer with the reply's text, which the child would then try to parse)
+PROTOCOL_VERSION = 5
 
 FatalKind = Literal["sandbox", "protocol_version", "startup"]
 """Why a child gave up before saying ready: a required sandbox layer failed, the parent
@@ -106,6 +108,9 @@ class LLMRequest(_Message):
     prompts: list[str]
     model: str | None = None
     contexts: list[Any] | None = None
+    # ``llm_query(..., schema=...)``: the JSON schema every answer must match; each answer's
+    # text is then the JSON of its validated value, which the child parses.
+    response_schema: dict[str, Any] | None = None
 
 
 class ToolRequest(_Message):

@@ -22,9 +22,8 @@ parent → child: ``load_context`` (path, format, variable name), ``exec`` (cell
 ``define_tools`` (the tools' stub specs), ``tool_response`` (request id, result), ``shutdown``.
 child → parent: ``ready`` (pid, sandbox report), ``context_loaded`` (seconds or error),
 ``result`` (cell id, stdout, stderr, error, final), ``llm_request`` (request id, cell id,
-kind, prompts, model, contexts), ``tool_request`` (request id, cell id, tool name, args,
-keywords), ``cancel`` (request id abandoned by an interrupted cell),
-``fatal``.
+kind, prompts, model, contexts, response_schema), ``tool_request`` (request id, cell id, tool
+name, args, keywords), ``cancel`` (request id abandoned by an interrupted cell), ``fatal``.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-PROTOCOL_VERSION = 4  # the parent's copy: _protocol.py (the child imports nothing of ours)
+PROTOCOL_VERSION = 5  # the parent's copy: _protocol.py (the child imports nothing of ours)
 _CO_COROUTINE = 0x0080  # inspect.CO_COROUTINE, without importing inspect (start-up time)
 _TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _MAX_INBOUND_LINE = 256 * 1024 * 1024
@@ -222,7 +221,12 @@ class _Repl:
         self.namespace.update({"re": re, "json": json})
 
     def _submit(
-        self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
+        self,
+        kind: str,
+        prompts: list[str],
+        model: str | None,
+        contexts: list[Any] | None = None,
+        schema: dict[str, Any] | None = None,
     ) -> tuple[int, _Pending]:
         message: dict[str, Any] = {
             "type": "llm_request",
@@ -232,6 +236,8 @@ class _Repl:
         }
         if contexts is not None:
             message["contexts"] = contexts
+        if schema is not None:
+            message["response_schema"] = schema
         return self._request(message)
 
     def _request(self, message: dict[str, Any]) -> tuple[int, _Pending]:
@@ -272,14 +278,19 @@ class _Repl:
         return results
 
     def _call(
-        self, kind: str, prompts: list[str], model: str | None, contexts: list[Any] | None = None
-    ) -> list[str]:
-        request_id, pending = self._submit(kind, prompts, model, contexts)
+        self,
+        kind: str,
+        prompts: list[str],
+        model: str | None,
+        contexts: list[Any] | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        request_id, pending = self._submit(kind, prompts, model, contexts, schema)
         try:
             results = pending.wait()
         except KeyboardInterrupt:
             if len(prompts) > 1:
-                self._keep_finished(request_id, pending, kind)
+                self._keep_finished(request_id, pending, kind, schema is not None)
             self._abandon(request_id)
             raise
         except BaseException:
@@ -289,9 +300,11 @@ class _Repl:
             raise
         with self.pending_lock:
             self.pending.pop(request_id, None)
-        return [_result_text(r) for r in results]
+        return [_result_value(r, schema is not None) for r in results]
 
-    def _keep_finished(self, request_id: int, pending: _Pending, kind: str) -> None:
+    def _keep_finished(
+        self, request_id: int, pending: _Pending, kind: str, structured: bool = False
+    ) -> None:
         """An interrupted batch: get what finished from the parent and keep it.
 
         The parent, told to stop, answers with the finished answers and an error item for
@@ -303,7 +316,7 @@ class _Repl:
         if not pending.wait_for(_PARTIAL_WAIT):
             return
         results = pending.results or []
-        self.namespace["partial_answers"] = [_result_text(r) for r in results]
+        self.namespace["partial_answers"] = [_result_value(r, structured) for r in results]
         done = sum(1 for r in results if not r.get("unfinished"))
         name = "llm_query_batched" if kind == "llm" else "rlm_query_batched"
         self.interrupt_note = (
@@ -319,24 +332,34 @@ class _Repl:
         with contextlib.suppress(OSError):
             self.channel.send({"type": "cancel", "id": request_id})
 
-    def llm_query(self, prompt: str, model: str | None = None) -> str:
-        """Ask a sub-model one question; returns its answer (or an ``Error: ...`` string)."""
-        _check_prompt(prompt, "llm_query")
-        return self._call("llm", [prompt], _check_model(model))[0]
+    def llm_query(self, prompt: str, model: str | None = None, schema: Any = None) -> Any:
+        """Ask a sub-model one question; returns its answer (or an ``Error: ...`` string).
 
-    def llm_query_batched(self, prompts: list[str], model: str | None = None) -> list[str]:
-        """Ask many questions at once; answered concurrently, returned in order."""
+        With ``schema`` (a JSON schema, or a type spec: ``_schema_of``) the answer is the
+        parsed JSON value the parent checked against it: a dict or list, not text.
+        """
+        _check_prompt(prompt, "llm_query")
+        checked = _schema_of(schema, "llm_query")
+        return self._call("llm", [prompt], _check_model(model), None, checked)[0]
+
+    def llm_query_batched(
+        self, prompts: list[str], model: str | None = None, schema: Any = None
+    ) -> list[Any]:
+        """Ask many questions at once; answered concurrently, returned in order (with
+        ``schema``: each answer parsed, as ``llm_query``'s)."""
         prompts = _check_prompts(prompts, "llm_query_batched")
+        checked = _schema_of(schema, "llm_query_batched")
         if not prompts:
             return []
-        return self._call("llm", prompts, _check_model(model))
+        return self._call("llm", prompts, _check_model(model), None, checked)
 
-    async def allm_query(self, prompt: str, model: str | None = None) -> str:
+    async def allm_query(self, prompt: str, model: str | None = None, schema: Any = None) -> Any:
         """``await allm_query(prompt)``: the async form, for ``asyncio.gather`` in a cell."""
         _check_prompt(prompt, "allm_query")
-        request_id, pending = self._submit("llm", [prompt], _check_model(model))
+        checked = _schema_of(schema, "allm_query")
+        request_id, pending = self._submit("llm", [prompt], _check_model(model), None, checked)
         results = await self._await_pending(request_id, pending)
-        return _result_text(results[0])
+        return _result_value(results[0], checked is not None)
 
     # ---- the application's tools ------------------------------------------------------
 
@@ -376,7 +399,8 @@ class _Repl:
         """Hand a question (and optionally its own context) to a sub-RLM, or a plain sub-call
         at the last recursion level."""
         _check_prompt(prompt, "rlm_query")
-        return self._call("rlm", [prompt], None, [_check_json(context)])[0]
+        answer: str = self._call("rlm", [prompt], None, [_check_json(context)])[0]
+        return answer
 
     def rlm_query_batched(self, prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
         """Many ``rlm_query`` calls at once; answered concurrently, returned in order."""
@@ -766,6 +790,102 @@ def _result_text(result: dict[str, Any]) -> str:
     if result.get("ok"):
         return str(result.get("text", ""))
     return f"Error: {result.get('error', 'the sub-call failed')}"
+
+
+def _result_value(result: dict[str, Any], structured: bool) -> Any:
+    """A sub-call's answer for model code: its text, or with a schema the JSON value the
+    parent validated (a failure stays an ``Error: ...`` string either way)."""
+    text = _result_text(result)
+    if not structured or not result.get("ok"):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return f"Error: the answer is not JSON: {text[:200]}"
+
+
+# A JSON schema's own words: a dict holding one (and no Python type) is a schema as it is.
+_SCHEMA_WORDS = frozenset(
+    {
+        "type", "properties", "items", "prefixItems", "required", "enum", "const", "anyOf",
+        "oneOf", "allOf", "not", "$ref", "$defs", "definitions", "$schema",
+        "additionalProperties", "patternProperties", "if",
+    }
+)  # fmt: skip
+_JSON_TYPES = {
+    str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
+    list: "array", type(None): "null",
+}  # fmt: skip
+_SPEC_HELP = (
+    "pass a JSON schema ({'type': 'object', 'properties': {...}}) or a type spec: str, int, "
+    "float, bool, None, dict, list, [spec] or list[spec] (a list of them), {'field': spec} (an "
+    "object with exactly these fields), dict[str, spec], spec | None, Literal['a', 'b']"
+)
+
+
+def _schema_of(spec: Any, name: str) -> dict[str, Any] | None:
+    """The JSON schema of an ``llm_query(schema=...)`` argument, or ``None`` for none.
+
+    A dict of plain JSON values with a schema keyword is a JSON schema as it is; anything
+    else is read as a type spec, the Python model code is likely to write.
+    """
+    if spec is None:
+        return None
+    try:
+        schema = _spec_schema(spec, 0)
+        json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}(schema=...): {exc}; {_SPEC_HELP}") from None
+    return schema
+
+
+def _spec_schema(spec: Any, depth: int) -> dict[str, Any]:
+    import typing  # already loaded (``from typing import Any``): no start-up cost
+
+    if depth > 50:
+        raise ValueError("the schema is nested too deeply")
+    if spec is None or spec is type(None):
+        return {"type": "null"}
+    if isinstance(spec, type) and spec in _JSON_TYPES:
+        return {"type": _JSON_TYPES[spec]}
+    if isinstance(spec, dict):
+        if _is_json_schema(spec):
+            return dict(spec)
+        properties: dict[str, Any] = {}
+        for key, value in spec.items():
+            if not isinstance(key, str):
+                raise ValueError(f"a field name must be a str, got {key!r}")
+            properties[key] = _spec_schema(value, depth + 1)
+        return {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        }
+    if isinstance(spec, list) and len(spec) == 1:
+        return {"type": "array", "items": _spec_schema(spec[0], depth + 1)}
+    origin, args = typing.get_origin(spec), typing.get_args(spec)
+    if origin is list and len(args) == 1:
+        return {"type": "array", "items": _spec_schema(args[0], depth + 1)}
+    if origin is dict and len(args) == 2 and args[0] is str:
+        return {"type": "object", "additionalProperties": _spec_schema(args[1], depth + 1)}
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin is typing.Union or type(spec).__name__ == "UnionType":  # Optional[X], X | None
+        return {"anyOf": [_spec_schema(arg, depth + 1) for arg in args]}
+    raise ValueError(f"{spec!r} is not a schema")
+
+
+def _is_json_schema(spec: dict[Any, Any]) -> bool:
+    """Whether a dict is a JSON schema (plain JSON values, a schema keyword) rather than a
+    type spec (``{"name": str}``); plain JSON without a keyword is neither."""
+    try:
+        json.dumps(spec)
+    except (TypeError, ValueError):
+        return False  # holds Python types: a type spec
+    if _SCHEMA_WORDS.isdisjoint(spec):
+        raise ValueError(f"{spec!r} has no JSON schema keyword (such as 'type' or 'properties')")
+    return True
 
 
 def _check_prompt(prompt: Any, name: str) -> None:
