@@ -42,11 +42,12 @@ _MAX_ERROR_CHARS = 300  # each: jsonschema quotes the whole failing value
 _MAX_STARTS = 20  # places in the prose where a JSON value is looked for
 
 
-def _validator(schema: dict[str, Any]) -> Validator:
+def _validator(schema: dict[str, Any], *, check: bool = False) -> Validator:
     from jsonschema.validators import validator_for
 
     cls = validator_for(schema)
-    cls.check_schema(schema)
+    if check:  # ~1 ms against the metaschema: once per request, not once per reply
+        cls.check_schema(schema)
     return cls(schema)
 
 
@@ -55,7 +56,7 @@ def check_schema(schema: dict[str, Any]) -> str | None:
     from jsonschema.exceptions import SchemaError
 
     try:
-        _validator(schema)
+        _validator(schema, check=True)
     except SchemaError as exc:
         where = _path(exc.absolute_path)
         return f"the schema is not a valid JSON schema: {_short(exc.message)} (at {where})"
@@ -95,7 +96,8 @@ def parse_json_reply(text: str) -> Any:
 
 
 def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
-    """What in ``value`` does not match ``schema`` (at most a few messages, with where)."""
+    """What in ``value`` does not match ``schema`` (at most a few messages, with where);
+    ``schema`` has passed :func:`check_schema`."""
     from jsonschema.exceptions import relevance
     from referencing.exceptions import Unresolvable
 
