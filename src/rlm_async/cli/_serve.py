@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_async.cli._arg_types import port_number, positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+from rlm_async.cli._tool_flags import add_tool_arguments, put_cwd_on_path
 
 if TYPE_CHECKING:
     from rlm_async.providers._settings import Settings
@@ -37,6 +38,8 @@ __all__ = ["add_serve_arguments", "default_workers", "run_serve", "serve"]
 DEMO_ROOT = "openai-compatible:rlm-demo-root"
 DEMO_SUB = "openai-compatible:rlm-demo-sub"
 DRAIN_TIMEOUT = 10.0
+MAX_SESSIONS = 16  # create_app's defaults
+SESSION_IDLE_TIMEOUT = 600.0
 
 
 def default_workers() -> int:
@@ -54,6 +57,16 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -141,6 +154,25 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep N REPL processes pre-started (per worker)",
     )
     parser.add_argument(
+        "--max-sessions",
+        type=_count,
+        default=None,
+        metavar="N",
+        help=f"sessions (POST /v1/sessions, one REPL each) open at once, more are refused "
+        f"with 429; 0: no sessions (default {MAX_SESSIONS}; sessions need --workers 1)",
+    )
+    parser.add_argument(
+        "--session-idle-timeout",
+        "--session-ttl",
+        dest="session_idle_timeout",
+        type=_seconds,
+        default=SESSION_IDLE_TIMEOUT,
+        metavar="S",
+        help="close a session (kill its REPL) unused for S seconds "
+        f"(default {SESSION_IDLE_TIMEOUT:g})",
+    )
+    add_tool_arguments(parser)
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="serve the offline demo model (loopback mock server; no keys needed)",
@@ -179,16 +211,44 @@ def _replica(
             "max_queue": args.max_queue,
             "max_request_bytes": max(1, int(args.max_request_mb * 1024 * 1024)),
             "body_timeout": args.body_timeout,
+            "max_sessions": _max_sessions(args),
+            "session_idle_timeout": args.session_idle_timeout,
         },
+        tools=tuple(args.tools),
+        mcp_servers=tuple(args.mcp_server),
     )
+
+
+def _max_sessions(args: argparse.Namespace) -> int:
+    """Sessions are off with several workers: a session's REPL lives in one worker process,
+    and each request (a new connection) may reach another."""
+    if args.max_sessions is not None:
+        return int(args.max_sessions)
+    return MAX_SESSIONS if args.workers == 1 else 0
 
 
 async def serve(args: argparse.Namespace) -> int:
     """Run the server until SIGINT/SIGTERM; returns the exit status.
 
     Raises:
-        ConfigurationError: a bad model name, a missing key, or the server extra missing.
+        ConfigurationError: a bad model name, a missing key, the server extra missing, a
+            ``--tools`` name that cannot be imported, or ``--mcp-server`` without the
+            ``mcp`` extra.
     """
+    if args.max_sessions and args.workers > 1:
+        print(
+            f"rlm-async serve: error: --max-sessions {args.max_sessions} needs --workers 1: "
+            "a session's REPL lives in one worker process, and its requests could reach "
+            "another",
+            file=sys.stderr,
+        )
+        return 2
+    if args.mcp_server:
+        from rlm_async.tools._mcp import require_mcp
+
+        require_mcp()
+    if args.tools:
+        put_cwd_on_path()
     token: str | None = None
     if args.api_key_env:
         token = os.environ.get(args.api_key_env)
@@ -272,7 +332,8 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
             f"  model: {label}\n"
             f"  serving in {workers}\n"
             f"  POST {url}/v1/chat/completions   POST {url}/v1/rlm   "
-            f"POST {url}/v1/rlm/stream   GET {url}/health",
+            f"POST {url}/v1/rlm/stream   GET {url}/health\n"
+            f"  {_sessions_line(url, replica)}{_tools_line(replica)}",
             file=sys.stderr,
             flush=True,
         )
@@ -282,6 +343,19 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
         return await serve_workers(replica, sock, workers=args.workers, **options)
     finally:
         sock.close()
+
+
+def _sessions_line(url: str, replica: ReplicaApp) -> str:
+    limit = replica.app_options.get("max_sessions", MAX_SESSIONS)
+    if not limit:
+        return "sessions: off (they need --workers 1)"
+    idle = replica.app_options.get("session_idle_timeout", SESSION_IDLE_TIMEOUT)
+    return f"POST {url}/v1/sessions   (at most {limit} open, closed after {idle:g} s idle)"
+
+
+def _tools_line(replica: ReplicaApp) -> str:
+    named = [*replica.tools, *(f"MCP {server.label}" for server in replica.mcp_servers)]
+    return f"\n  tools: {', '.join(named)}" if named else ""
 
 
 def _make_server(config: Any) -> Any:
