@@ -80,8 +80,10 @@ class TurnFinished(_Event):
     turn: int
     model: str
     text: str
-    input_tokens: int = 0
+    input_tokens: int = 0  # the whole prompt, the two counts below included
     output_tokens: int = 0
+    cached_tokens: int = 0  # read from the provider's prompt cache (billed at its rate)
+    cache_write_tokens: int = 0  # written to it (Anthropic bills them above input)
     cost_usd: float | None = None
     latency: float = 0.0
     replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
@@ -128,6 +130,8 @@ class SubCallFinished(_Event):
     answer: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to it
     cost_usd: float | None = None
     latency: float = 0.0
     replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again

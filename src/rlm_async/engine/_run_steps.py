@@ -133,6 +133,8 @@ class RunSteps:
             text=completion.text,
             input_tokens=completion.usage.input_tokens,
             output_tokens=completion.usage.output_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cache_write_tokens=completion.usage.cache_write_tokens,
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),
             replayed=recorded is not None,

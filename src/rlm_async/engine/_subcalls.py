@@ -305,6 +305,8 @@ class SubCallServer:
             answer=text[: self.run.preview],
             input_tokens=usage.input_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            cache_write_tokens=usage.cache_write_tokens if usage else 0,
             cost_usd=usage.cost_usd if usage else None,
             latency=round(time.perf_counter() - started, 6),
         )

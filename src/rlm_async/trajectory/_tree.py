@@ -32,16 +32,20 @@ class Totals:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    cached_tokens: int = 0  # of input_tokens, read from the providers' prompt caches
 
     def add(self, other: Totals) -> None:
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
         if other.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + other.cost_usd
 
-    def add_call(self, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
-        self.add(Totals(1, input_tokens, output_tokens, cost_usd))
+    def add_call(
+        self, input_tokens: int, output_tokens: int, cost_usd: float | None, cached_tokens: int = 0
+    ) -> None:
+        self.add(Totals(1, input_tokens, output_tokens, cost_usd, cached_tokens))
 
 
 @dataclass
@@ -65,6 +69,7 @@ class SubCallNode:
     answer: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
     cost_usd: float | None = None
     latency: float | None = None
     run: RunNode | None = None
@@ -74,7 +79,9 @@ class SubCallNode:
             return self.run.totals()
         totals = Totals()
         if self.end is not None and self.ok:
-            totals.add_call(self.input_tokens, self.output_tokens, self.cost_usd)
+            totals.add_call(
+                self.input_tokens, self.output_tokens, self.cost_usd, self.cached_tokens
+            )
         return totals
 
 
@@ -136,6 +143,7 @@ class TurnNode:
     text: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
     cost_usd: float | None = None
     latency: float | None = None
     cells: list[CellNode] = field(default_factory=list)
@@ -143,7 +151,9 @@ class TurnNode:
     def totals(self) -> Totals:
         totals = Totals()
         if self.end is not None:
-            totals.add_call(self.input_tokens, self.output_tokens, self.cost_usd)
+            totals.add_call(
+                self.input_tokens, self.output_tokens, self.cost_usd, self.cached_tokens
+            )
         for cell in self.cells:
             totals.add(cell.totals())
         return totals
@@ -269,6 +279,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             turn = turn_of(event.run_id, event.turn, event.t)
             turn.end, turn.model, turn.text = event.t, event.model, event.text
             turn.input_tokens, turn.output_tokens = event.input_tokens, event.output_tokens
+            turn.cached_tokens = event.cached_tokens
             turn.cost_usd, turn.latency = event.cost_usd, event.latency
         elif isinstance(event, ev.CellStarted):
             cell = cell_of(event.run_id, event.turn, event.cell, event.t)
@@ -297,6 +308,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             sub = subcalls.get(event.subcall) or _late_subcall(event, cell_of, subcalls)
             sub.end, sub.ok, sub.answer = event.t, event.ok, event.answer
             sub.input_tokens, sub.output_tokens = event.input_tokens, event.output_tokens
+            sub.cached_tokens = event.cached_tokens
             sub.cost_usd, sub.latency = event.cost_usd, event.latency
             pending = unclaimed.get(event.run_id, [])
             if sub in pending:  # an rlm call that ended without a sub-run (depth 1, refusal)

@@ -169,10 +169,11 @@
     const root = data.runs[0];
     const tiles = h("section", { class: "tiles" });
     if (!root) return tiles;
-    const totals = { calls: 0, input_tokens: 0, output_tokens: 0, cost_usd: null };
+    const totals = { calls: 0, input_tokens: 0, output_tokens: 0, cost_usd: null, cached_tokens: 0 };
     for (const run of data.runs) {
       totals.calls += run.totals.calls;
       totals.input_tokens += run.totals.input_tokens;
+      totals.cached_tokens += run.totals.cached_tokens || 0;
       totals.output_tokens += run.totals.output_tokens;
       if (run.totals.cost_usd !== null) totals.cost_usd = (totals.cost_usd || 0) + run.totals.cost_usd;
     }
@@ -192,7 +193,7 @@
       tile("Wall time", fmtSeconds(root.elapsed !== null ? root.elapsed : data.end), "sequential: " + fmtSeconds(sequentialTime(all))),
       tile("Root turns", fmtInt(rootTurns), subRuns ? plural(subRuns, "sub-RLM") + " · " + plural(all.turns.length - rootTurns, "turn") : plural(all.cells.length, "cell")),
       tile("Sub-calls", fmtInt(all.subcalls.length), "peak " + conc.peak + " in flight" + (failedCalls ? ", " + failedCalls + " failed" : "")),
-      tile("Tokens", fmtTokens(totals.input_tokens + totals.output_tokens), fmtTokens(totals.input_tokens) + " in / " + fmtTokens(totals.output_tokens) + " out"),
+      tile("Tokens", fmtTokens(totals.input_tokens + totals.output_tokens), fmtTokens(totals.input_tokens) + " in" + cachedNote(totals.cached_tokens, fmtTokens) + " / " + fmtTokens(totals.output_tokens) + " out"),
       tile("Cost", totals.cost_usd === null ? "–" : fmtCost(totals.cost_usd), totals.cost_usd === null ? "not priced" : plural(totals.calls, "model call")),
     );
     return tiles;
@@ -387,7 +388,7 @@
     if (node.turn !== undefined && node.cells !== undefined) {
       title = (node.final_turn ? "Final turn" : "Turn " + node.turn) + " · " + (node.model || "");
       rows.push(span + " · " + fmtSeconds(node.latency));
-      rows.push(fmtInt(node.input_tokens) + " in / " + fmtInt(node.output_tokens) + " out · " + fmtCost(node.cost_usd));
+      rows.push(fmtInt(node.input_tokens) + " in" + cachedNote(node.cached_tokens, fmtInt) + " / " + fmtInt(node.output_tokens) + " out · " + fmtCost(node.cost_usd));
       rows.push(oneLine(node.text, 220));
     } else if (node.code !== undefined) {
       title = "Cell " + node.cell + " of turn " + node.turn + (node.error ? " · error" : "");
@@ -397,7 +398,7 @@
       title = (node.kind === "rlm" ? "rlm_query" : "llm_query") + " #" + node._index + " · " + node.model;
       rows.push(span + " · " + fmtSeconds(node.latency) + (node.ok === false ? " · FAILED" : ""));
       const t = node.totals;
-      rows.push(fmtInt(t.input_tokens) + " in / " + fmtInt(t.output_tokens) + " out · " + fmtCost(t.cost_usd));
+      rows.push(fmtInt(t.input_tokens) + " in" + cachedNote(t.cached_tokens, fmtInt) + " / " + fmtInt(t.output_tokens) + " out · " + fmtCost(t.cost_usd));
       rows.push("prompt: " + oneLine(node.prompt, 160));
       rows.push("answer: " + oneLine(node.answer, 160));
     }
@@ -446,9 +447,14 @@
     return h("span", { class: "pill run" }, "… unfinished");
   }
 
+  // Input read from the providers' prompt caches (priced at their cache rates), if any.
+  function cachedNote(tokens, fmt) {
+    return tokens ? " (" + fmt(tokens) + " cached)" : "";
+  }
+
   function costChips(totals, extra) {
     return h("span", { class: "chips" }, ...extra,
-      totals.calls ? chip("tokens", fmtInt(totals.input_tokens) + " in / " + fmtInt(totals.output_tokens) + " out") : null,
+      totals.calls ? chip("tokens", fmtInt(totals.input_tokens) + " in" + cachedNote(totals.cached_tokens, fmtInt) + " / " + fmtInt(totals.output_tokens) + " out") : null,
       totals.cost_usd !== null ? chip("cost", fmtCost(totals.cost_usd)) : null);
   }
 
