@@ -5,6 +5,7 @@ the session flags reach the served app."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import anyio
 import httpx
+import pytest
 
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import MockLLMServer
-from tests.helpers import repl
+from tests.helpers import alive, repl
 
 ROOT = Path(__file__).resolve().parents[2]
+MCP_SERVER = ROOT / "tests" / "tools" / "mcp_server.py"
 
 
 def command() -> list[str]:
@@ -39,6 +42,11 @@ def calls_the_tools(request: CompletionRequest) -> str:
         'FINAL(f\'{serving_pid()} {await ticket_count("c1")} '
         '{await ticket_count(customer_id="c9")}\')'
     )
+
+
+def calls_the_mcp_tools(request: CompletionRequest) -> str:
+    """Root model: model code calls the tools of the MCP server the command started."""
+    return repl("FINAL(f'{add(1, b=5)} {shout(\"hi\")} {server_pid()}')")
 
 
 async def wait_healthy(client: httpx.AsyncClient) -> None:
@@ -96,3 +104,38 @@ async def test_serve_exposes_the_tools_it_is_given_to_model_code() -> None:
     assert session.status_code == 201 and session.json()["idle_timeout"] == 45
     assert over.status_code == 429 and over.json()["error"]["code"] == "too_many_sessions"
     assert in_session.json()["answer"] == f"{process.pid} 3 0"
+
+
+async def test_serve_exposes_the_tools_of_an_mcp_server_it_starts_and_ends_it() -> None:
+    pytest.importorskip("mcp", reason='the MCP tests need the extra: pip install "rlm-async[mcp]"')
+    mcp_command = shlex.join([sys.executable, str(MCP_SERVER)])
+    async with MockLLMServer(calls_the_mcp_tools) as mock:
+        env = {**os.environ, "OPENAI_COMPATIBLE_BASE_URL": mock.base_url}
+        process = subprocess.Popen(
+            [*command(), "--model", "openai-compatible:scripted", "--port", "0",
+             "--workers", "1", "--no-dotenv", "--log-level", "warning",
+             "--mcp-server", mcp_command],
+            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            banner = [await anyio.to_thread.run_sync(process.stderr.readline) for _ in range(6)]
+            assert "tools: MCP python" in banner[5] and "mcp_server.py" in banner[5], banner
+            url = banner[0].split()[2]
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                await wait_healthy(client)
+                answered = await client.post("/v1/rlm", json={"context": "x", "query": "q"})
+            process.send_signal(signal.SIGINT)
+            assert await anyio.to_thread.run_sync(lambda: process.wait(timeout=20)) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+    assert answered.status_code == 200, answered.text
+    added, shouted, server_pid = answered.json()["answer"].split()
+    assert (added, shouted) == ("6", "HI")
+    with anyio.fail_after(10):  # closing the served RLM ended the MCP server it started
+        while alive(int(server_pid)):
+            await anyio.sleep(0.02)
