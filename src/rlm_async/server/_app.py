@@ -53,6 +53,7 @@ from rlm_async.server._openai import (
     openai_usage,
 )
 from rlm_async.server._options import apply_options
+from rlm_async.server._output_schema import answer_text, checked_schema, schema_of_response_format
 from rlm_async.server._runs import ClientGone, until_disconnect
 from rlm_async.server._session_routes import SessionRoutes
 from rlm_async.server._sessions import SessionRegistry
@@ -268,10 +269,13 @@ class _Service:
 
     # ---- runs --------------------------------------------------------------------------
 
-    async def _run(self, rlm: RLM, context: Any, query: str) -> tuple[RLMResult, str | None]:
-        """The run's result and, when a budget stopped it, which one."""
+    async def _run(
+        self, rlm: RLM, context: Any, query: str, schema: dict[str, Any] | None = None
+    ) -> tuple[RLMResult, str | None]:
+        """The run's result and, when a budget stopped it, which one (``schema``: the
+        answer's JSON schema, its ``output_type``)."""
         try:
-            return await rlm.completion(context, query), None
+            return await rlm.completion(context, query, output_type=schema), None
         except BudgetExceeded as exc:
             if exc.partial is None:
                 raise self.failed(exc) from exc
@@ -290,11 +294,11 @@ class _Service:
         return error
 
     async def _slotted_run(
-        self, rlm: RLM, context: Any, query: str
+        self, rlm: RLM, context: Any, query: str, schema: dict[str, Any] | None = None
     ) -> tuple[RLMResult, str | None]:
         slot = await self.slots.acquire()
         try:
-            return await self._run(rlm, context, query)
+            return await self._run(rlm, context, query, schema)
         finally:
             slot.release()
 
@@ -306,13 +310,17 @@ class _Service:
     async def chat_completions(self, request: Request) -> Response:
         chat = await parse_body(ChatCompletionRequest, await self.read_body(request))
         context, query = context_and_query(chat)
+        schema = checked_schema(
+            schema_of_response_format(chat.response_format), param="response_format"
+        )
+        typed = schema is not None
         rlm = apply_options(self.current_rlm(), chat.rlm_options, param="rlm_options")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         model = chat.model or self.model_name
         created = int(time.time())
         if not chat.stream:
             result, _ = await until_disconnect(
-                request, lambda: self._slotted_run(rlm, context, query)
+                request, lambda: self._slotted_run(rlm, context, query, schema)
             )
             body = chat_completion(
                 result,
@@ -320,6 +328,7 @@ class _Service:
                 model=model,
                 created=created,
                 run_id=run_id_of(result),
+                typed=typed,
             )
             return JSONResponse(body)
 
@@ -339,12 +348,12 @@ class _Service:
 
             await send(chunk(delta={"role": "assistant", "content": ""}))
             try:
-                result, _ = await self._run(rlm, context, query)
+                result, _ = await self._run(rlm, context, query, schema)
             except ApiError as exc:
                 await send(sse_data(exc.body()))
                 await send(sse_data("[DONE]"))
                 return
-            await send(chunk(delta={"content": result.answer}))
+            await send(chunk(delta={"content": answer_text(result, typed=typed)}))
             await send(chunk(delta={}, finish_reason="stop" if result.finished else "length"))
             if include_usage:
                 await send(chunk(delta=None, usage=openai_usage(result.usage)))
@@ -358,10 +367,11 @@ class _Service:
         if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
             return await self._stream(body)
         rlm = apply_options(self.current_rlm(), body.options)
+        schema = checked_schema(body.output_schema, param="output_schema")
         result, budget = await until_disconnect(
-            request, lambda: self._slotted_run(rlm, body.context, body.query)
+            request, lambda: self._slotted_run(rlm, body.context, body.query, schema)
         )
-        return JSONResponse(result_body(result, budget=budget))
+        return JSONResponse(result_body(result, budget=budget, typed=schema is not None))
 
     async def rlm_stream(self, request: Request) -> Response:
         body = await parse_body(RLMRequest, await self.read_body(request))
@@ -369,9 +379,10 @@ class _Service:
 
     async def _stream(self, body: RLMRequest) -> Response:
         rlm = apply_options(self.current_rlm(), body.options)
+        schema = checked_schema(body.output_schema, param="output_schema")
 
         def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
-            return rlm.completion(body.context, body.query, on_event=emit)
+            return rlm.completion(body.context, body.query, on_event=emit, output_type=schema)
 
         async def produce(send: SSESend) -> None:
             error: Exception | None = None

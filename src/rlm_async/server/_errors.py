@@ -23,6 +23,7 @@ from rlm_async._exceptions import (
     ConfigurationError,
     ContextTypeError,
     NotFoundError,
+    OutputValidationError,
     ProviderError,
     ProviderTimeoutError,
     RateLimitError,
@@ -109,6 +110,10 @@ def from_run_error(exc: Exception) -> ApiError:
             str(exc),
             type="budget_exceeded",
             code=exc.budget,
+        )
+    if isinstance(exc, OutputValidationError):  # the model's answers, not the request
+        return ApiError(
+            422, str(exc)[:4000], type="output_validation_error", code="output_validation_failed"
         )
     if isinstance(exc, ConfigurationError) and "closed" in str(exc):
         return ApiError(503, "the service is shutting down", type="server_error", code="closed")

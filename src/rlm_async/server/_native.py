@@ -2,7 +2,8 @@
 
 Request::
 
-    {"context": "..." | [...] | {...}, "query": "...", "options": {"max_iterations": 5}}
+    {"context": "..." | [...] | {...}, "query": "...", "options": {"max_iterations": 5},
+     "output_schema": {"type": "object", ...}}
 
 Response of ``/v1/rlm``::
 
@@ -10,7 +11,10 @@ Response of ``/v1/rlm``::
      "stop_reason": "final_answer", "budget": null, "iterations": 3, "elapsed": 4.2,
      "usage": {"calls": .., "input_tokens": .., "output_tokens": .., "total_tokens": ..,
                "cost_usd": .., "models": {"openai:gpt-5": {...}}, "depths": {"0": {...}}},
-     "trajectory_id": "<run id>", "subcalls": 100, "repl_warm": true}
+     "trajectory_id": "<run id>", "subcalls": 100, "repl_warm": true, "output": null}
+
+With ``output_schema`` (a JSON schema), the answer must match it: ``output`` is the
+validated JSON value and ``answer`` its JSON text (see ``RLM.completion(output_type=...)``).
 
 ``/v1/rlm/stream`` (or ``/v1/rlm?stream=true``) answers with server-sent events, one per
 event of the run: ``event: <type>`` and ``data: <the event as JSON>`` (see
@@ -26,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlm_async._types import RLMResult
 from rlm_async.server._options import RunOptions
+from rlm_async.server._output_schema import answer_text
 
 __all__ = ["RLMRequest", "result_body", "run_id_of"]
 
@@ -39,6 +44,7 @@ class RLMRequest(BaseModel):
         query: The question.
         options: Per-request options that tighten the server's limits (``RunOptions``).
         stream: Answer with server-sent events (same as ``/v1/rlm/stream``).
+        output_schema: A JSON schema the answer must match (the run's ``output_type``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -47,6 +53,7 @@ class RLMRequest(BaseModel):
     query: str = Field(min_length=1)
     options: RunOptions | None = None
     stream: bool = False
+    output_schema: dict[str, Any] | None = None
 
 
 def run_id_of(result: RLMResult) -> str | None:
@@ -61,14 +68,17 @@ def run_id_of(result: RLMResult) -> str | None:
     return None
 
 
-def result_body(result: RLMResult, *, budget: str | None = None) -> dict[str, Any]:
+def result_body(
+    result: RLMResult, *, budget: str | None = None, typed: bool = False
+) -> dict[str, Any]:
     """The ``/v1/rlm`` response for a finished (or budget-stopped) run."""
     run_id = run_id_of(result)
     usage = result.usage
     return {
         "id": run_id,
         "object": "rlm.result",
-        "answer": result.answer,
+        "answer": answer_text(result, typed=typed),
+        "output": result.output,
         "finished": result.finished,
         "stop_reason": "final_answer" if result.finished else "budget_exceeded",
         "budget": budget,

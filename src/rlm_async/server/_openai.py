@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rlm_async._types import RLMResult, UsageSummary
 from rlm_async.server._errors import ApiError
 from rlm_async.server._options import RunOptions
+from rlm_async.server._output_schema import answer_text
 
 __all__ = [
     "ChatCompletionRequest",
@@ -65,6 +66,9 @@ class ChatCompletionRequest(BaseModel):
         n: Must be 1.
         context: Non-standard: the context itself (string, list or object).
         rlm_options: Non-standard: per-request options (see ``RunOptions``).
+        response_format: ``{"type": "json_schema", "json_schema": {"name": ..., "schema":
+            {...}}}``: the answer must match the schema (the run's ``output_type``); the
+            message content is the JSON text of the validated answer.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -76,6 +80,7 @@ class ChatCompletionRequest(BaseModel):
     n: int = 1
     context: str | list[Any] | dict[str, Any] | None = None
     rlm_options: RunOptions | None = None
+    response_format: dict[str, Any] | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -167,8 +172,10 @@ def chat_completion(
     model: str,
     created: int,
     run_id: str | None,
+    typed: bool = False,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object for a finished (or budget-stopped) run."""
+    """A ``chat.completion`` object for a finished (or budget-stopped) run (``typed``: its
+    content is the JSON text of the validated answer)."""
     finish: FinishReason = "stop" if result.finished else "length"
     return {
         "id": completion_id,
@@ -178,7 +185,11 @@ def chat_completion(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": result.answer, "refusal": None},
+                "message": {
+                    "role": "assistant",
+                    "content": answer_text(result, typed=typed),
+                    "refusal": None,
+                },
                 "logprobs": None,
                 "finish_reason": finish,
             }
