@@ -20,6 +20,7 @@ Everything the library raises on purpose is an :class:`RLMError`; cancellation
     │   ├── ReplProtocolError         it sent something that is not our protocol
     │   └── SandboxError              a sandbox layer was required (strict) but is unavailable
     ├── BudgetExceeded                a budget ended the run; carries the partial result
+    ├── ContextWindowExceeded         a root conversation does not fit its model's window
     ├── OutputValidationError         a typed answer (output_type) did not validate in time
     └── RLMClosed                     the RLM was closed (aclose()) while the run was going
 
@@ -40,6 +41,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigurationError",
     "ContextTypeError",
+    "ContextWindowExceeded",
     "NotFoundError",
     "OutputValidationError",
     "ProviderError",
@@ -204,6 +206,34 @@ class BudgetExceeded(RLMError):
         super().__init__(message)
         self.budget = budget
         self.partial = partial
+
+
+class ContextWindowExceeded(RLMError):
+    """A root conversation would not fit its model's context window, even after its earlier
+    turns were compacted (or with compaction off): the message says how big it is and what
+    to change (a root model with a bigger window, its real window in ``context_windows``,
+    smaller cell outputs or replies).
+
+    Attributes:
+        model: The root model (``"provider:model"``).
+        tokens: The conversation's size in tokens (estimated, 4 characters a token).
+        limit: The tokens its window holds for a prompt (the window less the reply's room).
+    """
+
+    def __init__(self, message: str, *, model: str, tokens: int, limit: int) -> None:
+        super().__init__(message)
+        self.model = model
+        self.tokens = tokens
+        self.limit = limit
+
+    def __reduce__(self) -> Any:  # keep keyword-only fields through pickling
+        return (_rebuild_window_error, (str(self), self.model, self.tokens, self.limit))
+
+
+def _rebuild_window_error(
+    message: str, model: str, tokens: int, limit: int
+) -> ContextWindowExceeded:
+    return ContextWindowExceeded(message, model=model, tokens=tokens, limit=limit)
 
 
 class OutputValidationError(RLMError):

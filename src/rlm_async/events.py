@@ -19,6 +19,7 @@ __all__ = [
     "TRAJECTORY_SCHEMA_VERSION",
     "CellFinished",
     "CellStarted",
+    "Compacted",
     "Event",
     "FinalAnswer",
     "ModelDelta",
@@ -87,6 +88,32 @@ class TurnFinished(_Event):
     cost_usd: float | None = None
     latency: float = 0.0
     replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
+
+
+class Compacted(_Event):
+    """Before root turn ``turn``, the run's earlier turns were folded into a summary the root
+    model wrote (its conversation had outgrown ``RLMOptions.compact_at``).
+
+    ``kept_turns`` latest turns stayed word for word, with the first message (the query);
+    ``summary`` is kept whole, as a turn's text is (a resume uses it again), and is capped by
+    the engine. Tokens are estimates (4 characters a token); ``input_tokens``,
+    ``output_tokens`` and ``cost_usd`` are the summary call's usage.
+    """
+
+    type: Literal["compacted"] = "compacted"
+    turn: int
+    model: str
+    kept_turns: int
+    messages_before: int
+    messages_after: int
+    tokens_before: int
+    tokens_after: int
+    summary: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    latency: float = 0.0
+    replayed: bool = False  # RLM.resume used the recorded summary: not paid again
 
 
 class CellStarted(_Event):
@@ -201,6 +228,7 @@ Event = Annotated[
     | TurnStarted
     | ModelDelta
     | TurnFinished
+    | Compacted
     | CellStarted
     | CellFinished
     | SubCallStarted

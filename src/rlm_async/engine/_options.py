@@ -40,6 +40,12 @@ class RLMOptions(OptionsModel):
         max_output_chars: Characters of a cell's output fed back to the model
             (``None``: sized from the root model's context window).
         max_tokens: Output token limit for root turns (``None``: provider default).
+        compact_at: When a run's root conversation is compacted (its earlier turns folded
+            into a summary the root model writes): a float in (0, 1] is a fraction of what
+            the root model's context window holds for a prompt (the window less the reply's
+            room; default 0.75), an int (at least 100) a number of tokens; ``None`` or ``0``
+            turns compaction off. A fraction needs a known window (the table, or
+            ``context_windows``); an assumed one never triggers compaction.
         sub_max_tokens: Output token limit for sub-calls (``None``: ``max_tokens``).
         temperature: Sampling temperature for root turns (``None``: omitted).
         sub_temperature: Sampling temperature for sub-calls (``None``: ``temperature``).
@@ -61,6 +67,7 @@ class RLMOptions(OptionsModel):
     max_concurrency: int = Field(default=16, ge=1, strict=True)
     max_output_chars: int | None = Field(default=None, ge=100, strict=True)
     max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    compact_at: float | int | None = 0.75
     sub_max_tokens: int | None = Field(default=None, ge=1, strict=True)
     temperature: float | None = None
     sub_temperature: float | None = None
@@ -83,6 +90,21 @@ class RLMOptions(OptionsModel):
         ):
             raise ValueError(f"must be a number, got {value!r}")
         return value
+
+    @field_validator("compact_at", mode="before")
+    @classmethod
+    def _compact_at(cls, value: object) -> object:
+        if value is None or (type(value) in (int, float) and value == 0):
+            return None
+        if isinstance(value, float) and math.isfinite(value) and 0 < value <= 1:
+            return value
+        if type(value) is int and value >= 100:
+            return value
+        hint = " (an int is tokens: for the whole window write 1.0)" if value == 1 else ""
+        raise ValueError(
+            f"compact_at must be a fraction of the window (a float in (0, 1], e.g. 0.75), a "
+            f"number of tokens (an int of at least 100), or None / 0 for off; got {value!r}{hint}"
+        )
 
     @field_validator("trajectory_dir", mode="before")
     @classmethod

@@ -5,7 +5,8 @@ died, a budget ran out, it was cancelled) and runs the root run again in a fresh
 three seams of the run loop answered from the record instead of live:
 
 - a root turn whose reply was recorded (``TurnFinished.text``) is that reply: no provider
-  call, no usage;
+  call, no usage; a compaction recorded before it (``Compacted``) is done again with the
+  recorded summary, no call either (``_compaction``);
 - a sub-call (``llm_query``, ``rlm_query``) or tool call made by a replayed cell is answered
   with its recorded result (``SubCallFinished.answer``, ``ToolCallFinished.result``), matched
   by turn, cell, kind and prompt (or tool and arguments): nothing is paid twice;
@@ -71,6 +72,7 @@ class Replay:
     outputs: dict[_Key, str] = field(default_factory=dict)  # the cells that finished
     subcalls: dict[_Key, list[_SubCall]] = field(default_factory=dict)
     tools: dict[_Key, list[_ToolCall]] = field(default_factory=dict)
+    compactions: dict[int, ev.Compacted] = field(default_factory=dict)  # by the turn after
     # The side record (``full_text`` lines): answers and results longer than their preview.
     full_texts: dict[tuple[str, str], str] = field(default_factory=dict)
     has_full_texts: bool = False  # the file was written with the side record
@@ -100,6 +102,14 @@ class Replay:
         self.replayed_turns += 1
         self._paid(recorded.input_tokens, recorded.output_tokens, recorded.cost_usd)
         return recorded.text
+
+    def compaction(self, turn: int) -> ev.Compacted | None:
+        """The compaction recorded before root turn ``turn`` (done again with its summary,
+        no model call: counted as replayed), or ``None``."""
+        recorded = self.compactions.get(turn)
+        if recorded is not None:
+            self._paid(recorded.input_tokens, recorded.output_tokens, recorded.cost_usd)
+        return recorded
 
     def check_cell(self, turn: int, cell: int, output: str) -> None:
         """Stop when a replayed cell printed something other than its recorded output."""
@@ -335,6 +345,8 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
             replay.answer = event.answer
         elif isinstance(event, ev.CellFinished):
             replay.outputs[event.turn, event.cell] = event.output
+        elif isinstance(event, ev.Compacted):
+            replay.compactions[event.turn] = event
         elif isinstance(event, ev.SubCallStarted):
             subcalls[event.subcall] = _SubCall(event)
             replay.subcalls.setdefault((event.turn, event.cell), []).append(subcalls[event.subcall])

@@ -79,6 +79,11 @@ class RLM(RLMProperties):
             reads at most 8,192 characters of a cell's output a turn).
         max_tokens: Output token limit for root turns (provider default when ``None``).
         sub_max_tokens: Output token limit for sub-calls (default: ``max_tokens``).
+        compact_at: When a root conversation is compacted, its earlier turns folded into a
+            summary the root model writes: a fraction of what the root model's window holds
+            for a prompt (default 0.75; needs a known window, see ``context_windows``) or
+            an int of tokens; ``0`` turns it off. A conversation that does not fit even
+            then raises ``ContextWindowExceeded``.
         temperature: Sampling temperature for root turns (omitted when ``None``).
         sub_temperature: Sampling temperature for sub-calls (default: ``temperature``).
         context_windows: Context windows in tokens per model, laid over the built-in
@@ -149,6 +154,7 @@ class RLM(RLMProperties):
         max_output_chars: int | None = None,
         max_tokens: int | None = None,
         sub_max_tokens: int | None = None,
+        compact_at: float | None = None,
         temperature: float | None = None,
         sub_temperature: float | None = None,
         repl: ReplOptions | None = None,
@@ -175,6 +181,7 @@ class RLM(RLMProperties):
             "max_output_chars": max_output_chars,
             "max_tokens": max_tokens,
             "sub_max_tokens": sub_max_tokens,
+            "compact_at": compact_at,
             "temperature": temperature,
             "sub_temperature": sub_temperature,
             "repl": repl,

@@ -20,6 +20,7 @@ from rlm_async import events as ev
 from rlm_async._exceptions import OutputValidationError
 from rlm_async._text import cap_middle
 from rlm_async._types import Completion, Message
+from rlm_async.engine._compaction import Compactor
 from rlm_async.engine._model_calls import call_model, stream_model
 from rlm_async.engine._parsing import FinalDirective
 from rlm_async.providers._base import CompletionRequest
@@ -79,6 +80,7 @@ class RunSteps:
         self.turn = Turn()
         self.preview = self.options.trajectory_preview_chars
         self.replay: Replay | None = None  # a resumed root run: what its trajectory recorded
+        self.compactor = Compactor(self)  # folds the root conversation when it outgrows
 
     def event(self, cls: type[Any], **fields: Any) -> None:
         if cls is ev.FinalAnswer:
@@ -100,6 +102,7 @@ class RunSteps:
     async def _root_turn(
         self, system: str, messages: list[Message], *, final_turn: bool = False
     ) -> Completion:
+        await self.compactor.before_turn(system, messages)  # may fold earlier turns
         chars = len(system) + sum(len(m.content) for m in messages)
         self.shared.budget.check_root_turn(chars)
         self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)

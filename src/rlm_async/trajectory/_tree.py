@@ -147,6 +147,9 @@ class TurnNode:
     cost_usd: float | None = None
     latency: float | None = None
     cells: list[CellNode] = field(default_factory=list)
+    # Before this turn, earlier turns were folded into a summary (the ``compacted`` event's
+    # fields: summary, kept_turns, tokens_before/after, the summary call's usage).
+    compaction: dict[str, Any] | None = None
 
     def totals(self) -> Totals:
         totals = Totals()
@@ -154,6 +157,9 @@ class TurnNode:
             totals.add_call(
                 self.input_tokens, self.output_tokens, self.cost_usd, self.cached_tokens
             )
+        if self.compaction is not None:  # the call that wrote the summary
+            c = self.compaction
+            totals.add_call(c["input_tokens"], c["output_tokens"], c["cost_usd"])
         for cell in self.cells:
             totals.add(cell.totals())
         return totals
@@ -281,6 +287,9 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             turn.input_tokens, turn.output_tokens = event.input_tokens, event.output_tokens
             turn.cached_tokens = event.cached_tokens
             turn.cost_usd, turn.latency = event.cost_usd, event.latency
+        elif isinstance(event, ev.Compacted):
+            fields = event.model_dump(exclude={"type", "run_id", "depth", "seq", "turn"})
+            turn_of(event.run_id, event.turn, event.t).compaction = fields
         elif isinstance(event, ev.CellStarted):
             cell = cell_of(event.run_id, event.turn, event.cell, event.t)
             cell.start, cell.code = event.t, event.code

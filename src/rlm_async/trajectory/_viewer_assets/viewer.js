@@ -489,6 +489,7 @@
       h("span", { class: "caret" }, "▶"),
       h("span", { class: "node-title" }, turn.final_turn ? "Final turn" : "Turn " + turn.turn),
       turn.end === null ? h("span", { class: "pill run" }, "waiting for the model") : null,
+      turn.compaction ? h("span", { class: "pill final" }, "compacted") : null,
       costChips(turn.totals, [
         chip("at", fmtSeconds(turn.start)),
         chip("latency", fmtSeconds(turn.latency)),
@@ -498,9 +499,17 @@
     return h("details", { class: "turn", id: turn._id, open: run.depth === 0, dataset: { node: "turn" } },
       summary,
       h("div", { class: "turn-body" },
+        turn.compaction ? renderCompaction(turn.compaction) : null,
         h("div", { class: "section-label" }, "Model reply · " + (turn.model || run.model)),
         turn.text ? replyText(turn.text) : h("pre", { class: "text" }, turn.end === null ? "…" : "(empty)"),
         turn.cells.map((c) => renderCell(c, run))));
+  }
+
+  function renderCompaction(c) {  // earlier turns folded into a summary before this turn
+    return [h("div", { class: "section-label" }, "Earlier turns compacted · " +
+      fmtTokens(c.tokens_before) + " → " + fmtTokens(c.tokens_after) + " tokens, last " +
+      plural(c.kept_turns, "turn") + " kept" + (c.replayed ? " · replayed" : "")),
+      h("pre", { class: "text" }, c.summary)];
   }
 
   function renderCell(cell, run) {
