@@ -110,3 +110,17 @@ async def test_answers_that_never_match_are_a_422() -> None:
     error = response.json()["error"]
     assert error["code"] == "output_validation_failed"
     assert "'count' is a required property" in error["message"]
+
+
+async def test_a_session_completion_takes_an_output_schema() -> None:
+    model = ScriptedModel(counting)
+    async with RLM(model=model) as rlm, asgi_client(create_app(rlm)) as client:
+        made = await client.post("/v1/sessions", json={"context": "Oslo Oslo Bergen"})
+        session_id = made.json()["id"]
+        response = await client.post(
+            f"/v1/sessions/{session_id}/completions",
+            json={"query": "Which city, how often?", "output_schema": SCHEMA},
+        )
+        await client.delete(f"/v1/sessions/{session_id}")
+    assert response.status_code == 200
+    assert response.json()["output"] == {"city": "Oslo", "count": 2}

@@ -16,6 +16,7 @@ from rlm_async.server._errors import ApiError
 from rlm_async.server._limits import RunSlots
 from rlm_async.server._native import result_body
 from rlm_async.server._options import apply_options
+from rlm_async.server._output_schema import checked_schema
 from rlm_async.server._runs import until_disconnect
 from rlm_async.server._sessions import (
     SessionCompletionRequest,
@@ -67,6 +68,7 @@ class SessionRoutes:
         body = await parse_body(SessionCompletionRequest, await self.service.read_body(request))
         session_id = request.path_params["session_id"]
         options = apply_options(self.service.current_rlm(), body.options).options
+        schema = checked_schema(body.output_schema, param="output_schema")
         async with self.service.sessions.using(session_id, owner_of(request)) as session:
             # A session runs one completion at a time. A second one is refused before it
             # takes a run slot: waiting for the session while holding a slot would let one
@@ -83,7 +85,8 @@ class SessionRoutes:
             async def run() -> tuple[RLMResult, str | None]:
                 slot = await self.service.slots.acquire()
                 try:
-                    return await session.completion(body.query, options=options), None
+                    completion = session.completion(body.query, options=options, output_type=schema)
+                    return await completion, None
                 except BudgetExceeded as exc:
                     if exc.partial is None:
                         raise self.service.failed(exc) from exc
@@ -99,7 +102,7 @@ class SessionRoutes:
                 result, budget = await until_disconnect(request, run)
             finally:
                 self._running.discard(session_id)
-        answer = result_body(result, budget=budget)
+        answer = result_body(result, budget=budget, typed=schema is not None)
         answer["session"] = session_id
         answer["session_turn"] = result.metadata.get("session_turn")
         return JSONResponse(answer)

@@ -65,12 +65,14 @@ class SessionContextRequest(SessionCreateRequest):
 
 
 class SessionCompletionRequest(BaseModel):
-    """The body of ``POST /v1/sessions/{id}/completions``."""
+    """The body of ``POST /v1/sessions/{id}/completions`` (``output_schema``: a JSON schema
+    the answer must match, as on ``/v1/rlm``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1)
     options: RunOptions | None = None
+    output_schema: dict[str, Any] | None = None
 
 
 def owner_of(request: Request) -> str:
