@@ -162,6 +162,7 @@ class SubCallFinished(_Event):
     cost_usd: float | None = None
     latency: float = 0.0
     replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
+    cached: bool = False  # the sub-call cache answered it (RLM(cache=...)): not paid
 
 
 class ToolCallStarted(_Event):

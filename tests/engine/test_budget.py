@@ -32,7 +32,11 @@ async def test_a_batch_over_the_sub_call_budget_is_refused_whole_before_any_requ
 
 async def test_batches_within_the_sub_call_budget_run_and_the_next_one_is_refused() -> None:
     sub = counting_sub()
-    code = "a = llm_query_batched(['x'] * 3)\nb = llm_query_batched(['y'] * 3)\nprint(a, b[0][:40])"
+    # Distinct prompts: identical ones would be sent once (the sub-call cache).
+    code = (
+        "a = llm_query_batched([f'x{i}' for i in range(3)])\n"
+        "b = llm_query_batched([f'y{i}' for i in range(3)])\nprint(a, b[0][:40])"
+    )
     root = ScriptedModel([repl(code), "FINAL(done)"])
     async with RLM(model=root, sub_model=sub, budget=Budget(max_subcalls=4)) as rlm:
         await rlm.completion("abc", "q")
@@ -148,7 +152,7 @@ async def test_an_interrupted_batch_gives_back_what_it_reserved() -> None:
             await hold.wait()  # the first sub-call hangs until the cell is interrupted
         return MockReply(text="ok", usage=Usage(input_tokens=1, output_tokens=1))
 
-    batch = "r = llm_query_batched(['w' * 16_000] * 5)\nprint(r)"
+    batch = "r = llm_query_batched([str(i) + 'w' * 16_000 for i in range(5)])\nprint(r)"
     small = Usage(input_tokens=100, output_tokens=10)
     root = ScriptedModel(
         [

@@ -143,7 +143,8 @@ async def test_sub_call_concurrency_never_exceeds_max_concurrency() -> None:
         in_flight -= 1
         return "ok"
 
-    root = ScriptedModel([repl("r = llm_query_batched(['p'] * 40)"), "FINAL(done)"])
+    # Distinct prompts: identical ones would be sent once (the sub-call cache).
+    root = ScriptedModel([repl("r = llm_query_batched([f'p{i}' for i in range(40)])"), "FINAL(x)"])
     async with RLM(model=root, sub_model=ScriptedModel(slow), max_concurrency=5) as rlm:
         await rlm.completion("abc", "q")
     assert peak == 5

@@ -26,6 +26,7 @@ from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
 from rlm_async.engine._run import run_rlm
 from rlm_async.engine._state import CompletionState
+from rlm_async.engine._subcall_cache import SubCallCache
 
 if TYPE_CHECKING:
     from rlm_async.engine._resume import Replay
@@ -50,13 +51,15 @@ async def run_completion(
     session_note: str = "",
     replay: Replay | None = None,
     session: tuple[str, int] | None = None,
+    subcall_cache: SubCallCache | None = None,
 ) -> RLMResult:
     """One completion: listeners, trajectory, the runs under the time budget.
 
     A session's completion gives its REPL (``lent_repl``: the root run neither starts nor
     closes it) and what the session has so far (``session_note``, before the query). A
     resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``). A
-    session's completion names itself (``session``: its id and number) in ``RunStarted``.
+    session's completion names itself (``session``: its id and number) in ``RunStarted``
+    and shares the session's sub-call cache (``subcall_cache``).
 
     A typed completion gives what its answer must be (``output``, from ``output_type``).
 
@@ -93,6 +96,7 @@ async def run_completion(
         session_note=session_note,
         output=output,
         session=session,
+        subcall_cache=subcall_cache,
         full_text=None if writer is None else writer.full_text,
     )
     closing = anyio.CancelScope()

@@ -16,6 +16,7 @@ from rlm_async._options import check_int
 from rlm_async.engine._options import RLMOptions, with_repl_shortcuts
 from rlm_async.engine._resources import EngineResources, build_rate_limiters
 from rlm_async.engine._routes import ModelRoutes, needs_settings
+from rlm_async.engine._subcall_cache import SubCallStore, cache_path
 from rlm_async.engine._tool_box import ToolBox
 from rlm_async.providers import ProviderRegistry
 from rlm_async.providers._settings import Settings
@@ -58,6 +59,7 @@ class Recipe:
     warm_repls: int
     tools: ToolSet = field(default_factory=ToolSet)
     mcp_servers: tuple[MCPServer, ...] = ()
+    cache: object = None  # RLM(cache=...): None, False, True or a path (checked)
 
     @classmethod
     def from_arguments(
@@ -76,6 +78,7 @@ class Recipe:
         max_concurrency: int,
         tools: Iterable[Any] = (),
         mcp_servers: Iterable[MCPServer] = (),
+        cache: object = None,
     ) -> Recipe:
         """The recipe of ``RLM(...)``'s arguments, checked; keys and endpoints are read
         from the environment (and ``.env`` with ``load_dotenv``) when a model is a name.
@@ -84,6 +87,7 @@ class Recipe:
             ConfigurationError: a bad argument, named.
         """
         check_int("warm_repls", warm_repls, 0)
+        cache_path(cache)  # a bad value fails here, not in a run
         toolset, servers = _check_tools(tools, mcp_servers)
         if max_connections is not None:
             check_int("max_connections", max_connections, 1)
@@ -108,6 +112,7 @@ class Recipe:
             warm_repls=warm_repls,
             tools=toolset,
             mcp_servers=servers,
+            cache=cache,
         )
 
     def build(self) -> tuple[ModelRoutes, EngineResources]:
@@ -132,6 +137,8 @@ class Recipe:
             tool_box=ToolBox(self.tools, self.mcp_servers)
             if self.tools or self.mcp_servers
             else None,
+            dedupe_subcalls=self.cache is not False,
+            subcall_store=SubCallStore(path) if (path := cache_path(self.cache)) else None,
         )
         return models, resources
 

@@ -20,6 +20,7 @@ import anyio
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._prepare import prepare
+from rlm_async.engine._subcall_cache import SubCallCache, SubCallStore
 from rlm_async.engine._tool_box import ToolBox
 from rlm_async.providers import ProviderRegistry, ResolvedModel
 from rlm_async.providers._ratelimit import RateLimit, RateLimiter
@@ -90,6 +91,14 @@ class EngineResources:
     # Text contexts of the completions in progress, by identity (see ``context_for_run``).
     texts: dict[int, _SharedText] = field(default_factory=dict)
     tool_box: ToolBox | None = None  # RLM(tools=..., mcp_servers=...), when given
+    # RLM(cache=...): identical sub-calls sent once per completion tree or session (unless
+    # False), and answered from this store across runs when a path is given.
+    dedupe_subcalls: bool = True
+    subcall_store: SubCallStore | None = None
+
+    def new_subcall_cache(self) -> SubCallCache | None:
+        """A sub-call cache for one completion tree or session (``None``: caching is off)."""
+        return SubCallCache(self.subcall_store) if self.dedupe_subcalls else None
 
     @property
     def tool_set(self) -> ToolSet | None:
@@ -201,3 +210,5 @@ class EngineResources:
             if self.tool_box is not None:
                 await self.tool_box.aclose()
             await self.providers.aclose()
+            if self.subcall_store is not None:
+                await anyio.to_thread.run_sync(self.subcall_store.close)

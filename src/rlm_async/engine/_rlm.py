@@ -129,6 +129,14 @@ class RLM(RLMProperties):
         mcp_servers: MCP servers (``rlm_async.tools.MCPServer``, stdio or HTTP) whose tools
             are exposed the same way; reached on ``async with`` (or the first completion)
             and closed by ``aclose()``. Needs the ``mcp`` extra.
+        cache: The sub-call cache. ``None`` (default): identical sub-calls (same model,
+            prompt and settings) of one completion tree or session are sent once, the
+            others answered from memory; ``False``: every sub-call is sent (e.g. to sample
+            one prompt several times). A file path (``str`` or ``PathLike``) also keeps
+            answers in a SQLite store there across runs and processes, so a re-run pays
+            nothing for them; ``True`` uses ``~/.cache/rlm-async/subcalls.sqlite3``
+            (``$XDG_CACHE_HOME``). Only answers are kept, never errors or keys; hits count
+            no usage and are marked ``cached=True`` on their ``SubCallFinished`` event.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -173,6 +181,7 @@ class RLM(RLMProperties):
         context_windows: Mapping[str, int] | None = None,
         tools: Sequence[Callable[..., Any] | Tool] = (),
         mcp_servers: Sequence[MCPServer] = (),
+        cache: str | os.PathLike[str] | bool | None = None,
     ) -> None:
         given = {
             "max_iterations": max_iterations,
@@ -207,6 +216,7 @@ class RLM(RLMProperties):
             max_concurrency=chosen.max_concurrency,
             tools=tools,
             mcp_servers=mcp_servers,
+            cache=cache,
         )
         self._setup(recipe, chosen)
 

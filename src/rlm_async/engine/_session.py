@@ -105,6 +105,9 @@ class Session:
         self._resume_from = resume_from
         self._replay: Replay | None = None  # the recorded completion being replayed
         self._resumed: list[RLMResult] = []
+        # One sub-call cache for the whole conversation: a later completion's identical
+        # sub-call is answered, not paid again.
+        self._subcall_cache = resources.new_subcall_cache()
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -308,6 +311,7 @@ class Session:
                     output=output,
                     replay=self._replay,
                     session=(self.session_id, len(self._turns) + 1),
+                    subcall_cache=self._subcall_cache,
                 )
                 number = len(self._turns) + 1
                 await lender.repl.add_context(query, f"query_{number}")

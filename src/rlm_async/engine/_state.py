@@ -22,6 +22,7 @@ from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._resources import EngineResources
 from rlm_async.engine._routes import ModelRoutes
+from rlm_async.engine._subcall_cache import SubCallCache
 from rlm_async.providers._windows import output_chars_for
 
 __all__ = ["MAX_KEPT_EVENTS", "CompletionState"]
@@ -68,6 +69,10 @@ class CompletionState:
     # closed by the run), and its first message starts with what the session has so far.
     lent_repl: ReplLender | None = None
     session_note: str = ""
+    # Identical sub-calls sent once (``_subcall_cache``): a session gives its own, shared by
+    # its completions; otherwise one is made per completion (``None`` too if caching is off).
+    subcall_cache: SubCallCache | None = None
+    cached_subcalls: int = 0  # sub-calls answered by the cache, not paid
     output: OutputSpec | None = None  # output_type: what the root run's answer must be
     session: tuple[str, int] | None = None  # (session id, completion number), for RunStarted
     # The trajectory's side record (``BackgroundTrajectory.full_text``): a root sub-call
@@ -90,6 +95,8 @@ class CompletionState:
     def __post_init__(self) -> None:
         self.limiter = anyio.CapacityLimiter(self.options.max_concurrency)
         self.budget = BudgetTracker(self.options.budget, self.usage)
+        if self.subcall_cache is None:
+            self.subcall_cache = self.resources.new_subcall_cache()
         # Sized for the root model: a small model reads a small cell output.
         self.output_chars = self.options.max_output_chars or output_chars_for(
             self.resources.window_of(self.models.root).tokens
@@ -115,6 +122,8 @@ class CompletionState:
             "repl_warm": self.repl_warm,
             "sandbox": self.sandbox_report,
         }
+        if self.cached_subcalls:
+            facts["subcalls_cached"] = self.cached_subcalls
         if self.trajectory_dropped:
             facts["trajectory_dropped"] = self.trajectory_dropped
         return facts

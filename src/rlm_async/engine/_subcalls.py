@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from rlm_async.engine._run import _Run
     from rlm_async.providers import ResolvedModel
 
-__all__ = ["EMPTY_PROMPT", "FATAL_SUBCALL_ERRORS", "SubCallServer"]
+__all__ = ["EMPTY_PROMPT", "FATAL_SUBCALL_ERRORS", "SubCallServer", "prompt_too_big"]
 
 # Errors that will fail every sub-call the same way: end the run instead of feeding the
 # model hundreds of identical error strings. A spent budget ends the run too.
@@ -57,6 +57,11 @@ FATAL_SUBCALL_ERRORS = (AuthenticationError, NotFoundError, ConfigurationError, 
 EMPTY_PROMPT = (
     "the prompt is empty, so nothing was sent; put the question and the text to read in it"
 )
+
+
+def prompt_too_big(tokens: int, model: str, window: int) -> str:
+    """The error item for a prompt over its model's window (model code reads "Error: ...")."""
+    return f"prompt of {tokens} tokens exceeds {model}'s window of {window}; split it"
 
 
 # A prompt not answered (yet): compared by identity.
@@ -144,10 +149,12 @@ class SubCallServer:
         for index, prompt in enumerate(request.prompts):
             # Not ``prompt.strip()``: that copies each prompt ending in a newline (40 MB for
             # a big batch) to find out whether there is text in it.
-            if prompt and not prompt.isspace():
-                sent.append(index)
-            else:
+            if not prompt or prompt.isspace():
                 results[index] = SubCallResult.failure(EMPTY_PROMPT)
+            elif (too_big := self._over_window(request, index, target, recursive)) is not None:
+                results[index] = SubCallResult.failure(too_big)
+            else:
+                sent.append(index)
         if not sent:
             return results
         output_reserve = self.run.options.sub_call_max_tokens or 0
@@ -203,6 +210,23 @@ class SubCallServer:
             return [stopped if r is _NOT_RUN else r for r in results]
         return results
 
+    def _over_window(
+        self, request: LLMRequest, index: int, target: ResolvedModel, recursive: bool
+    ) -> str | None:
+        """Why a prompt is refused unsent: more tokens than its model's known window.
+
+        A window only assumed (a model not in the table) refuses nothing: the guess is small
+        on purpose and would refuse prompts the model reads. A prompt that goes to a sub-RLM
+        (``rlm_query`` with a context) is not read by a sub-model at once: not checked.
+        """
+        if recursive and request.contexts is not None and request.contexts[index] is not None:
+            return None
+        window = self.run.shared.resources.window_of(target)
+        tokens = estimate_tokens(len(request.prompts[index]))
+        if not window.known or tokens <= window.tokens:
+            return None
+        return prompt_too_big(tokens, target.label, window.tokens)
+
     async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> SubCallResult:
         async with self.run.shared.limiter:
             started = self._subcall_started(call, target.label, prompt)
@@ -213,7 +237,7 @@ class SubCallServer:
                 temperature=self.run.options.sub_call_temperature,
             )
             try:
-                completion = await self.run.call_model(target, request)
+                completion, cached = await self._answer(target, request)
             except ProviderError as exc:
                 self._subcall_finished(call, target.label, started, error=exc)
                 if isinstance(exc, FATAL_SUBCALL_ERRORS):
@@ -225,10 +249,25 @@ class SubCallServer:
                         call, target.label, started, error=self._ended_by(exc, call)
                     )
                 raise
-            self.run.shared.usage.record(target.label, completion.usage, depth=self.run.depth + 1)
-            self._subcall_finished(call, target.label, started, completion=completion)
+            if cached:  # answered by the cache: nothing paid, no usage
+                self.run.shared.cached_subcalls += 1
+            else:
+                usage = completion.usage
+                self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
+            self._subcall_finished(
+                call, target.label, started, completion=completion, cached=cached
+            )
             self.run.check_budgets()
             return SubCallResult.answer(completion.text)
+
+    async def _answer(
+        self, target: ResolvedModel, request: CompletionRequest
+    ) -> tuple[Completion, bool]:
+        """The sub-call's completion, and whether the sub-call cache gave it (not paid)."""
+        cache = self.run.shared.subcall_cache
+        if cache is None:  # RLM(cache=False)
+            return await self.run.call_model(target, request), False
+        return await cache.complete(target, request, lambda: self.run.call_model(target, request))
 
     async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> SubCallResult:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
@@ -289,8 +328,9 @@ class SubCallServer:
         completion: Completion | None = None,
         error: BaseException | None = None,
         answer: str | None = None,
+        cached: bool = False,
     ) -> None:
-        usage = completion.usage if completion is not None else None
+        usage = completion.usage if completion is not None and not cached else None
         text = answer if answer is not None else (completion.text if completion else str(error))
         if self.run.depth == 0:  # what a resume answers from (a sub-RLM's calls are not replayed)
             self.run.shared.keep_full("subcall_finished", call.id, text, self.run.preview)
@@ -309,4 +349,5 @@ class SubCallServer:
             cache_write_tokens=usage.cache_write_tokens if usage else 0,
             cost_usd=usage.cost_usd if usage else None,
             latency=round(time.perf_counter() - started, 6),
+            cached=cached,
         )

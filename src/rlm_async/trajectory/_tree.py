@@ -72,13 +72,14 @@ class SubCallNode:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency: float | None = None
+    cached: bool = False  # answered by the sub-call cache (nothing paid)
     run: RunNode | None = None
 
     def totals(self) -> Totals:
         if self.run is not None:
             return self.run.totals()
         totals = Totals()
-        if self.end is not None and self.ok:
+        if self.end is not None and self.ok and not self.cached:  # a hit is not a paid call
             totals.add_call(
                 self.input_tokens, self.output_tokens, self.cost_usd, self.cached_tokens
             )
@@ -318,7 +319,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             sub.end, sub.ok, sub.answer = event.t, event.ok, event.answer
             sub.input_tokens, sub.output_tokens = event.input_tokens, event.output_tokens
             sub.cached_tokens = event.cached_tokens
-            sub.cost_usd, sub.latency = event.cost_usd, event.latency
+            sub.cost_usd, sub.latency, sub.cached = event.cost_usd, event.latency, event.cached
             pending = unclaimed.get(event.run_id, [])
             if sub in pending:  # an rlm call that ended without a sub-run (depth 1, refusal)
                 pending.remove(sub)
