@@ -137,3 +137,38 @@ async def test_a_resumed_run_compacts_where_it_did_with_the_recorded_summary(
     paid = [e for e in recorded if isinstance(e, ev.TurnFinished | ev.Compacted)]
     replayed_usage = result.metadata["resumed"]["replayed_usage"]
     assert replayed_usage["input_tokens"] == sum(e.input_tokens for e in paid)
+
+
+SESSION_TURNS = [
+    cell("x = 41\nFINAL('x is set')"),  # the session's first completion
+    *(cell(PAD) for _ in range(4)),
+    cell("FINAL(str(x + 1))"),
+]
+
+
+async def session_run(model: ScriptedModel, **settings: Any) -> tuple[str, str]:
+    rlm = RLM(model=model, max_tokens=REPLY_TOKENS, **settings)
+    async with rlm, rlm.session(CONTEXT) as chat:
+        first = await chat.completion("Set x to 41.")
+        second = await chat.completion(QUERY)
+    return first.answer, second.answer
+
+
+async def test_a_session_completion_is_compacted_and_keeps_the_session_so_far() -> None:
+    probe = root_model(SESSION_TURNS)
+    assert await session_run(probe, compact_at=0) == ("x is set", "42")
+    size = [conversation_tokens(r.system or "", r.messages) for r in probe.requests[1:]]
+
+    root, seen = root_model(SESSION_TURNS), []
+    threshold = (size[2] + size[3]) // 2  # between the second completion's turns 3 and 4
+    answers = await session_run(root, compact_at=threshold, on_event=seen.append)
+    assert answers == ("x is set", "42")  # x from the first completion, after compaction
+    (compacted,) = compactions(seen)
+    assert compacted.turn == 4
+    after = root.requests[[is_summary_call(r) for r in root.requests].index(True) + 1]
+    first_message = after.messages[0].content
+    # The session's note (its earlier query and answer) and the query stay; turn 1 goes.
+    assert "Set x to 41." in first_message and QUERY in first_message
+    assert f"[Earlier turns were compacted: {SUMMARY}]" in first_message
+    replies = [m for m in after.messages if m.role == "assistant"]
+    assert len(replies) == compacted.kept_turns < 3  # of the 3 turns before turn 4
