@@ -26,6 +26,7 @@ class RunOptions(BaseModel):
         max_concurrency: Sub-calls in flight at once, at most the server's.
         max_seconds: Wall-time budget of the run.
         max_subcalls: Sub-calls in total.
+        max_tool_calls: Calls of the served RLM's tools in total.
         max_total_tokens: Input plus output tokens of every call of the run.
         max_cost_usd: Dollars, for priced models.
     """
@@ -37,6 +38,7 @@ class RunOptions(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     max_seconds: float | None = Field(default=None, gt=0)
     max_subcalls: int | None = Field(default=None, ge=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
     max_total_tokens: int | None = Field(default=None, gt=0)
     max_cost_usd: float | None = Field(default=None, gt=0)
 
@@ -45,6 +47,7 @@ class RunOptions(BaseModel):
 _BUDGET_FIELDS = {
     "max_seconds": "max_seconds",
     "max_subcalls": "max_subcalls",
+    "max_tool_calls": "max_tool_calls",
     "max_total_tokens": "max_tokens",
     "max_cost_usd": "max_cost_usd",
 }
