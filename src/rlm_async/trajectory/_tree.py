@@ -73,6 +73,7 @@ class SubCallNode:
     cost_usd: float | None = None
     latency: float | None = None
     cached: bool = False  # answered by the sub-call cache (nothing paid)
+    replayed: bool = False  # answered by RLM.resume from the record (not paid again)
     run: RunNode | None = None
 
     def totals(self) -> Totals:
@@ -105,6 +106,7 @@ class ToolCallNode:
     result: str = ""
     error_type: str | None = None
     latency: float | None = None
+    replayed: bool = False  # answered by RLM.resume from the record
 
 
 @dataclass
@@ -122,6 +124,7 @@ class CellNode:
     duration: float | None = None
     timed_out: bool = False
     restarted: bool = False
+    replayed: bool = False  # run again by RLM.resume from a replayed reply, checked
     subcalls: list[SubCallNode] = field(default_factory=list)
     tool_calls: list[ToolCallNode] = field(default_factory=list)
 
@@ -147,6 +150,7 @@ class TurnNode:
     cached_tokens: int = 0
     cost_usd: float | None = None
     latency: float | None = None
+    replayed: bool = False  # the recorded reply, given again by RLM.resume (its cells re-ran)
     cells: list[CellNode] = field(default_factory=list)
     # Before this turn, earlier turns were folded into a summary (the ``compacted`` event's
     # fields: summary, kept_turns, tokens_before/after, the summary call's usage).
@@ -181,6 +185,8 @@ class RunNode:
     context: str = ""
     max_iterations: int = 0
     max_depth: int = 0
+    session: str | None = None  # a session's completion: the session's id
+    session_turn: int | None = None  # and which completion (its query_N's N)
     end: float | None = None
     status: Literal["running", "finished", "failed"] = "running"
     answer: str | None = None
@@ -271,6 +277,8 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
                 context=event.context,
                 max_iterations=event.max_iterations,
                 max_depth=event.max_depth,
+                session=event.session,
+                session_turn=event.session_turn,
             )
             runs[event.run_id] = run
             parent = _claim(event, unclaimed, subcalls)
@@ -288,12 +296,14 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             turn.input_tokens, turn.output_tokens = event.input_tokens, event.output_tokens
             turn.cached_tokens = event.cached_tokens
             turn.cost_usd, turn.latency = event.cost_usd, event.latency
+            turn.replayed = event.replayed
         elif isinstance(event, ev.Compacted):
             fields = event.model_dump(exclude={"type", "run_id", "depth", "seq", "turn"})
             turn_of(event.run_id, event.turn, event.t).compaction = fields
         elif isinstance(event, ev.CellStarted):
             cell = cell_of(event.run_id, event.turn, event.cell, event.t)
             cell.start, cell.code = event.t, event.code
+            cell.replayed = turn_of(event.run_id, event.turn, event.t).replayed
         elif isinstance(event, ev.CellFinished):
             cell = cell_of(event.run_id, event.turn, event.cell, event.t)
             cell.end, cell.output, cell.error = event.t, event.output, event.error
@@ -320,6 +330,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
             sub.input_tokens, sub.output_tokens = event.input_tokens, event.output_tokens
             sub.cached_tokens = event.cached_tokens
             sub.cost_usd, sub.latency, sub.cached = event.cost_usd, event.latency, event.cached
+            sub.replayed = event.replayed
             pending = unclaimed.get(event.run_id, [])
             if sub in pending:  # an rlm call that ended without a sub-run (depth 1, refusal)
                 pending.remove(sub)
@@ -350,6 +361,7 @@ def build_tree(events: Iterable[ev.Event]) -> list[RunNode]:
                 )
             tool_call.end, tool_call.ok, tool_call.result = event.t, event.ok, event.result
             tool_call.error_type, tool_call.latency = event.error_type, event.latency
+            tool_call.replayed = event.replayed
         elif isinstance(event, ev.FinalAnswer):
             run = run_of(event.run_id, event.t)
             run.answer, run.answer_source = event.answer, event.source

@@ -148,6 +148,7 @@
       root.context ? h("span", null, root.context) : null,
       head.created ? h("span", null, "recorded " + head.created.replace("T", " ").slice(0, 19) + " UTC") : null,
       h("span", null, "rlm-async " + (head.rlm_async_version || "?") + " · schema " + head.schema_version),
+      sessionNote(head.session || root.session, head.session_turn || root.session_turn),
       data.truncated ? h("span", { class: "pill fail" }, "file truncated: last line cut") : null,
     );
     return h("header", { class: "page-head" },
@@ -156,6 +157,13 @@
         h("h1", null, "Trajectory" + (data.source ? " · " + data.source : "")),
         h("div", { class: "query" }, head.query || root.query || ""),
         meta));
+  }
+
+  // A session's completion (rlm.session): which one, of which session.
+  function sessionNote(session, number) {
+    if (!session) return null;
+    return h("span", { class: "pill final", dataset: { session: session } },
+      "session " + session + " · completion " + number + " (query_" + number + ")");
   }
 
   function tile(label, value, sub, cls) {
@@ -441,6 +449,11 @@
 
   // ---- tree ----------------------------------------------------------------------------
 
+  // Given again by RLM.resume from the trajectory it resumed: not asked (or paid) again.
+  function replayedPill(kind, title) {
+    return h("span", { class: "pill replayed", title: title, dataset: { replayed: kind } }, "↺ replayed");
+  }
+
   function statusPill(run) {
     if (run.status === "finished") return h("span", { class: "pill ok" }, "✓ finished");
     if (run.status === "failed") return h("span", { class: "pill fail" }, "✕ " + (run.error_type || "failed"));
@@ -464,6 +477,8 @@
       h("span", { class: "run-title" }, run.depth === 0 ? "Root run" : "Sub-RLM run · depth " + run.depth),
       h("span", { class: "mono muted", style: "font-size:12px" }, run.run_id),
       statusPill(run),
+      run.session ? h("span", { class: "pill final", title: "session " + run.session },
+        "session turn " + run.session_turn) : null,
       costChips(run.totals, [
         chip("model", run.model),
         chip("time", fmtSeconds(duration)),
@@ -472,6 +487,9 @@
       ]));
     const kv = h("dl", { class: "kv" },
       h("dt", null, "Query"), h("dd", null, run.query),
+      run.session ? [h("dt", null, "Session"), h("dd", null, "completion " + run.session_turn +
+        " of session " + run.session + ": query_" + run.session_turn + " and answer_" +
+        run.session_turn + " in its REPL")] : null,
       run.context ? [h("dt", null, "Context"), h("dd", { class: "muted" }, run.context)] : null,
       run.answer !== null ? [h("dt", null, "Answer"), h("dd", null, h("pre", { class: "text" }, run.answer))] : null,
       run.error ? [h("dt", null, "Error"), h("dd", null, h("pre", { class: "err" }, (run.error_type || "") + ": " + run.error))] : null,
@@ -489,6 +507,7 @@
       h("span", { class: "caret" }, "▶"),
       h("span", { class: "node-title" }, turn.final_turn ? "Final turn" : "Turn " + turn.turn),
       turn.end === null ? h("span", { class: "pill run" }, "waiting for the model") : null,
+      turn.replayed ? replayedPill("turn", "the recorded reply, given again: no model call") : null,
       turn.compaction ? h("span", { class: "pill final" }, "compacted") : null,
       costChips(turn.totals, [
         chip("at", fmtSeconds(turn.start)),
@@ -521,6 +540,7 @@
       cell.restarted ? h("span", { class: "pill fail" }, "REPL restarted") : null,
       cell.final !== null ? h("span", { class: "pill final" }, "FINAL") : null,
       cell.end === null ? h("span", { class: "pill run" }, "running") : null,
+      cell.replayed ? replayedPill("cell", "run again from a recorded reply; its output matched the record") : null,
       costChips(cell.totals, [
         chip("time", fmtSeconds(duration)),
         cell.subcalls.length ? chip("sub-calls", fmtInt(cell.subcalls.length)) : null,
@@ -559,7 +579,8 @@
         dataset: { node: "toolcall" } },
         h("summary", { class: "toolgrid" },
           h("span", { class: "caret" }, "▶"),
-          h("span", { class: "mono" }, call.tool),
+          h("span", { class: "mono" }, call.tool,
+            call.replayed ? [" ", replayedPill("toolcall", "the recorded result: the tool was not called")] : null),
           h("span", { class: "ellipsis mono muted" }, oneLine(call.arguments, 200)),
           h("span", { class: "ellipsis" + (failed ? "" : " mono"),
             style: failed ? "color:var(--error)" : "" }, oneLine(outcome, 200) || "(empty)"),
@@ -604,6 +625,7 @@
       h("span", { class: "ellipsis muted", title: sub.model }, sub.model),
       h("span", { class: "ellipsis" }, oneLine(sub.prompt, 300) || "–"),
       h("span", { class: "ellipsis" + (failed ? "" : " mono"), style: failed ? "color:var(--error)" : "" },
+        sub.replayed ? [replayedPill("subcall", "the recorded answer: not asked or paid again"), " "] : null,
         sub.end === null ? "…" : (failed ? "✕ " : "") + (oneLine(sub.answer, 200) || "(empty)")),
       h("span", { class: "num" }, fmtTokens(t.input_tokens) + " / " + fmtTokens(t.output_tokens)),
       h("span", { class: "num" }, fmtSeconds(sub.latency)),
