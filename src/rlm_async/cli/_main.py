@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     add_engine_arguments(run, model_help=DEFAULT_MODEL)
     run.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
     run.add_argument(
+        "--cache",
+        metavar="PATH",
+        default=None,
+        help="keep sub-call answers in this SQLite file: a re-run pays nothing for them",
+    )
+    run.add_argument(
         "-v", "--verbose", action="store_true", help="show the run on stderr as it happens"
     )
     run.add_argument(
@@ -201,6 +207,7 @@ async def _run(args: argparse.Namespace) -> int:
             sub_model=args.sub_model,
             options=options,
             load_dotenv=not args.no_dotenv,
+            cache=args.cache,
         ) as rlm:
             if progress is None:
                 result = await rlm.completion(context, args.query)
