@@ -109,7 +109,9 @@ class Compacted(_Event):
     tokens_before: int
     tokens_after: int
     summary: str
-    input_tokens: int = 0
+    input_tokens: int = 0  # the whole prompt, the two counts below included
+    cached_tokens: int = 0  # read from the prompt cache: the turns before sent this prefix
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
     latency: float = 0.0

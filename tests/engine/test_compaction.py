@@ -213,3 +213,28 @@ def test_compact_at_refuses_values_that_are_neither_a_fraction_nor_tokens(value:
 @pytest.mark.parametrize(("value", "read"), [(0, None), (None, None), (0.5, 0.5), (5000, 5000)])
 def test_compact_at_reads_off_fractions_and_tokens(value: object, read: object) -> None:
     assert RLMOptions().merged({"compact_at": value}).compact_at == read
+
+
+async def test_the_summary_calls_usage_is_recorded_with_its_cached_prefix() -> None:
+    from rlm_async import Usage
+    from rlm_async.testing import MockReply
+    from rlm_async.trajectory import build_tree
+
+    size = await sizes(6)
+    replies = iter([*(repl(f"print({n})") for n in range(1, 7)), "FINAL(done)"])
+    paid = Usage(input_tokens=3_000, cached_tokens=2_700, output_tokens=40)
+
+    def reply(request: CompletionRequest) -> str | MockReply:
+        return MockReply(text="SUMMARY", usage=paid) if is_summary_call(request) else next(replies)
+
+    events: list[ev.Event] = []
+    threshold = (size[3] + size[4]) // 2
+    result = await run(
+        ScriptedModel(reply), fake_repl(), window=window_for(threshold * 4 // 3), events=events
+    )
+    (compacted,) = [e for e in events if isinstance(e, ev.Compacted)]
+    assert (compacted.input_tokens, compacted.cached_tokens) == (3_000, 2_700)
+    assert result.usage.models["scripted"].cached_tokens == 2_700
+    (tree,) = build_tree(events)
+    assert tree.turns[4].compaction is not None
+    assert tree.totals().cached_tokens == 2_700 and tree.totals().calls == 8

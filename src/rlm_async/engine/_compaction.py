@@ -153,6 +153,8 @@ class Compactor:
             tokens_after=conversation_tokens(system, messages),
             summary=summary,
             input_tokens=completion.usage.input_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            cache_write_tokens=completion.usage.cache_write_tokens,
             output_tokens=completion.usage.output_tokens,
             cost_usd=completion.usage.cost_usd,
             latency=round(time.perf_counter() - started, 6),

@@ -164,7 +164,9 @@ class TurnNode:
             )
         if self.compaction is not None:  # the call that wrote the summary
             c = self.compaction
-            totals.add_call(c["input_tokens"], c["output_tokens"], c["cost_usd"])
+            totals.add_call(
+                c["input_tokens"], c["output_tokens"], c["cost_usd"], c["cached_tokens"]
+            )
         for cell in self.cells:
             totals.add(cell.totals())
         return totals
