@@ -8,7 +8,8 @@ three seams of the run loop answered from the record instead of live:
   call, no usage; a compaction recorded before it (``Compacted``) is done again with the
   recorded summary, no call either (``_compaction``);
 - a sub-call (``llm_query``, ``rlm_query``) or tool call made by a replayed cell is answered
-  with its recorded result (``SubCallFinished.answer``, ``ToolCallFinished.result``), matched
+  with its recorded result (``SubCallFinished.answer``, ``ToolCallFinished.result``, or the
+  whole text from the trajectory's side record when the event kept a preview), matched
   by turn, cell, kind and prompt (or tool and arguments): nothing is paid twice;
 - each replayed cell's output is compared with the recorded ``CellFinished.output``; a cell
   that prints something else stops the resume with a :class:`ResumeError` naming it.
