@@ -34,7 +34,8 @@ def load_session(
         ResumeError: the file is not a session's, or no trajectory of the session is found.
         TrajectoryError: a file of the session cannot be read.
     """
-    from rlm_async.trajectory._files import TrajectoryError, read_header
+    from rlm_async.trajectory._files import TrajectoryError
+    from rlm_async.trajectory._reader import read_header
 
     path = Path(source)
     if path.is_file():

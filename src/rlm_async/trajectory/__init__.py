@@ -23,13 +23,12 @@ the ``rlm_query`` sub-call that started it; the HTML viewer (``rlm-async view``)
 
 from rlm_async._redact import REDACTED, scrub_secrets
 from rlm_async.trajectory._files import (
-    Trajectory,
     TrajectoryError,
     TrajectoryHeader,
     TrajectoryWriter,
-    read_trajectory,
     write_trajectory,
 )
+from rlm_async.trajectory._reader import Trajectory, read_trajectory
 from rlm_async.trajectory._tree import (
     CellNode,
     RunNode,
