@@ -9,7 +9,9 @@ import pytest
 
 from rlm_async import RLM, ConfigurationError, Settings
 from rlm_async import events as ev
-from rlm_async.providers import CompletionRequest
+from rlm_async._types import Message
+from rlm_async.engine._subcall_cache import cache_key
+from rlm_async.providers import CompletionRequest, ResolvedModel
 from rlm_async.testing import MockLLMServer, MockReply, ScriptedModel
 from rlm_async.trajectory import read_trajectory
 from rlm_async.trajectory._viewer import viewer_data
@@ -186,3 +188,34 @@ def test_a_bad_cache_value_is_refused(bad: object) -> None:
 def test_a_directory_as_the_cache_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="is a directory"):
         RLM(model=ScriptedModel(["x"]), cache=tmp_path)
+
+
+async def test_cache_true_keeps_the_store_under_xdg_cache_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for _ in range(2):
+        sub = sub_model()
+        root = ScriptedModel([repl("print(llm_query('same'))"), "FINAL(done)"], name="root")
+        async with RLM(model=root, sub_model=sub, cache=True) as rlm:
+            await rlm.completion("ctx", "q")
+    assert sub.requests == []  # the second RLM's sub-model was not asked
+    assert (tmp_path / "rlm-async" / "subcalls.sqlite3").is_file()
+
+
+async def test_the_key_covers_every_setting_of_the_request() -> None:
+    target = ResolvedModel(provider=sub_model(), model="sub", label="sub")
+    base = CompletionRequest(model="sub", messages=[Message(role="user", content="p")])
+    variants = [
+        base.model_copy(update={"response_schema": {"type": "object"}}),
+        base.model_copy(update={"temperature": 0.7}),
+        base.model_copy(update={"max_tokens": 10}),
+        base.model_copy(update={"system": "s"}),
+        base.model_copy(update={"extra": {"top_p": 0.5}}),
+        base.model_copy(update={"messages": [Message(role="user", content="q")]}),
+    ]
+    keys = {await cache_key(target, request) for request in [base, *variants]}
+    assert len(keys) == 1 + len(variants)
+    other = ResolvedModel(provider=sub_model(), model="sub", label="other:sub")
+    assert await cache_key(other, base) != await cache_key(target, base)
+    assert await cache_key(target, base.model_copy()) == await cache_key(target, base)
