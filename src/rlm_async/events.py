@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
     "TRAJECTORY_SCHEMA_VERSION",
+    "AnswerRejected",
     "CellFinished",
     "CellStarted",
     "Compacted",
@@ -205,6 +206,18 @@ class BudgetWarning(_Event):
     limit: float
 
 
+class AnswerRejected(_Event):
+    """An answer that did not match the completion's ``output_type``: sent back to the
+    model (``retries_left`` more answers), or, at 0, the run ends with
+    ``OutputValidationError``."""
+
+    type: Literal["answer_rejected"] = "answer_rejected"
+    turn: int
+    answer: str  # a preview (``trajectory_preview_chars``)
+    errors: list[dict[str, Any]] = Field(default_factory=list)  # ``loc``, ``msg``, ``type``
+    retries_left: int = 0
+
+
 class FinalAnswer(_Event):
     type: Literal["final_answer"] = "final_answer"
     answer: str
@@ -240,6 +253,7 @@ Event = Annotated[
     | ToolCallFinished
     | ReplRestarted
     | BudgetWarning
+    | AnswerRejected
     | FinalAnswer
     | RunFinished
     | RunFailed,

@@ -182,6 +182,9 @@ async def test_a_wrong_answer_goes_back_to_the_model_and_the_next_one_is_taken()
     assert "2 more attempts" in feedback
     final = next(e for e in events if isinstance(e, ev.FinalAnswer))
     assert final.output == {"number": "A-7", "total": 12.5}  # recorded as JSON values
+    rejected = [e for e in events if isinstance(e, ev.AnswerRejected)]
+    assert [(e.turn, e.answer, e.retries_left) for e in rejected] == [(1, '{"number": "A-7"}', 2)]
+    assert rejected[0].errors == [{"loc": ["total"], "msg": "Field required", "type": "missing"}]
     assert "Invoice" in root.requests[0].system and '"total"' in root.requests[0].system
 
 
@@ -190,6 +193,9 @@ async def test_retries_run_out_with_output_validation_error() -> None:
     root = ScriptedModel([repl("FINAL(a)"), repl("FINAL(b)"), repl("FINAL(c)")])
     with pytest.raises(OutputValidationError, match="did not match Invoice") as caught:
         await run_typed(root, fake, Invoice, output_retries=1)
+    events = caught.value.partial.trajectory if caught.value.partial else []
+    rejected = [e for e in events if isinstance(e, ev.AnswerRejected)]
+    assert [e.retries_left for e in rejected] == [1, 0]
     assert caught.value.last_attempt == '{"number": 2}'
     assert {"loc": ["total"], "msg": "Field required", "type": "missing"} in caught.value.errors
     assert caught.value.partial is not None and caught.value.partial.iterations == 2

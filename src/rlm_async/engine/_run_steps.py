@@ -223,8 +223,15 @@ class RunSteps:
             self.output_value = checked.value
             return None
         self._output_failures += 1
-        left = self.options.output_retries - self._output_failures + 1
-        if last or left <= 0:
+        left = 0 if last else max(self.options.output_retries - self._output_failures + 1, 0)
+        self.event(
+            ev.AnswerRejected,
+            turn=self.turn.number,
+            answer=cap_middle(answer, self.preview),
+            errors=checked.errors[:50],
+            retries_left=left,
+        )
+        if left == 0:
             raise OutputValidationError(
                 f"the answer did not match {self.output.name} "
                 f"({self._output_failures} attempt(s)):\n{checked.describe()}\n"
