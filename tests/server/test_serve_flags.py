@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from rlm_async import ConfigurationError
+from rlm_async.cli import _serve as serve_module
 from rlm_async.cli._serve import _replica, add_serve_arguments, run_serve, serve
 from rlm_async.providers._settings import Settings
 from rlm_async.server._tool_specs import import_tools
+from rlm_async.server._workers import ReplicaApp
 from rlm_async.tools import MCPServer, Tool
 from tests.server import serve_tools
 
@@ -146,3 +148,22 @@ def test_mcp_server_without_the_mcp_extra_exits_2_saying_how_to_install_it(
     args = parse("--demo", "--workers", "1", "--port", "0", "--mcp-server", "my-server")
     assert run_serve(args) == 2
     assert re.search(MISSING_MCP, capsys.readouterr().err)
+
+
+def test_the_token_variable_may_hold_one_token_per_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RLM_TEST_SERVER_TOKENS", " alice-token, bob-token ,")
+    seen: list[ReplicaApp] = []
+
+    async def capture(args: argparse.Namespace, replica: ReplicaApp, *, label: object) -> int:
+        seen.append(replica)
+        return 0
+
+    monkeypatch.setattr(serve_module, "_serve", capture)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert run_serve(parse("--api-key-env", "RLM_TEST_SERVER_TOKENS", "--no-dotenv")) == 0
+    monkeypatch.setenv("RLM_TEST_SERVER_TOKENS", "only-one")
+    assert run_serve(parse("--api-key-env", "RLM_TEST_SERVER_TOKENS", "--no-dotenv")) == 0
+    several, one = (replica.app_options["api_key"] for replica in seen)
+    assert several == ["alice-token", "bob-token"] and one == "only-one"

@@ -10,8 +10,9 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 
-from rlm_async import RLM
+from rlm_async import RLM, ConfigurationError
 from rlm_async.providers import CompletionRequest
 from rlm_async.server import create_app, open_server
 from rlm_async.server._sessions import SessionRegistry
@@ -249,3 +250,33 @@ async def test_with_sessions_off_a_new_one_is_a_501_that_says_why() -> None:
     assert refused.status_code == 501
     error = error_of(refused)
     assert error["code"] == "sessions_disabled" and "--workers 1" in error["message"]
+
+
+async def test_with_one_api_key_per_caller_each_callers_sessions_are_its_own() -> None:
+    async with (
+        served(api_key=["alice-token", "bob-token"]) as url,
+        httpx.AsyncClient(base_url=url, headers={"authorization": "Bearer alice-token"}) as alice,
+        httpx.AsyncClient(base_url=url, headers={"authorization": "Bearer bob-token"}) as bob,
+        httpx.AsyncClient(base_url=url, headers={"authorization": "Bearer eve"}) as eve,
+    ):
+        theirs = (await alice.post("/v1/sessions", json={"context": "x"})).json()["id"]
+        refused = await bob.post(f"/v1/sessions/{theirs}/completions", json={"query": "q"})
+        deleted = await bob.delete(f"/v1/sessions/{theirs}")
+        own = await bob.post("/v1/sessions", json={"context": "y"})
+        stranger = await eve.post("/v1/sessions", json={"context": "z"})
+        answered = await alice.post(f"/v1/sessions/{theirs}/completions", json={"query": "q"})
+    assert refused.status_code == 404 and error_of(refused)["code"] == "session_not_found"
+    assert deleted.status_code == 404
+    assert own.status_code == 201
+    assert stranger.status_code == 401 and error_of(stranger)["code"] == "invalid_api_key"
+    assert answered.status_code == 200 and answered.json()["answer"] == "ok"
+
+
+def test_a_list_of_api_keys_must_hold_non_empty_tokens() -> None:
+    rlm = RLM(model=ScriptedModel(["FINAL(x)"]))
+    for api_key in ([], ["alice-token", ""], ["alice-token", 7], ("",)):
+        with pytest.raises(ConfigurationError, match="api_key must be a non-empty str"):
+            create_app(rlm, api_key=api_key)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_sessions"):
+        create_app(rlm, max_sessions=-1)
+    create_app(rlm, api_key=("alice-token", "bob-token"), max_sessions=0)

@@ -5,7 +5,8 @@ Wired into ``rlm_async.cli`` with :func:`add_serve_arguments` (parser) and :func
 until the command runs, so the rest of the CLI works without the ``server`` extra.
 
 The bearer token is read from the environment variable named by ``--api-key-env``, never
-from the command line (argv is visible to every user of the machine in ``ps``).
+from the command line (argv is visible to every user of the machine in ``ps``). Several
+tokens, comma-separated, let several callers in, each owning its own sessions.
 
 ``--workers 1`` serves in this process and event loop; more workers are uvicorn's worker
 processes (``server._workers``), each making its own app from a pickled ``ReplicaApp``.
@@ -17,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
-import math
 import os
 import signal
 import sys
@@ -27,6 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_async.cli._arg_types import port_number, positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+from rlm_async.cli._session_flags import (
+    add_session_arguments,
+    max_sessions,
+    positive_seconds,
+    session_flags_error,
+    sessions_line,
+)
 from rlm_async.cli._tool_flags import add_tool_arguments, put_cwd_on_path
 
 if TYPE_CHECKING:
@@ -38,8 +45,6 @@ __all__ = ["add_serve_arguments", "default_workers", "run_serve", "serve"]
 DEMO_ROOT = "openai-compatible:rlm-demo-root"
 DEMO_SUB = "openai-compatible:rlm-demo-sub"
 DRAIN_TIMEOUT = 10.0
-MAX_SESSIONS = 16  # create_app's defaults
-SESSION_IDLE_TIMEOUT = 600.0
 
 
 def default_workers() -> int:
@@ -48,26 +53,6 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no sched_getaffinity (macOS, Windows)
         return os.cpu_count() or 1
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +78,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=positive_seconds,
         default=DRAIN_TIMEOUT,
         metavar="S",
         help="on SIGTERM/SIGINT, seconds runs in flight get to finish before they are "
@@ -144,7 +129,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key-env",
         metavar="VAR",
         default=None,
-        help="require 'Authorization: Bearer <token>', the token read from this env variable",
+        help="require 'Authorization: Bearer <token>', the token read from this env variable "
+        "(several, comma-separated: one per caller, each owning its own sessions)",
     )
     parser.add_argument(
         "--warm-repls",
@@ -153,24 +139,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="keep N REPL processes pre-started (per worker)",
     )
-    parser.add_argument(
-        "--max-sessions",
-        type=_count,
-        default=None,
-        metavar="N",
-        help=f"sessions (POST /v1/sessions, one REPL each) open at once, more are refused "
-        f"with 429; 0: no sessions (default {MAX_SESSIONS}; sessions need --workers 1)",
-    )
-    parser.add_argument(
-        "--session-idle-timeout",
-        "--session-ttl",
-        dest="session_idle_timeout",
-        type=_seconds,
-        default=SESSION_IDLE_TIMEOUT,
-        metavar="S",
-        help="close a session (kill its REPL) unused for S seconds "
-        f"(default {SESSION_IDLE_TIMEOUT:g})",
-    )
+    add_session_arguments(parser)
     add_tool_arguments(parser)
     parser.add_argument(
         "--demo",
@@ -193,7 +162,11 @@ def _is_loopback(host: str) -> bool:
 
 
 def _replica(
-    args: argparse.Namespace, settings: Settings, model: str, sub: str | None, token: str | None
+    args: argparse.Namespace,
+    settings: Settings,
+    model: str,
+    sub: str | None,
+    token: str | list[str] | None,
 ) -> ReplicaApp:
     from rlm_async.server._workers import ReplicaApp
 
@@ -211,20 +184,12 @@ def _replica(
             "max_queue": args.max_queue,
             "max_request_bytes": max(1, int(args.max_request_mb * 1024 * 1024)),
             "body_timeout": args.body_timeout,
-            "max_sessions": _max_sessions(args),
+            "max_sessions": max_sessions(args),
             "session_idle_timeout": args.session_idle_timeout,
         },
         tools=tuple(args.tools),
         mcp_servers=tuple(args.mcp_server),
     )
-
-
-def _max_sessions(args: argparse.Namespace) -> int:
-    """Sessions are off with several workers: a session's REPL lives in one worker process,
-    and each request (a new connection) may reach another."""
-    if args.max_sessions is not None:
-        return int(args.max_sessions)
-    return MAX_SESSIONS if args.workers == 1 else 0
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -235,13 +200,9 @@ async def serve(args: argparse.Namespace) -> int:
             ``--tools`` name that cannot be imported, or ``--mcp-server`` without the
             ``mcp`` extra.
     """
-    if args.max_sessions and args.workers > 1:
-        print(
-            f"rlm-async serve: error: --max-sessions {args.max_sessions} needs --workers 1: "
-            "a session's REPL lives in one worker process, and its requests could reach "
-            "another",
-            file=sys.stderr,
-        )
+    usage_error = session_flags_error(args)
+    if usage_error is not None:
+        print(f"rlm-async serve: error: {usage_error}", file=sys.stderr)
         return 2
     if args.mcp_server:
         from rlm_async.tools._mcp import require_mcp
@@ -249,9 +210,12 @@ async def serve(args: argparse.Namespace) -> int:
         require_mcp()
     if args.tools:
         put_cwd_on_path()
-    token: str | None = None
+    token: str | list[str] | None = None
     if args.api_key_env:
-        token = os.environ.get(args.api_key_env)
+        tokens = [t.strip() for t in os.environ.get(args.api_key_env, "").split(",")]
+        token = [t for t in tokens if t] or None
+        if token is not None and len(token) == 1:
+            token = token[0]
         if not token:
             print(
                 f"rlm-async serve: error: --api-key-env {args.api_key_env}: "
@@ -274,7 +238,7 @@ async def serve(args: argparse.Namespace) -> int:
     return await _serve(args, replica, label=None)
 
 
-async def _serve_demo(args: argparse.Namespace, token: str | None) -> int:
+async def _serve_demo(args: argparse.Namespace, token: str | list[str] | None) -> int:
     from rlm_async.demo import ROOT_LATENCY, SUB_LATENCY, demo_responder
     from rlm_async.providers._settings import Settings
     from rlm_async.testing import MockLLMServer
@@ -321,7 +285,11 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
     try:
         url = base_url_of(sock)
         token = replica.app_options.get("api_key")
-        auth = f"bearer token from ${args.api_key_env}" if token else "no authentication"
+        auth = "no authentication"
+        if isinstance(token, list):
+            auth = f"{len(token)} bearer tokens from ${args.api_key_env}"
+        elif token:
+            auth = f"bearer token from ${args.api_key_env}"
         workers = (
             "this process"
             if args.workers == 1
@@ -333,7 +301,7 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
             f"  serving in {workers}\n"
             f"  POST {url}/v1/chat/completions   POST {url}/v1/rlm   "
             f"POST {url}/v1/rlm/stream   GET {url}/health\n"
-            f"  {_sessions_line(url, replica)}{_tools_line(replica)}",
+            f"  {sessions_line(url, replica.app_options)}{_tools_line(replica)}",
             file=sys.stderr,
             flush=True,
         )
@@ -343,14 +311,6 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
         return await serve_workers(replica, sock, workers=args.workers, **options)
     finally:
         sock.close()
-
-
-def _sessions_line(url: str, replica: ReplicaApp) -> str:
-    limit = replica.app_options.get("max_sessions", MAX_SESSIONS)
-    if not limit:
-        return "sessions: off (they need --workers 1)"
-    idle = replica.app_options.get("session_idle_timeout", SESSION_IDLE_TIMEOUT)
-    return f"POST {url}/v1/sessions   (at most {limit} open, closed after {idle:g} s idle)"
 
 
 def _tools_line(replica: ReplicaApp) -> str:

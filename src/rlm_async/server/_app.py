@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
@@ -40,7 +40,7 @@ from rlm_async._logging import get_logger
 from rlm_async._types import RLMResult
 from rlm_async.engine._completion import stream_run
 from rlm_async.engine._rlm import RLM
-from rlm_async.server._auth import BearerAuth
+from rlm_async.server._auth import BearerAuth, api_keys
 from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error
 from rlm_async.server._limits import RunSlots, check_limits, read_body
@@ -71,7 +71,7 @@ MIB = 1024 * 1024
 def create_app(
     rlm: RLM | Callable[[], RLM],
     *,
-    api_key: str | None = None,
+    api_key: str | Sequence[str] | None = None,
     max_concurrent_runs: int = 8,
     max_request_bytes: int = 64 * MIB,
     max_queue: int = 0,
@@ -90,6 +90,7 @@ def create_app(
             it at shutdown; given an instance, its owner opens and closes it.
         api_key: When set, every route but the health checks needs
             ``Authorization: Bearer <api_key>`` (compared in constant time, never logged).
+            A list of tokens, one per caller, lets each one's sessions be its own.
         max_concurrent_runs: Runs in flight at once; more are refused with 429.
         max_request_bytes: The largest request body accepted (413 beyond).
         max_queue: Requests that may wait for a run slot instead of a 429 (default 0).
@@ -126,8 +127,7 @@ def create_app(
         seconds={"queue_timeout": queue_timeout, "session_idle_timeout": session_idle_timeout},
         optional_seconds={"heartbeat": heartbeat, "body_timeout": body_timeout},
     )
-    if api_key is not None and (not isinstance(api_key, str) or not api_key):
-        raise ConfigurationError("api_key must be a non-empty str or None")
+    keys = api_keys(api_key)
     if not isinstance(rlm, RLM) and not callable(rlm):
         raise ConfigurationError(
             f"rlm must be an RLM or a function returning one, got {type(rlm).__name__}"
@@ -165,7 +165,9 @@ def create_app(
         Route("/health", service.health, methods=["GET"]),
         Route("/healthz", service.health, methods=["GET"]),
     ]
-    middleware = [] if api_key is None else [Middleware(BearerAuth, token=Secret(api_key))]
+    middleware = (
+        [] if keys is None else [Middleware(BearerAuth, token=[Secret(key) for key in keys])]
+    )
     app = Starlette(
         routes=routes,
         middleware=middleware,
