@@ -123,3 +123,9 @@ async def test_stream_records_the_validated_output_on_the_final_answer_event() -
         events = [e async for e in rlm.stream(INVOICES, "q", output_type=Invoice)]
     final = next(e for e in events if isinstance(e, ev.FinalAnswer))
     assert final.output == {"number": "A-7", "total": 12.5}
+
+
+def test_completion_sync_takes_an_output_type() -> None:
+    root = ScriptedModel([repl(PARSE + "FINAL(found[1])")])
+    result = RLM(model=root).completion_sync(INVOICES, "q", output_type=Invoice)
+    assert result.output == Invoice(number="B-9", total=3.25)
