@@ -11,7 +11,7 @@ import pytest
 
 from rlm_async import ConfigurationError
 from rlm_async.cli import _serve as serve_module
-from rlm_async.cli._serve import _replica, add_serve_arguments, run_serve, serve
+from rlm_async.cli._serve import _replica, add_serve_arguments, run_serve
 from rlm_async.providers._settings import Settings
 from rlm_async.server._tool_specs import import_tools
 from rlm_async.server._workers import ReplicaApp
@@ -41,18 +41,9 @@ def test_the_session_flags_reach_the_app_and_ttl_is_another_name_for_the_idle_ti
     assert app_options("--workers", "1")["session_idle_timeout"] == 600.0
 
 
-def test_several_workers_turn_sessions_off_by_default() -> None:
-    # Each request is a new connection, which may reach another worker than the session's.
-    assert app_options("--workers", "2")["max_sessions"] == 0
+def test_with_several_workers_the_session_limit_is_per_worker() -> None:
+    assert app_options("--workers", "2")["max_sessions"] == 16
     assert app_options("--workers", "2", "--max-sessions", "0")["max_sessions"] == 0
-
-
-async def test_max_sessions_with_several_workers_is_an_error_that_says_why(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert await serve(parse("--demo", "--workers", "2", "--max-sessions", "4")) == 2
-    err = capsys.readouterr().err
-    assert "--max-sessions 4 needs --workers 1" in err
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from rlm_async.providers import CompletionRequest
+from rlm_async.server._session_affinity import FORWARDED_HEADER
 from rlm_async.testing import MockLLMServer
 from tests.helpers import alive, repl
 
@@ -139,3 +140,48 @@ async def test_serve_exposes_the_tools_of_an_mcp_server_it_starts_and_ends_it() 
     with anyio.fail_after(10):  # closing the served RLM ended the MCP server it started
         while alive(int(server_pid)):
             await anyio.sleep(0.02)
+
+
+def counts_turns(request: CompletionRequest) -> str:
+    """Root model: each completion of a session adds one to a variable of its REPL."""
+    return repl("n = globals().get('n', 0) + 1\nFINAL(str(n))")
+
+
+async def test_serve_with_two_workers_keeps_a_session_on_the_worker_holding_its_repl() -> None:
+    async with MockLLMServer(counts_turns) as mock:
+        env = {**os.environ, "OPENAI_COMPATIBLE_BASE_URL": mock.base_url}
+        process = subprocess.Popen(
+            [*command(), "--model", "openai-compatible:scripted", "--port", "0",
+             "--workers", "2", "--no-dotenv", "--log-level", "warning"],
+            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            assert process.stderr is not None
+            banner = [await anyio.to_thread.run_sync(process.stderr.readline) for _ in range(5)]
+            assert "2 worker processes" in banner[2], banner
+            assert "/v1/sessions   (at most 16 open" in banner[4], banner
+            url = banner[0].split()[2]
+            answers: list[httpx.Response] = []
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                await wait_healthy(client)
+                made = await client.post("/v1/sessions", json={"context": "x"})
+                assert made.status_code == 201, made.text
+                completions = f"/v1/sessions/{made.json()['id']}/completions"
+                # Each request is a new connection, which either worker may accept: go on
+                # until one was forwarded to the other (bounded).
+                while len(answers) < 60:
+                    answers.append(await client.post(completions, json={"query": "q"}))
+                    if FORWARDED_HEADER in answers[-1].headers and len(answers) >= 3:
+                        break
+            process.send_signal(signal.SIGINT)
+            assert await anyio.to_thread.run_sync(lambda: process.wait(timeout=30)) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    # One REPL for every completion, whichever worker took the request.
+    assert [a.json()["answer"] for a in answers] == [str(n) for n in range(1, len(answers) + 1)]
+    assert any(FORWARDED_HEADER in a.headers for a in answers)

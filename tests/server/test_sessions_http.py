@@ -249,7 +249,7 @@ async def test_with_sessions_off_a_new_one_is_a_501_that_says_why() -> None:
         assert child_pids() - before == set()
     assert refused.status_code == 501
     error = error_of(refused)
-    assert error["code"] == "sessions_disabled" and "--workers 1" in error["message"]
+    assert error["code"] == "sessions_disabled" and "max_sessions=0" in error["message"]
 
 
 async def test_with_one_api_key_per_caller_each_callers_sessions_are_its_own() -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,6 @@ from rlm_async.cli._session_flags import (
     add_session_arguments,
     max_sessions,
     positive_seconds,
-    session_flags_error,
     sessions_line,
 )
 from rlm_async.cli._tool_flags import add_tool_arguments, put_cwd_on_path
@@ -200,10 +201,6 @@ async def serve(args: argparse.Namespace) -> int:
             ``--tools`` name that cannot be imported, or ``--mcp-server`` without the
             ``mcp`` extra.
     """
-    usage_error = session_flags_error(args)
-    if usage_error is not None:
-        print(f"rlm-async serve: error: {usage_error}", file=sys.stderr)
-        return 2
     if args.mcp_server:
         from rlm_async.tools._mcp import require_mcp
 
@@ -308,7 +305,10 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
         if args.workers == 1:
             await _make_server(config).serve(sockets=[sock])
             return 0
-        return await serve_workers(replica, sock, workers=args.workers, **options)
+        # The workers' Unix sockets, through which a session's requests reach its worker.
+        with tempfile.TemporaryDirectory(prefix="rlm-async-sessions-") as session_dir:
+            replica = dataclasses.replace(replica, session_dir=session_dir)
+            return await serve_workers(replica, sock, workers=args.workers, **options)
     finally:
         sock.close()
 

@@ -1,9 +1,8 @@
 """``rlm-async serve``'s session flags: ``--max-sessions N`` and ``--session-idle-timeout S``
-(alias ``--session-ttl``), and what they mean with several workers.
+(alias ``--session-ttl``).
 
-A session's REPL lives in the worker process that made it, and with ``--workers`` above 1
-each request is a new connection that any worker may accept: so sessions are off there
-unless asked for, and asking for them is an error that says why.
+With ``--workers`` above 1 the limit is per worker: a session's REPL lives in the worker
+that made it, which its requests reach through ``server._session_affinity``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ __all__ = [
     "add_session_arguments",
     "max_sessions",
     "positive_seconds",
-    "session_flags_error",
     "sessions_line",
 ]
 
@@ -55,8 +53,8 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
         type=_count,
         default=None,
         metavar="N",
-        help=f"sessions (POST /v1/sessions, one REPL each) open at once, more are refused "
-        f"with 429; 0: no sessions (default {MAX_SESSIONS}; sessions need --workers 1)",
+        help=f"sessions (POST /v1/sessions, one REPL each) open at once per worker, more are "
+        f"refused with 429; 0: no sessions (default {MAX_SESSIONS})",
     )
     parser.add_argument(
         "--session-idle-timeout",
@@ -71,26 +69,14 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def max_sessions(args: argparse.Namespace) -> int:
-    """``--max-sessions``, else the default with one worker and 0 (off) with several."""
-    if args.max_sessions is not None:
-        return int(args.max_sessions)
-    return MAX_SESSIONS if args.workers == 1 else 0
-
-
-def session_flags_error(args: argparse.Namespace) -> str | None:
-    """What is wrong with the session flags, or ``None``."""
-    if args.max_sessions and args.workers > 1:
-        return (
-            f"--max-sessions {args.max_sessions} needs --workers 1: a session's REPL lives in "
-            "one worker process, and its requests could reach another"
-        )
-    return None
+    """``--max-sessions``, else the default."""
+    return MAX_SESSIONS if args.max_sessions is None else int(args.max_sessions)
 
 
 def sessions_line(url: str, app_options: Mapping[str, Any]) -> str:
     """The banner's line about sessions."""
     limit = app_options.get("max_sessions", MAX_SESSIONS)
     if not limit:
-        return "sessions: off (they need --workers 1)"
+        return "sessions: off (--max-sessions 0)"
     idle = app_options.get("session_idle_timeout", SESSION_IDLE_TIMEOUT)
     return f"POST {url}/v1/sessions   (at most {limit} open, closed after {idle:g} s idle)"

@@ -14,9 +14,9 @@ them; 0 turns sessions off: 501); one left unused for ``idle_timeout`` seconds i
 (its REPL killed), by a sweep that runs on every session request and, while the app's
 lifespan runs, every few seconds.
 
-A session lives in the process that made it: an app served by several worker processes
-(``rlm-async serve --workers N``) cannot send a session's requests to its process, so
-``rlm-async serve`` turns sessions off there.
+A session lives in the process that made it: with several worker processes
+(``rlm-async serve --workers N``), ``server._session_affinity`` names each session after
+its worker and forwards its requests there.
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ class SessionRegistry:
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self._clock = clock
+        # Put in front of the ids' random part: a worker among several names its sessions
+        # after itself (server._session_affinity).
+        self.id_prefix = ""
         self._entries: dict[str, _Entry] = {}
         # Sessions being created: they count against the limit, and aclose() closes them.
         self._creating: set[Session] = set()
@@ -138,9 +141,8 @@ class SessionRegistry:
         if self.max_sessions == 0:
             raise ApiError(
                 501,
-                "this server keeps no sessions (max_sessions=0); `rlm-async serve` turns them "
-                "off when it runs several worker processes, since a session's requests could "
-                "reach another process than its REPL's: serve with --workers 1 for sessions",
+                "this server keeps no sessions (max_sessions=0; `rlm-async serve "
+                "--max-sessions N` turns them on): use POST /v1/rlm, one completion a request",
                 code="sessions_disabled",
             )
         if len(self._entries) + len(self._creating) >= self.max_sessions:
@@ -166,7 +168,7 @@ class SessionRegistry:
         if self._closed:  # closed as the start ended: not registered, so close it here
             await session.aclose()
             raise ApiError(503, "the service is shutting down", type="server_error", code="closed")
-        session_id = f"sess_{secrets.token_hex(12)}"
+        session_id = f"sess_{self.id_prefix}{secrets.token_hex(12)}"
         self._entries[session_id] = _Entry(session, owner, self._clock())
         return session_id, session
 

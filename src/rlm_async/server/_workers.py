@@ -40,6 +40,7 @@ from rlm_async.engine._rlm import RLM
 from rlm_async.providers._settings import Settings
 from rlm_async.server._app import create_app
 from rlm_async.server._heap import SettleHeapAfterStartup
+from rlm_async.server._session_affinity import SessionAffinity
 from rlm_async.server._tool_specs import import_tools
 from rlm_async.server._uvicorn import server_config
 from rlm_async.tools import MCPServer
@@ -69,6 +70,9 @@ class ReplicaApp:
         tools: The application's tools as ``module:attr`` names, imported by each worker
             (``rlm-async serve --tools``; see ``server._tool_specs``).
         mcp_servers: MCP servers whose tools are exposed too; each worker starts its own.
+        session_dir: A directory for the workers' Unix sockets, through which a session's
+            requests reach the worker holding it (``server._session_affinity``); ``None``
+            with one worker.
     """
 
     model: str
@@ -79,6 +83,7 @@ class ReplicaApp:
     app_options: Mapping[str, Any] = field(default_factory=dict)
     tools: tuple[str, ...] = ()
     mcp_servers: tuple[MCPServer, ...] = ()
+    session_dir: str | None = None
 
     def make_rlm(self) -> RLM:
         """The ``RLM`` to serve, not opened yet.
@@ -98,9 +103,13 @@ class ReplicaApp:
         )
 
     def __call__(self) -> ASGIApp:
+        made = create_app(self.make_rlm, **self.app_options)
+        # With a session directory, a session's requests reach the worker holding its REPL.
+        inner: ASGIApp = (
+            made if self.session_dir is None else SessionAffinity(made, directory=self.session_dir)
+        )
         # A worker is a serving process and nothing else: its start-up heap is frozen.
-        app = CloseAfterResponse(create_app(self.make_rlm, **self.app_options))
-        return SettleHeapAfterStartup(app)
+        return SettleHeapAfterStartup(CloseAfterResponse(inner))
 
 
 class CloseAfterResponse:
