@@ -143,8 +143,9 @@ async def test_serve_exposes_the_tools_of_an_mcp_server_it_starts_and_ends_it() 
 
 
 def counts_turns(request: CompletionRequest) -> str:
-    """Root model: each completion of a session adds one to a variable of its REPL."""
-    return repl("n = globals().get('n', 0) + 1\nFINAL(str(n))")
+    """Root model: each completion of a session adds one to a variable of its REPL, and
+    asks a tool which process serves it."""
+    return repl("n = globals().get('n', 0) + 1\nFINAL(f'{n} {serving_pid()}')")
 
 
 async def test_serve_with_two_workers_keeps_a_session_on_the_worker_holding_its_repl() -> None:
@@ -152,7 +153,8 @@ async def test_serve_with_two_workers_keeps_a_session_on_the_worker_holding_its_
         env = {**os.environ, "OPENAI_COMPATIBLE_BASE_URL": mock.base_url}
         process = subprocess.Popen(
             [*command(), "--model", "openai-compatible:scripted", "--port", "0",
-             "--workers", "2", "--no-dotenv", "--log-level", "warning"],
+             "--workers", "2", "--no-dotenv", "--log-level", "warning",
+             "--tools", "tests.server.serve_tools:serving_pid"],
             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )  # fmt: skip
         try:
@@ -182,6 +184,9 @@ async def test_serve_with_two_workers_keeps_a_session_on_the_worker_holding_its_
             if process.stderr is not None:
                 process.stderr.close()
     assert [a.status_code for a in answers] == [200] * len(answers)
-    # One REPL for every completion, whichever worker took the request.
-    assert [a.json()["answer"] for a in answers] == [str(n) for n in range(1, len(answers) + 1)]
-    assert any(FORWARDED_HEADER in a.headers for a in answers)
+    # One REPL for every completion, whichever worker took the request; each worker
+    # imported the tools (the one holding the session served them).
+    counts, pids = zip(*(a.json()["answer"].split() for a in answers), strict=True)
+    assert counts == tuple(str(n) for n in range(1, len(answers) + 1))
+    forwarded = [a.headers[FORWARDED_HEADER] for a in answers if FORWARDED_HEADER in a.headers]
+    assert forwarded and set(pids) == set(forwarded) and pids[0] != str(process.pid)
