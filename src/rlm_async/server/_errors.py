@@ -4,11 +4,13 @@ Every error response of the service has the body OpenAI's clients already parse:
 
     {"error": {"message": "...", "type": "...", "param": null, "code": "..."}}
 
-Statuses: 400 a body we cannot use, 401 a missing or wrong bearer token, 413 a body over
-the size limit, 429 every run slot (and the queue) taken, 502 the upstream model provider
-failed, 503 the service is not open (starting, shutting down) or a queued request waited
-too long, 500 anything else. Messages that come from a provider are scrubbed of anything
-that looks like a key; messages of unexpected errors are not sent at all.
+Statuses: 400 a body we cannot use (or a root conversation past its model's context window:
+OpenAI's ``context_length_exceeded``), 401 a missing or wrong bearer token, 413 a body over
+the size limit, 422 answers that never matched the requested schema, 429 every run slot
+(and the queue) taken, 502 the upstream model provider failed, 503 the service is not open
+(starting, shutting down) or a queued request waited too long, 500 anything else. Messages
+that come from a provider are scrubbed of anything that looks like a key; messages of
+unexpected errors are not sent at all.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from rlm_async._exceptions import (
     BudgetExceeded,
     ConfigurationError,
     ContextTypeError,
+    ContextWindowExceeded,
     NotFoundError,
     OutputValidationError,
     ProviderError,
@@ -111,6 +114,8 @@ def from_run_error(exc: Exception) -> ApiError:
             type="budget_exceeded",
             code=exc.budget,
         )
+    if isinstance(exc, ContextWindowExceeded):  # OpenAI's code: its clients recognise it
+        return ApiError(400, str(exc), code="context_length_exceeded")
     if isinstance(exc, OutputValidationError):  # the model's answers, not the request
         return ApiError(
             422, str(exc)[:4000], type="output_validation_error", code="output_validation_failed"
