@@ -81,6 +81,10 @@ class ConsoleRenderer:
                 ),
             )
             self._print(d + 1, self._short(event.text))
+        elif isinstance(event, ev.Compacted):
+            self._compacted(event)
+        elif isinstance(event, ev.AnswerRejected):
+            self._rejected(event)
         elif isinstance(event, ev.CellStarted):
             self._print(d, self._c("cyan", f"  ▷ cell {event.cell}"))
             self._print(d + 1, self._c("dim", self._short(event.code)))
@@ -91,11 +95,12 @@ class ConsoleRenderer:
             key = (event.run_id, event.cell)
             self._flush_subcalls(key, d)
         elif isinstance(event, ev.SubCallStarted):
-            self._pending.setdefault((event.run_id, event.cell), [0, 0, 0])[0] += 1
+            self._pending.setdefault((event.run_id, event.cell), [0, 0, 0, 0])[0] += 1
         elif isinstance(event, ev.SubCallFinished):
-            counts = self._pending.setdefault((event.run_id, event.cell), [0, 0, 0])
+            counts = self._pending.setdefault((event.run_id, event.cell), [0, 0, 0, 0])
             counts[1] += 1
             counts[2] += 0 if event.ok else 1
+            counts[3] += 1 if event.cached else 0
         elif isinstance(event, ev.ReplRestarted):
             self._print(d, self._c("yellow", f"  ⟳ REPL restarted: {event.reason}"))
         elif isinstance(event, ev.FinalAnswer):
@@ -112,8 +117,35 @@ class ConsoleRenderer:
                 d, self._c("red", f"✘ failed: {event.error_type}: {self._short(event.message)}")
             )
 
+    def _compacted(self, event: ev.Compacted) -> None:
+        kept = "last turn" if event.kept_turns == 1 else f"last {event.kept_turns} turns"
+        how = "replayed" if event.replayed else f"{event.latency:.2f} s"
+        self._print(
+            event.depth,
+            self._c(
+                "yellow",
+                f"  ⇣ compacted before turn {event.turn}: {event.messages_before} messages → "
+                f"{event.messages_after}, ~{event.tokens_before:,} → ~{event.tokens_after:,} "
+                f"tokens, {kept} kept ({how})",
+            ),
+        )
+        self._print(event.depth + 1, self._c("dim", self._short(event.summary)))
+
+    def _rejected(self, event: ev.AnswerRejected) -> None:
+        left = event.retries_left
+        more = "no retry left" if left == 0 else f"{left} more answer{'s' * (left > 1)} allowed"
+        self._print(event.depth, self._c("red", f"  ✗ answer rejected ({more}):"))
+        for error in event.errors[:5]:  # the model is told all of them; five say enough here
+            where = ".".join(str(part) for part in error.get("loc", ())) or "(the answer)"
+            self._print(event.depth + 1, self._short(f"{where}: {error.get('msg', '')}"))
+        self._print(event.depth + 1, self._c("dim", self._short(event.answer)))
+
     def _flush_subcalls(self, key: tuple[str, int], depth: int) -> None:
         counts = self._pending.pop(key, None)
         if counts and counts[1]:
+            # Cache hits are answered without a provider call (RLM(cache=...)): no cost.
+            cached = f" ({counts[3]} from the cache)" if counts[3] else ""
             failed = f", {counts[2]} failed" if counts[2] else ""
-            self._print(depth, self._c("yellow", f"    ↳ {counts[1]} sub-calls answered{failed}"))
+            self._print(
+                depth, self._c("yellow", f"    ↳ {counts[1]} sub-calls answered{cached}{failed}")
+            )
