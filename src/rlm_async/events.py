@@ -166,6 +166,8 @@ class SubCallFinished(_Event):
     latency: float = 0.0
     replayed: bool = False  # RLM.resume answered it from the trajectory: not paid again
     cached: bool = False  # the sub-call cache answered it (RLM(cache=...)): not paid
+    # llm_query(..., schema=...): ``answer`` is the validated value's JSON (when ``ok``)
+    structured: bool = False
 
 
 class ToolCallStarted(_Event):

@@ -57,6 +57,9 @@ questions at once. {batch_speed} Answers come back in order; a failed item is a 
 starting with "Error:" (an empty prompt is one too, and is not sent).
   - `await allm_query(prompt, model=None)`: the async form; cells may use top-level `await` \
 and `asyncio.gather`.
+  - All three take `schema=` for a structured answer: a type spec such as \
+`{{"name": str, "year": int}}`, `[str]` or `list[dict]`, or a JSON schema dict. The answer is \
+then the parsed value (dict, list...), checked; a failed one is still an "Error: ..." string.
   - `rlm_query(prompt: str, context=None) -> str` and `rlm_query_batched(prompts, contexts=None)`: \
 {rlm_query_help}
   - `SHOW_VARS()`: the variables you have defined.

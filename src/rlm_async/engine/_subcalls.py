@@ -40,6 +40,7 @@ from rlm_async._exceptions import (
 from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
 from rlm_async.engine._prepare import prepare
+from rlm_async.engine._structured import StructuredReply, ask_structured, check_schema
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl._protocol import LLMRequest, SubCallResult
 
@@ -144,6 +145,9 @@ class SubCallServer:
         if request.contexts is not None and len(request.contexts) != count:
             error = "one context per prompt is needed (or none)"
             return [SubCallResult.failure(error)] * count
+        schema = request.response_schema
+        if schema is not None and (bad_schema := check_schema(schema)) is not None:
+            return [SubCallResult.failure(bad_schema)] * count  # nothing sent
         results: list[SubCallResult] = [_NOT_RUN] * count
         sent: list[int] = []  # the prompts to send: not the empty ones
         for index, prompt in enumerate(request.prompts):
@@ -181,7 +185,7 @@ class SubCallServer:
                     if recursive and context is not None:
                         results[index] = await self._sub_rlm(call, prompt, context)
                     else:
-                        results[index] = await self._sub_llm(call, target, prompt)
+                        results[index] = await self._sub_llm(call, target, prompt, schema)
                 except Exception as exc:
                     # A bad key, a spent budget, or a bug in a user's Provider: end the run
                     # with that error itself, not an ExceptionGroup around it.
@@ -227,7 +231,13 @@ class SubCallServer:
             return None
         return prompt_too_big(tokens, target.label, window.tokens)
 
-    async def _sub_llm(self, call: _SubCall, target: ResolvedModel, prompt: str) -> SubCallResult:
+    async def _sub_llm(
+        self,
+        call: _SubCall,
+        target: ResolvedModel,
+        prompt: str,
+        schema: dict[str, Any] | None = None,
+    ) -> SubCallResult:
         async with self.run.shared.limiter:
             started = self._subcall_started(call, target.label, prompt)
             request = CompletionRequest(
@@ -235,9 +245,18 @@ class SubCallServer:
                 messages=[Message(role="user", content=prompt)],
                 max_tokens=self.run.options.sub_call_max_tokens,
                 temperature=self.run.options.sub_call_temperature,
+                response_schema=schema,
             )
+            structured: StructuredReply | None = None
             try:
-                completion, cached = await self._answer(target, request)
+                if schema is None:
+                    completion, cached = await self._answer(target, request)
+                else:  # checked against the schema, asked once more when it does not match
+                    structured = await ask_structured(
+                        request,
+                        lambda retry: self._answer(target, retry),
+                        lambda completion, cached: self._paid(target, completion, cached),
+                    )
             except ProviderError as exc:
                 self._subcall_finished(call, target.label, started, error=exc)
                 if isinstance(exc, FATAL_SUBCALL_ERRORS):
@@ -249,6 +268,8 @@ class SubCallServer:
                         call, target.label, started, error=self._ended_by(exc, call)
                     )
                 raise
+            if structured is not None:
+                return self._structured_finished(call, target.label, started, structured)
             if cached:  # answered by the cache: nothing paid, no usage
                 self.run.shared.cached_subcalls += 1
             else:
@@ -259,6 +280,35 @@ class SubCallServer:
             )
             self.run.check_budgets()
             return SubCallResult.answer(completion.text)
+
+    def _paid(self, target: ResolvedModel, completion: Completion, cached: bool) -> None:
+        """One attempt of a structured sub-call counted as it ends: usage, or a cache hit."""
+        if cached:
+            self.run.shared.cached_subcalls += 1
+        else:
+            usage = completion.usage
+            self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
+
+    def _structured_finished(
+        self, call: _SubCall, model: str, started: float, reply: StructuredReply
+    ) -> SubCallResult:
+        """The end of a structured sub-call (its attempts' usage already counted)."""
+        error = None if reply.problem is None else ValueError(reply.problem)
+        text = reply.answer if reply.answer is not None else str(reply.problem)
+        self._subcall_finished(
+            call,
+            model,
+            started,
+            completion=reply.completion,
+            error=error,
+            answer=text,
+            cached=reply.cached,
+            structured=True,
+        )
+        self.run.check_budgets()
+        if reply.answer is None:
+            return SubCallResult.failure(text)
+        return SubCallResult.answer(text)
 
     async def _answer(
         self, target: ResolvedModel, request: CompletionRequest
@@ -329,6 +379,7 @@ class SubCallServer:
         error: BaseException | None = None,
         answer: str | None = None,
         cached: bool = False,
+        structured: bool = False,
     ) -> None:
         usage = completion.usage if completion is not None and not cached else None
         text = answer if answer is not None else (completion.text if completion else str(error))
@@ -350,4 +401,5 @@ class SubCallServer:
             cost_usd=usage.cost_usd if usage else None,
             latency=round(time.perf_counter() - started, 6),
             cached=cached,
+            structured=structured,
         )
