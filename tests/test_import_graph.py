@@ -11,7 +11,8 @@ The rooms, bottom up (``docs/design.md`` draws them)::
     tools       application functions and MCP servers' tools callable from model code
     engine      RLM, options, model routes, the run loop, sub-calls, budgets, prompts, parsing
     server      the HTTP app (Starlette) over the engine
-    cli         the ``rlm-async`` command: run, view, demo, serve
+    batching    many requests on every core or on a Ray cluster (``rlm_async.batch``)
+    cli         the ``rlm-async`` command: run, view, demo, serve, batch
 
 ``testing`` and ``demo`` are public helpers at the top: they may use any room but
 ``cli``/``server``.
@@ -31,7 +32,7 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "rlm_async"
 
-ROOMS = ["trajectory", "providers", "repl", "tools", "engine", "server", "cli"]
+ROOMS = ["trajectory", "providers", "repl", "tools", "engine", "server", "batching", "cli"]
 # What each room may import besides base (and itself).
 ALLOWED = {
     "trajectory": set(),
@@ -40,7 +41,8 @@ ALLOWED = {
     "tools": set(),
     "engine": {"trajectory", "providers", "repl", "tools"},
     "server": {"trajectory", "providers", "repl", "tools", "engine"},
-    "cli": {"trajectory", "providers", "repl", "tools", "engine", "server", "helpers"},
+    "batching": {"trajectory", "providers", "repl", "tools", "engine"},
+    "cli": {"trajectory", "providers", "repl", "tools", "engine", "server", "batching", "helpers"},
     "helpers": {"trajectory", "providers", "repl", "tools", "engine"},
     "base": set(),
 }

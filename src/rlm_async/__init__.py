@@ -5,6 +5,8 @@ for any prompt: the context lives in a sandboxed child-process REPL, the root mo
 code to explore it, and sub-calls from that code are served concurrently.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from rlm_async import events, trajectory
 from rlm_async._exceptions import (
     AuthenticationError,
@@ -46,6 +48,9 @@ from rlm_async.repl import CellResult, ReplOptions, ReplSession
 from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.tools import MCPServer, Tool
 from rlm_async.trajectory import Trajectory, TrajectoryError, TrajectoryWriter, read_trajectory
+
+if TYPE_CHECKING:
+    from rlm_async.batching import batch
 
 __all__ = [
     "RLM",
@@ -97,8 +102,20 @@ __all__ = [
     "Usage",
     "UsageSummary",
     "__version__",
+    "batch",
     "events",
     "llm_complete",
     "read_trajectory",
     "trajectory",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``batch`` (worker processes, Ray) is imported when first used, so that
+    # ``import rlm_async`` stays as quick for everyone else.
+    if name == "batch":
+        from rlm_async.batching import batch
+
+        globals()["batch"] = batch
+        return batch
+    raise AttributeError(f"module 'rlm_async' has no attribute {name!r}")
