@@ -6,6 +6,7 @@ The rooms, bottom up (``docs/design.md`` draws them)::
     base        _exceptions, _types, _options, _logging, _tasks, _text, _tokens, _redact,
                 _version, events — shared by every room, importing none of them
     trajectory  the event files, their tree and the HTML viewer
+    tracing     OpenTelemetry spans from a completion's events
     providers   adapters, the registry, model names and settings, pricing, windows, rate limits
     repl        the child process, its sandbox and the typed pipe protocol
     tools       application functions and MCP servers' tools callable from model code
@@ -32,18 +33,39 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "rlm_async"
 
-ROOMS = ["trajectory", "providers", "repl", "tools", "engine", "server", "batching", "cli"]
+ROOMS = [
+    "trajectory",
+    "tracing",
+    "providers",
+    "repl",
+    "tools",
+    "engine",
+    "server",
+    "batching",
+    "cli",
+]
 # What each room may import besides base (and itself).
 ALLOWED = {
     "trajectory": set(),
+    "tracing": set(),
     "providers": set(),
     "repl": set(),
     "tools": set(),
-    "engine": {"trajectory", "providers", "repl", "tools"},
-    "server": {"trajectory", "providers", "repl", "tools", "engine"},
-    "batching": {"trajectory", "providers", "repl", "tools", "engine"},
-    "cli": {"trajectory", "providers", "repl", "tools", "engine", "server", "batching", "helpers"},
-    "helpers": {"trajectory", "providers", "repl", "tools", "engine"},
+    "engine": {"trajectory", "tracing", "providers", "repl", "tools"},
+    "server": {"trajectory", "tracing", "providers", "repl", "tools", "engine"},
+    "batching": {"trajectory", "tracing", "providers", "repl", "tools", "engine"},
+    "cli": {
+        "trajectory",
+        "tracing",
+        "providers",
+        "repl",
+        "tools",
+        "engine",
+        "server",
+        "batching",
+        "helpers",
+    },
+    "helpers": {"trajectory", "tracing", "providers", "repl", "tools", "engine"},
     "base": set(),
 }
 HELPERS = {"testing", "demo"}

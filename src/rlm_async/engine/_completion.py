@@ -27,6 +27,7 @@ from rlm_async.engine._routes import ModelRoutes
 from rlm_async.engine._run import run_rlm
 from rlm_async.engine._state import CompletionState
 from rlm_async.engine._subcall_cache import SubCallCache
+from rlm_async.tracing import completion_tracer
 
 if TYPE_CHECKING:
     from rlm_async.engine._resume import Replay
@@ -85,12 +86,16 @@ async def run_completion(
 
         # Written in a thread of its own: the loop never waits on the disk.
         writer = BackgroundTrajectory(TrajectoryWriter.in_directory(trajectory_dir))
+    # Made here, in the caller's context (a task copies it): the caller's span is the
+    # parent of the run's. Before the caller's listeners: one that raises must not cut a
+    # trace short.
+    tracer = completion_tracer(options.tracer_provider)
     shared = CompletionState(
         options=options,
         models=models,
         resources=resources,
         # The file first: it gets each event even if a callback raises.
-        emit=fan_out(writer, emit, console) or _discard,
+        emit=fan_out(writer, tracer, emit, console) or _discard,
         stream_text=stream_text,
         lent_repl=lent_repl,
         session_note=session_note,
@@ -99,6 +104,8 @@ async def run_completion(
         subcall_cache=subcall_cache,
         full_text=None if writer is None else writer.full_text,
     )
+    if tracer is not None:
+        tracer.anchor(shared.started)
     closing = anyio.CancelScope()
     resources.running.add(closing)
     result: RLMResult | None = None
@@ -115,6 +122,8 @@ async def run_completion(
         raise
     finally:
         resources.run_ended(closing)
+        if tracer is not None:
+            tracer.close()
         if writer is not None:
             # Never raises: a trajectory that failed is logged and said in the result,
             # and does not replace the result or the run's own exception.

@@ -22,6 +22,7 @@ from rlm_async._options import OptionsModel, describe_validation_error
 from rlm_async.engine._budget import Budget
 from rlm_async.repl import ReplOptions
 from rlm_async.repl._sandbox_options import SandboxOptions
+from rlm_async.tracing import is_tracer_provider
 
 __all__ = ["RLMOptions", "with_repl_shortcuts"]
 
@@ -58,6 +59,9 @@ class RLMOptions(OptionsModel):
         on_event: A callback for every event of every run.
         output_retries: With ``output_type``: answers that did not match it sent back to the
             model, with what was wrong, before ``OutputValidationError`` (default 2).
+        tracer_provider: OpenTelemetry traces of completions (the ``otel`` extra; see
+            ``docs/tracing.md``): ``None`` traces with the global ``TracerProvider`` when
+            the application set one, a ``TracerProvider`` traces with it, ``False`` never.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -79,6 +83,7 @@ class RLMOptions(OptionsModel):
     enable_logging: bool = False
     on_event: Callable[[ev.Event], None] | None = None
     output_retries: int = Field(default=2, ge=0, strict=True)
+    tracer_provider: Any = None
 
     @field_validator("temperature", "sub_temperature", mode="before")
     @classmethod
@@ -123,6 +128,16 @@ class RLMOptions(OptionsModel):
                 f"on_event must be a function taking one event, got {type(value).__name__}"
             )
         return value
+
+    @field_validator("tracer_provider", mode="before")
+    @classmethod
+    def _tracer_provider(cls, value: object) -> object:
+        if value is None or value is False or is_tracer_provider(value):
+            return value
+        raise ValueError(
+            "tracer_provider must be an OpenTelemetry TracerProvider, None (the global one, "
+            f"when the application set one) or False (no traces), got {type(value).__name__}"
+        )
 
     @field_validator("repl", "budget", mode="before")
     @classmethod

@@ -137,6 +137,11 @@ class RLM(RLMProperties):
             nothing for them; ``True`` uses ``~/.cache/rlm-async/subcalls.sqlite3``
             (``$XDG_CACHE_HOME``). Only answers are kept, never errors or keys; hits count
             no usage and are marked ``cached=True`` on their ``SubCallFinished`` event.
+        tracer_provider: OpenTelemetry traces (the ``otel`` extra; ``docs/tracing.md``):
+            each completion a trace of spans (run, turns, cells, model calls, tool calls,
+            sub-RLMs) under the caller's current span. ``None`` (default): traced with the
+            global ``TracerProvider`` when the application set one; a ``TracerProvider``:
+            traced with it; ``False``: never traced.
 
     Example:
         async with RLM(model="gpt-5", sub_model="gpt-5-mini") as rlm:
@@ -182,6 +187,7 @@ class RLM(RLMProperties):
         tools: Sequence[Callable[..., Any] | Tool] = (),
         mcp_servers: Sequence[MCPServer] = (),
         cache: str | os.PathLike[str] | bool | None = None,
+        tracer_provider: Any = None,
     ) -> None:
         given = {
             "max_iterations": max_iterations,
@@ -200,6 +206,7 @@ class RLM(RLMProperties):
             "trajectory_dir": trajectory_dir,
             "enable_logging": enable_logging,
             "on_event": on_event,
+            "tracer_provider": tracer_provider,
         }
         chosen = options_from_arguments(options, given, cell_timeout, sandbox)
         recipe = Recipe.from_arguments(

@@ -59,6 +59,7 @@ from rlm_async.server._session_routes import SessionRoutes
 from rlm_async.server._sessions import SessionRegistry
 from rlm_async.server._sse import SSEResponse, SSESend, sse_data, sse_event
 from rlm_async.server._status import health_body, models_body
+from rlm_async.server._trace_context import TraceContext
 from rlm_async.trajectory import scrub_secrets
 
 __all__ = ["create_app"]
@@ -170,7 +171,8 @@ def create_app(
     )
     app = Starlette(
         routes=routes,
-        middleware=middleware,
+        # Outermost: a request's traceparent is the context of all its handling.
+        middleware=[Middleware(TraceContext), *middleware],
         lifespan=service.lifespan,
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
     )
