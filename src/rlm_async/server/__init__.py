@@ -1,6 +1,7 @@
 """Serve an RLM over HTTP: an OpenAI-compatible endpoint, a native one, and event streams.
 
-Needs the ``server`` extra (``pip install 'rlm-async[server]'``: Starlette and uvicorn).
+Needs the ``server`` extra (``pip install 'rlm-async[server]'``: Starlette, uvicorn,
+jsonschema and prometheus-client).
 
     from rlm_async import RLM
     from rlm_async.server import create_app
@@ -38,7 +39,7 @@ def __getattr__(name: str) -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] in ("starlette", "uvicorn"):
+        if (exc.name or "").split(".")[0] in ("starlette", "uvicorn", "prometheus_client"):
             from rlm_async._exceptions import ConfigurationError
 
             raise ConfigurationError(

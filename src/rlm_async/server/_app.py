@@ -7,6 +7,8 @@ Routes (see ``docs/serving.md``)::
     POST /v1/rlm/stream         the run's events as server-sent events (also ?stream=true)
     GET  /v1/models             the one model this server serves
     GET  /health, /healthz      status, runs in flight, warm REPLs (see _status.py)
+    GET  /livez, /readyz        liveness and readiness probes (see _probes.py)
+    GET  /metrics               Prometheus metrics (see _metrics.py)
     POST /v1/sessions           a conversation over one REPL, then its completions,
                                 contexts and DELETE (see _sessions.py)
 
@@ -39,11 +41,13 @@ from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._logging import get_logger
 from rlm_async._types import RLMResult
 from rlm_async.engine._completion import stream_run
+from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._rlm import RLM
-from rlm_async.server._auth import BearerAuth, api_keys
+from rlm_async.server._auth import OPEN_PATHS, BearerAuth, api_keys
 from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error
 from rlm_async.server._limits import RunSlots, check_limits, read_body
+from rlm_async.server._metrics import CONTENT_TYPE, MeteredSlots, ServerMetrics, ServiceGauges
 from rlm_async.server._native import RLMRequest, result_body, run_id_of
 from rlm_async.server._openai import (
     ChatCompletionRequest,
@@ -54,6 +58,7 @@ from rlm_async.server._openai import (
 )
 from rlm_async.server._options import apply_options
 from rlm_async.server._output_schema import answer_text, checked_schema, schema_of_response_format
+from rlm_async.server._probes import liveness_body, readiness_body
 from rlm_async.server._runs import ClientGone, until_disconnect
 from rlm_async.server._session_routes import SessionRoutes
 from rlm_async.server._sessions import SessionRegistry
@@ -82,6 +87,7 @@ def create_app(
     body_timeout: float | None = 60.0,
     max_sessions: int = 16,
     session_idle_timeout: float = 600.0,
+    metrics_auth: bool = True,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``rlm`` over HTTP.
 
@@ -89,7 +95,7 @@ def create_app(
         rlm: The RLM to serve, or a function that makes one. Given a function, the app's
             lifespan opens the RLM (``async with``, starting its warm REPL pool) and closes
             it at shutdown; given an instance, its owner opens and closes it.
-        api_key: When set, every route but the health checks needs
+        api_key: When set, every route but the health checks and probes needs
             ``Authorization: Bearer <api_key>`` (compared in constant time, never logged).
             A list of tokens, one per caller, lets each one's sessions be its own.
         max_concurrent_runs: Runs in flight at once; more are refused with 429.
@@ -105,6 +111,9 @@ def create_app(
             once; more are refused with 429. 0 turns sessions off (501).
         session_idle_timeout: Seconds a session may go unused before it is closed and
             its REPL killed.
+        metrics_auth: With ``api_key`` set, ``GET /metrics`` needs the token too (the
+            default: it shows models, token counts and spend); ``False`` leaves it open
+            for a Prometheus that scrapes without credentials (keep the port private).
 
     Returns:
         A Starlette application; run it with any ASGI server (``uvicorn``), mount it in
@@ -133,9 +142,13 @@ def create_app(
         raise ConfigurationError(
             f"rlm must be an RLM or a function returning one, got {type(rlm).__name__}"
         )
+    metrics = ServerMetrics(lambda: service.gauges())
     service = _Service(
         rlm,
-        slots=RunSlots(max_concurrent_runs, max_queue=max_queue, queue_timeout=queue_timeout),
+        metrics=metrics,
+        slots=MeteredSlots(
+            metrics, max_concurrent_runs, max_queue=max_queue, queue_timeout=queue_timeout
+        ),
         max_request_bytes=max_request_bytes,
         heartbeat=heartbeat,
         model_name=model_name,
@@ -165,9 +178,19 @@ def create_app(
         ),
         Route("/health", service.health, methods=["GET"]),
         Route("/healthz", service.health, methods=["GET"]),
+        Route("/livez", service.livez, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.metrics_page, methods=["GET"]),
     ]
+    open_paths = OPEN_PATHS | {"/livez", "/readyz"} | (set() if metrics_auth else {"/metrics"})
     middleware = (
-        [] if keys is None else [Middleware(BearerAuth, token=[Secret(key) for key in keys])]
+        []
+        if keys is None
+        else [
+            Middleware(
+                BearerAuth, token=[Secret(key) for key in keys], open_paths=frozenset(open_paths)
+            )
+        ]
     )
     app = Starlette(
         routes=routes,
@@ -215,7 +238,8 @@ class _Service:
         self,
         rlm: RLM | Callable[[], RLM],
         *,
-        slots: RunSlots,
+        metrics: ServerMetrics,
+        slots: MeteredSlots,
         max_request_bytes: int,
         heartbeat: float | None,
         model_name: str,
@@ -225,13 +249,39 @@ class _Service:
         self.sessions = sessions
         self.rlm: RLM | None = rlm if isinstance(rlm, RLM) else None
         self._factory = None if isinstance(rlm, RLM) else rlm
-        self.slots = slots
+        self.slots: RunSlots = slots
         self.max_request_bytes = max_request_bytes
         self.heartbeat = heartbeat
         self.model_name = model_name
         self.body_timeout = body_timeout
         self.state = "open" if self.rlm is not None else "starting"
+        self.metrics = metrics
+        # Set once shutting down (readiness answers 503 from then on): see begin_drain.
+        self.draining = False
         self.session_routes = SessionRoutes(self)
+
+    def begin_drain(self) -> None:
+        """Stop being ready: load balancers take the replica out while its runs finish.
+
+        Called at the app's shutdown, and by ``rlm-async serve --drain-delay`` as soon as
+        SIGTERM arrives (the server then keeps serving for the delay before it stops
+        accepting). Idempotent; a drained app is not made ready again.
+        """
+        self.draining = True
+
+    def run_listener(self) -> Callable[[ev.Event], None]:
+        """The listener every run of the app gets: the metrics' (``/metrics``)."""
+        return self.metrics.on_event
+
+    def gauges(self) -> ServiceGauges:
+        """The state ``/metrics`` reports at scrape time."""
+        pool = self.rlm.repl_pool if self.rlm is not None else None
+        return ServiceGauges(
+            runs_in_flight=self.slots.in_flight,
+            runs_queued=self.slots.queued,
+            warm_repls_ready=pool.ready if pool is not None else 0,
+            draining=self.draining,
+        )
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -240,6 +290,7 @@ class _Service:
             try:
                 async with self._rlm_for_lifespan():
                     yield
+                    self.begin_drain()
             finally:
                 tg.cancel_scope.cancel()
                 await self.sessions.aclose()
@@ -279,7 +330,10 @@ class _Service:
         """The run's result and, when a budget stopped it, which one (``schema``: the
         answer's JSON schema, its ``output_type``)."""
         try:
-            return await rlm.completion(context, query, output_type=schema), None
+            result = await rlm.completion(
+                context, query, output_type=schema, on_event=self.metrics.on_event
+            )
+            return result, None
         except BudgetExceeded as exc:
             if exc.partial is None:
                 raise self.failed(exc) from exc
@@ -386,7 +440,8 @@ class _Service:
         schema = checked_schema(body.output_schema, param="output_schema")
 
         def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
-            return rlm.completion(body.context, body.query, on_event=emit, output_type=schema)
+            listener = fan_out(self.metrics.on_event, emit)
+            return rlm.completion(body.context, body.query, on_event=listener, output_type=schema)
 
         async def produce(send: SSESend) -> None:
             error: Exception | None = None
@@ -416,3 +471,13 @@ class _Service:
     async def health(self, request: Request) -> Response:
         body, status = health_body(self.rlm, self.slots, self.state)
         return JSONResponse(body, status_code=status)
+
+    async def livez(self, request: Request) -> Response:
+        return JSONResponse(liveness_body())
+
+    async def readyz(self, request: Request) -> Response:
+        body, status = readiness_body(self.rlm, self.state, draining=self.draining)
+        return JSONResponse(body, status_code=status)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

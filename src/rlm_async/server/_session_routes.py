@@ -3,11 +3,13 @@ contexts and ``DELETE`` (the sessions themselves are kept by :class:`SessionRegi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from rlm_async import events as ev
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError
 from rlm_async._types import RLMResult
 from rlm_async.engine._rlm import RLM
@@ -36,6 +38,8 @@ class _Service(Protocol):
     sessions: SessionRegistry
 
     def current_rlm(self) -> RLM: ...
+
+    def run_listener(self) -> Callable[[ev.Event], None]: ...
 
     async def read_body(self, request: Request) -> bytes: ...
 
@@ -85,7 +89,12 @@ class SessionRoutes:
             async def run() -> tuple[RLMResult, str | None]:
                 slot = await self.service.slots.acquire()
                 try:
-                    completion = session.completion(body.query, options=options, output_type=schema)
+                    completion = session.completion(
+                        body.query,
+                        options=options,
+                        output_type=schema,
+                        on_event=self.service.run_listener(),
+                    )
                     return await completion, None
                 except BudgetExceeded as exc:
                     if exc.partial is None:
