@@ -13,10 +13,11 @@ The rooms, bottom up (``docs/design.md`` draws them)::
     engine      RLM, options, model routes, the run loop, sub-calls, budgets, prompts, parsing
     server      the HTTP app (Starlette) over the engine
     batching    many requests on every core or on a Ray cluster (``rlm_async.batch``)
-    cli         the ``rlm-async`` command: run, view, demo, serve, batch
+    cli         the ``rlm-async`` command: run, view, demo, serve, batch, eval
 
 ``testing`` and ``demo`` are public helpers at the top: they may use any room but
-``cli``/``server``.
+``cli``/``server``. ``evals`` (seeded tasks, their scripted solvers, the runners) sits on
+them: it may use the helpers and the rooms below the server; only ``cli`` imports it.
 
 The walk reads the source, imports inside functions included (a lazy import that closes a
 cycle is still a cycle; only ``if TYPE_CHECKING:`` blocks are left out), and counts the
@@ -42,6 +43,7 @@ ROOMS = [
     "engine",
     "server",
     "batching",
+    "evals",
     "cli",
 ]
 # What each room may import besides base (and itself).
@@ -63,8 +65,10 @@ ALLOWED = {
         "engine",
         "server",
         "batching",
+        "evals",
         "helpers",
     },
+    "evals": {"trajectory", "tracing", "providers", "repl", "tools", "engine", "helpers"},
     "helpers": {"trajectory", "tracing", "providers", "repl", "tools", "engine"},
     "base": set(),
 }
