@@ -194,3 +194,45 @@ def test_span_ids_are_distinct() -> None:
         pass
     (span,) = exporter.get_finished_spans()
     assert span_id(span) != 0
+
+
+async def test_a_sessions_completions_are_runs_under_their_callers_with_its_id() -> None:
+    provider, exporter = memory_provider()
+    tracer = provider.get_tracer("app")
+    root = ScriptedModel([repl("x = 1"), "FINAL(1)", "FINAL(2)"])
+    async with RLM(model=root, tracer_provider=provider) as rlm, rlm.session("c") as chat:
+        with tracer.start_as_current_span("first request"):
+            await chat.completion("q1")
+        with tracer.start_as_current_span("second request"):
+            await chat.completion("q2")
+    tree = SpanTree(exporter.get_finished_spans())
+    first, second = sorted(tree.roots(), key=lambda s: s.start_time or 0)
+    runs = [tree.children(first)[0], tree.children(second)[0]]
+    assert [r.name for r in runs] == ["invoke_agent rlm", "invoke_agent rlm"]
+    assert [attr(r, "gen_ai.conversation.id") for r in runs] == [chat.session_id] * 2
+    assert [attr(r, "rlm.session_turn") for r in runs] == [1, 2]
+
+
+async def test_a_compaction_is_a_chat_span_of_the_run_counted_in_the_usage() -> None:
+    turns = iter([repl("print('o' * 1200)")] * 4 + ["FINAL(1)"])
+
+    def reply(request: CompletionRequest) -> str:
+        if "will be replaced by a summary" in request.messages[-1].content:
+            return "SUMMARY: only padding was printed."
+        return next(turns)
+
+    provider, exporter = memory_provider()
+    async with RLM(model=ScriptedModel(reply), compact_at=1400, tracer_provider=provider) as rlm:
+        result = await rlm.completion("c", "q")
+    tree = SpanTree(exporter.get_finished_spans())
+    (run,) = tree.roots()
+    compactions = [s for s in tree.children(run) if attr(s, "rlm.compaction")]
+    compacted = [e for e in result.trajectory if e.type == "compacted"]
+    assert compacted and len(compactions) == len(compacted)
+    assert all(s.name == "chat scripted" for s in compactions)
+    assert [attr(s, "rlm.turn") for s in compactions] == [e.turn for e in compacted]
+    chats = [s for s in tree.spans if attr(s, "gen_ai.operation.name") == "chat"]
+    assert len(chats) == result.usage.calls
+    assert sum(int(attr(s, "gen_ai.usage.input_tokens")) for s in chats) == (
+        result.usage.input_tokens
+    )
