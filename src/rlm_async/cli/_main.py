@@ -115,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_serve_arguments(serve)
 
+    from rlm_async.cli._eval import add_eval_arguments
+
+    evaluate = commands.add_parser(
+        "eval", help="score the RLM (and a direct call) on a seeded long-context task; a report"
+    )
+    add_eval_arguments(evaluate)
+
     doctor = commands.add_parser(
         "doctor", help="start a sandboxed REPL and report which sandbox layers are active here"
     )
@@ -268,6 +275,12 @@ async def _serve(args: argparse.Namespace) -> int:
     return await serve(args)
 
 
+async def _eval(args: argparse.Namespace) -> int:
+    from rlm_async.cli._eval import run_eval_command
+
+    return await run_eval_command(args)
+
+
 async def _doctor(args: argparse.Namespace) -> int:
     import time
 
@@ -315,6 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "view": _view,
         "doctor": _doctor,
         "serve": _serve,
+        "eval": _eval,
     }
     try:
         code: int = asyncio.run(handlers[args.command](args))

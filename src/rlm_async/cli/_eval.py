@@ -1,0 +1,219 @@
+"""``rlm-async eval``: a task's seeded examples through the RLM (and a direct call), a report.
+
+Wired into ``rlm_async.cli`` with :func:`add_eval_arguments` (parser) and :func:`run_eval_command`
+(``async``, returns the exit status). Results go to ``OUT/results.jsonl`` row by row; a second
+run with the same ``--out`` resumes. ``--offline`` runs each task's scripted models (the
+right code for the RLM, a perfect reader of its prompt for the direct call): no key, and the
+same table every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rlm_async.cli._arg_types import positive_int
+from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+
+if TYPE_CHECKING:
+    from rlm_async.evals._harness import EvalProgress
+    from rlm_async.evals._runners import Runner
+    from rlm_async.evals._task import Task
+
+__all__ = ["OFFLINE_WINDOW", "add_eval_arguments", "run_eval_command"]
+
+#: The window of the offline direct model, in tokens: contexts from 32k up are cut to it, so
+#: the offline table shows what the paper's base rows show past the window.
+OFFLINE_WINDOW = 32_000
+_OFFLINE = "offline"
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``eval`` command's options to ``parser``."""
+    parser.add_argument(
+        "--task",
+        required=True,
+        help="the task: sniah, oolong, oolong-pairs or multidoc (see docs/evals.md)",
+    )
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=None,
+        metavar="SIZE",
+        help="context size in tokens: 8k, 128k, 1m... (repeat it or give a comma list; default 8k)",
+    )
+    parser.add_argument(
+        "--n", type=positive_int, default=10, help="examples per size: seeds 0..n-1 (default 10)"
+    )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        choices=["direct"],
+        default=[],
+        help="also run this method on the same examples (direct: the model with the context "
+        "in its prompt, cut to its window)",
+    )
+    parser.add_argument(
+        "-o",
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="where results.jsonl, report.md and report.html go (default: rlm-eval-TASK); "
+        "run again with the same DIR to resume",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="examples in flight at once, all methods together (default 4)",
+    )
+    add_engine_arguments(parser, model_help=DEFAULT_MODEL)
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="run the task's scripted models instead of --model: no key, a known table",
+    )
+    parser.add_argument(
+        "--retry-errors", action="store_true", help="run again the rows that failed last time"
+    )
+    parser.add_argument(
+        "--trajectories",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write each RLM run's trajectory to DIR/trajectories (default: on)",
+    )
+    parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a live status line on stderr (default: when stderr is a terminal)",
+    )
+
+
+def _sizes(values: list[str] | None) -> list[int]:
+    from rlm_async.evals import parse_size
+
+    texts = [part for value in values or ["8k"] for part in value.split(",") if part.strip()]
+    return list(dict.fromkeys(parse_size(text) for text in texts))
+
+
+class EvalStatus:
+    """The status line of an evaluation, redrawn in place as rows finish:
+    ``eval sniah: 7/12 · score 85.7% · $0.0312 · 1 error · 41.2 s``."""
+
+    def __init__(self, stream: TextIO, task: str) -> None:
+        self._stream = stream
+        self._task = task
+        self._started = time.monotonic()
+        self._shown = False
+
+    def line(self, progress: EvalProgress) -> str:
+        parts = [f"eval {self._task}: {progress.done}/{progress.total}"]
+        if progress.skipped:
+            parts.append(f"{progress.skipped} from an earlier run")
+        if not math.isnan(progress.score):
+            parts.append(f"score {progress.score * 100:.1f}%")
+        if progress.cost is not None:
+            parts.append(f"${progress.cost:.4f}")
+        if progress.errors:
+            parts.append(f"{progress.errors} error{'s' if progress.errors > 1 else ''}")
+        parts.append(f"{time.monotonic() - self._started:.1f} s")
+        return " · ".join(parts)
+
+    def __call__(self, progress: EvalProgress) -> None:
+        self._stream.write(f"\r\033[K{self.line(progress)}")
+        self._stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def _offline_runners(task: Task, methods: list[str], options: Any) -> list[Runner]:
+    from rlm_async.evals import get_solvers
+    from rlm_async.evals._runners import DirectRunner, RLMRunner
+    from rlm_async.testing import ScriptedModel
+
+    solvers = get_solvers(task.name)
+    windows = {_OFFLINE: OFFLINE_WINDOW}
+    runners: list[Runner] = [
+        RLMRunner(
+            lambda ex: ScriptedModel(solvers.solver(ex), name=_OFFLINE),
+            lambda ex: ScriptedModel(solvers.sub_solver(ex), name=_OFFLINE),
+            options={"options": options, "context_windows": windows},
+            label="offline (scripted solver)",
+        )
+    ]
+    if "direct" in methods:
+        runners.append(
+            DirectRunner(
+                lambda ex: ScriptedModel(solvers.direct_solver(ex), name=_OFFLINE),
+                context_windows=windows,
+                label=f"offline (scripted reader, {OFFLINE_WINDOW // 1000}k window)",
+            )
+        )
+    return runners
+
+
+async def run_eval_command(args: argparse.Namespace) -> int:
+    """Run the evaluation ``args`` describe, write the report, print its table."""
+    from rlm_async.evals import get_task
+    from rlm_async.evals._harness import run_eval
+    from rlm_async.evals._report import markdown_report, write_report
+    from rlm_async.evals._results import read_rows
+    from rlm_async.evals._runners import RLMRunner
+    from rlm_async.providers._settings import Settings
+
+    task = get_task(args.task)
+    sizes = _sizes(args.size)
+    out = Path(args.out or f"rlm-eval-{task.name}")
+    methods = ["rlm", *dict.fromkeys(args.compare)]
+    fields: dict[str, Any] = {}
+    if args.trajectories:
+        fields["trajectory_dir"] = str(out / "trajectories")
+    options = engine_options(args, **fields)
+    runners: list[Runner | str]
+    settings = None
+    if args.offline:
+        runners = list(_offline_runners(task, methods, options))
+    else:
+        settings = Settings.from_env(load_dotenv=not args.no_dotenv)
+        model = args.model or DEFAULT_MODEL
+        rlm_options: dict[str, Any] = {"options": options, "settings": settings}
+        if getattr(args, "cache", None):
+            rlm_options["cache"] = args.cache
+        runners = [RLMRunner(model, args.sub_model, options=rlm_options), *methods[1:]]
+    live = sys.stderr.isatty() if args.progress is None else args.progress
+    status = EvalStatus(sys.stderr, task.name)
+    try:
+        results = await run_eval(
+            task,
+            sizes,
+            args.n,
+            runners,
+            model=args.model or DEFAULT_MODEL,
+            settings=settings,
+            concurrency=args.concurrency,
+            out_path=out / "results.jsonl",
+            retry_errors=args.retry_errors,
+            on_progress=status if live else None,
+        )
+    finally:
+        status.finish()
+    # The report covers the whole file: sizes an earlier run added are points of its charts.
+    markdown, page = write_report(results.path)
+    print(markdown_report(read_rows(results.path)), end="")
+    print(
+        f"rlm-async: {results.written} rows written, {results.skipped} from an earlier run; "
+        f"results in {results.path}, report in {markdown} and {page}",
+        file=sys.stderr,
+    )
+    return 0

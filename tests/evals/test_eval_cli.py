@@ -1,0 +1,156 @@
+"""``rlm-async eval``: offline end to end (the known table), resuming, a real provider over
+HTTP (a loopback mock server), and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from rlm_async.cli import main
+from rlm_async.cli._eval import EvalStatus
+from rlm_async.evals._harness import EvalProgress
+from rlm_async.providers._base import CompletionRequest
+from rlm_async.testing import MockLLMServer
+
+# What `rlm-async eval --offline --task sniah --size 8k,64k --n 3 --compare direct` prints,
+# less the latency columns (the only ones a machine changes): the scripted RLM finds every
+# needle; the scripted direct reader, a perfect reader of a 32k window, finds them at 8k and
+# loses them at 64k, where two thirds of the haystack were cut.
+KNOWN = [
+    ["rlm", "8k", "100.0", "—", "3", "0"],
+    ["rlm", "64k", "100.0", "—", "3", "0"],
+    ["direct", "8k", "100.0", "—", "3", "0"],
+    ["direct", "64k", "0.0", "—", "3", "0"],
+]
+HEADER = "| method | size | score (%) | mean cost | p50 latency | p95 latency | n | errors |"
+
+
+def table(stdout: str) -> list[list[str]]:
+    """The table's rows without the two latency columns."""
+    lines = stdout.splitlines()
+    assert HEADER in lines
+    rows = [line.strip("| ").split(" | ") for line in lines[lines.index(HEADER) + 2 :] if line]
+    return [row[:4] + row[6:] for row in rows]
+
+
+def offline(out: Path, *extra: str) -> list[str]:
+    argv = ["eval", "--offline", "--task", "sniah", "--size", "8k", "--n", "3"]
+    return [*argv, "-o", str(out), *extra]
+
+
+def test_offline_reproduces_the_known_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sniah"
+    assert main(offline(out, "--size", "64k", "--compare", "direct")) == 0
+    printed = capsys.readouterr()
+    assert table(printed.out) == KNOWN
+    assert "12 rows written, 0 from an earlier run" in printed.err
+    assert (out / "report.md").read_text() == printed.out
+    assert "<svg" in (out / "report.html").read_text()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and {r["model"] for r in rows} == {
+        "offline (scripted solver)",
+        "offline (scripted reader, 32k window)",
+    }
+    for row in rows:
+        if row["method"] == "rlm":  # each RLM run wrote its trajectory, and the row says where
+            assert Path(row["trajectory"]).parent == out / "trajectories"
+            assert Path(row["trajectory"]).exists() and row["turns"] == 2
+        else:
+            assert row["trajectory"] is None
+            assert row["truncated"] == 0.0 if row["size"] == 8_000 else row["truncated"] > 0.5
+
+    # Again: the same table, and nothing run.
+    assert main(offline(out, "--size", "64k", "--compare", "direct")) == 0
+    again = capsys.readouterr()
+    assert table(again.out) == KNOWN
+    assert "0 rows written, 12 from an earlier run" in again.err
+
+
+def test_the_command_of_the_readme_runs_with_no_key(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rlm_async.cli", *offline(tmp_path / "out")[:-2]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert table(done.stdout) == KNOWN[:1]
+    assert (tmp_path / "rlm-eval-sniah" / "results.jsonl").exists()  # the default --out
+
+
+def test_progress_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(offline(tmp_path, "--progress", "--n", "2", "--no-trajectories")) == 0
+    err = capsys.readouterr().err
+    assert "\r\033[Keval sniah: 0/2" in err and "eval sniah: 2/2 · score 100.0%" in err
+    assert not (tmp_path / "trajectories").exists()
+
+    status = EvalStatus(sys.stderr, "oolong")
+    progress = EvalProgress(total=40, done=12, skipped=4, errors=2, score_sum=6.0, cost=0.125)
+    assert status.line(progress).startswith(
+        "eval oolong: 12/40 · 4 from an earlier run · score 50.0% · $0.1250 · 2 errors · "
+    )
+
+
+def _answers(request: CompletionRequest) -> str:
+    if request.system is None:  # the direct call: the context in a user prompt
+        return "The answer is 1234567."
+    return "```repl\nFINAL('not the needle')\n```"
+
+
+async def test_a_real_provider_over_http(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with MockLLMServer(_answers) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
+        argv = [
+            "eval", "--task", "sniah", "--size", "8k", "--n", "2", "--compare", "direct",
+            "--model", "openai-compatible:m", "--no-dotenv", "-o", str(tmp_path),
+        ]  # fmt: skip
+        code = await anyio.to_thread.run_sync(main, argv)
+        assert code == 0
+        assert len(server.requests) == 4  # two RLM root turns, two direct calls
+    rows: list[dict[str, Any]] = [
+        json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()
+    ]
+    assert {(r["method"], r["model"]) for r in rows} == {
+        ("rlm", "openai-compatible:m"),
+        ("direct", "openai-compatible:m"),
+    }
+    assert all(r["score"] == 0.0 and r["error"] is None for r in rows)
+    assert {r["answer"] for r in rows} == {"not the needle", "The answer is 1234567."}
+    assert table(capsys.readouterr().out) == [
+        ["rlm", "8k", "0.0", "—", "2", "0"],
+        ["direct", "8k", "0.0", "—", "2", "0"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "nope"], "no evaluation task is called 'nope': choose one of sniah"),
+        (["--task", "sniah", "--size", "8q"], "cannot read the size '8q'"),
+        (["--task", "sniah", "--model", "openai:gpt-5"], "OPENAI_API_KEY"),
+    ],
+)
+def test_errors(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", *argv, "--no-dotenv", "-o", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results.jsonl").exists() or not (tmp_path / "results.jsonl").read_text()
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--task", "sniah", "--compare", "base"]) == 2
+    assert "invalid choice: 'base'" in capsys.readouterr().err
+    assert main(["eval", "--task", "sniah", "--n", "0"]) == 2
