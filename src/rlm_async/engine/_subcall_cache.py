@@ -186,8 +186,7 @@ class SubCallStore:
                     self.path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
                 )
                 try:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.execute(_SCHEMA)
+                    _prepare(connection)
                 except BaseException:
                     connection.close()
                     raise
@@ -226,6 +225,37 @@ class SubCallStore:
                 )
             except sqlite3.Error as exc:
                 _log.warning("rlm_async.subcall_cache_failed", path=str(self.path), error=str(exc))
+
+
+def _pause() -> None:
+    time.sleep(0.01)  # in a worker thread (every query runs in one): never on the loop
+
+
+def _prepare(
+    connection: sqlite3.Connection,
+    *,
+    wait: Callable[[], None] = _pause,
+    seconds: float = _BUSY_TIMEOUT,
+) -> None:
+    """Put a newly opened store in WAL mode and make its table.
+
+    Several processes opening one new file at once (``rlm-async serve --workers N --cache
+    PATH``) each switch it from SQLite's rollback journal to WAL, which writes to it; one
+    that finds another's switch under way is told ``database is locked`` at once, its busy
+    handler not called (a read that wants to become a write could deadlock waiting). So
+    the switch is tried again, ``wait()`` between tries, for up to ``seconds``. Once the
+    file is in WAL mode, switching it again writes nothing and cannot clash.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+            wait()
+    connection.execute(_SCHEMA)
 
 
 @dataclass(eq=False)
