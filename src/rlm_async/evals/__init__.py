@@ -11,6 +11,10 @@ context's length in tokens, 4 characters a token) and scored with no model invol
 
 Each task also has scripted models (:data:`SOLVERS`) so everything runs offline.
 
+:func:`run_eval` runs a task's examples through the RLM and the direct call (``rlm-async
+eval`` on the command line), appending a row per example and method to a JSONL file it
+resumes from; :func:`write_report` turns that file into ``report.md`` and ``report.html``.
+
 Example:
     from rlm_async.evals import get_task, parse_size
 
@@ -22,28 +26,46 @@ Example:
 from __future__ import annotations
 
 from rlm_async._exceptions import ConfigurationError
+from rlm_async.evals._harness import EvalProgress, EvalResults, run_eval
 from rlm_async.evals._multidoc import MULTIDOC_SOLVERS, MultiDocTask
 from rlm_async.evals._oolong import OOLONG_SOLVERS, OolongTask
 from rlm_async.evals._pairs import PAIRS_SOLVERS, OolongPairsTask
+from rlm_async.evals._report import Summary, html_report, markdown_report, summarize, write_report
+from rlm_async.evals._results import ROW_FIELDS, read_rows
+from rlm_async.evals._runners import DirectRunner, Outcome, RLMRunner, Runner
 from rlm_async.evals._sizes import format_size, parse_size
 from rlm_async.evals._sniah import SNIAH_SOLVERS, SNiahTask
 from rlm_async.evals._task import Example, Solver, Solvers, Task
 
 __all__ = [
+    "ROW_FIELDS",
     "SOLVERS",
     "TASKS",
+    "DirectRunner",
+    "EvalProgress",
+    "EvalResults",
     "Example",
     "MultiDocTask",
     "OolongPairsTask",
     "OolongTask",
+    "Outcome",
+    "RLMRunner",
+    "Runner",
     "SNiahTask",
     "Solver",
     "Solvers",
+    "Summary",
     "Task",
     "format_size",
     "get_solvers",
     "get_task",
+    "html_report",
+    "markdown_report",
     "parse_size",
+    "read_rows",
+    "run_eval",
+    "summarize",
+    "write_report",
 ]
 
 #: Every task by the name ``rlm-async eval --task`` takes.
