@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import math
 import os
 import signal
 import sys
@@ -56,6 +57,17 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _delay_seconds(text: str) -> float:
+    """A finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``serve`` command's options to ``parser``.
 
@@ -84,6 +96,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="on SIGTERM/SIGINT, seconds runs in flight get to finish before they are "
         f"cancelled (default {DRAIN_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--drain-delay",
+        type=_delay_seconds,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, answer 503 on /readyz and keep serving S seconds (for load "
+        "balancers to stop sending) before the drain starts; a second SIGTERM skips the "
+        "rest (default 0)",
     )
     parser.add_argument(
         "--max-concurrent-runs",
@@ -190,6 +211,7 @@ def _replica(
         },
         tools=tuple(args.tools),
         mcp_servers=tuple(args.mcp_server),
+        drain_delay=args.drain_delay,
     )
 
 
@@ -257,6 +279,7 @@ async def _serve_demo(args: argparse.Namespace, token: str | list[str] | None) -
 
 async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | None) -> int:
     from rlm_async.server._app import create_app
+    from rlm_async.server._drain import DrainOnSigterm
     from rlm_async.server._heap import SettleHeapAfterStartup
     from rlm_async.server._uvicorn import base_url_of, bind_socket, server_config
     from rlm_async.server._workers import serve_workers
@@ -273,8 +296,13 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
     # a bad limit is this command's error, before any worker starts.
     rlm = replica.make_rlm()
     app = create_app(lambda: rlm, **replica.app_options)
+    served: Any = app
+    if args.drain_delay:
+        served = DrainOnSigterm(
+            app, delay=args.drain_delay, on_drain=app.state.rlm_service.begin_drain
+        )
     # This process serves and nothing else: its start-up heap is frozen (server._heap).
-    config = server_config(SettleHeapAfterStartup(app), **options)
+    config = server_config(SettleHeapAfterStartup(served), **options)
     label = label or f"root {rlm.model}, sub-calls {rlm.sub_model}"
     if args.workers > 1:
         await rlm.aclose()  # that one was the check: each worker makes and opens its own
@@ -297,7 +325,7 @@ async def _serve(args: argparse.Namespace, replica: ReplicaApp, *, label: str | 
             f"  model: {label}\n"
             f"  serving in {workers}\n"
             f"  POST {url}/v1/chat/completions   POST {url}/v1/rlm   "
-            f"POST {url}/v1/rlm/stream   GET {url}/health\n"
+            f"POST {url}/v1/rlm/stream   GET {url}/health   GET {url}/metrics\n"
             f"  {sessions_line(url, replica.app_options)}{_tools_line(replica)}",
             file=sys.stderr,
             flush=True,

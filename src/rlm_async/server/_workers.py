@@ -39,6 +39,7 @@ from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._rlm import RLM
 from rlm_async.providers._settings import Settings
 from rlm_async.server._app import create_app
+from rlm_async.server._drain import DrainOnSigterm
 from rlm_async.server._heap import SettleHeapAfterStartup
 from rlm_async.server._session_affinity import SessionAffinity
 from rlm_async.server._tool_specs import import_tools
@@ -73,6 +74,8 @@ class ReplicaApp:
         session_dir: A directory for the workers' Unix sockets, through which a session's
             requests reach the worker holding it (``server._session_affinity``); ``None``
             with one worker.
+        drain_delay: Seconds between SIGTERM and the drain, readiness failing in them
+            (``rlm-async serve --drain-delay``; 0: none).
     """
 
     model: str
@@ -84,6 +87,7 @@ class ReplicaApp:
     tools: tuple[str, ...] = ()
     mcp_servers: tuple[MCPServer, ...] = ()
     session_dir: str | None = None
+    drain_delay: float = 0.0
 
     def make_rlm(self) -> RLM:
         """The ``RLM`` to serve, not opened yet.
@@ -108,6 +112,9 @@ class ReplicaApp:
         inner: ASGIApp = (
             made if self.session_dir is None else SessionAffinity(made, directory=self.session_dir)
         )
+        if self.drain_delay:
+            service = made.state.rlm_service
+            inner = DrainOnSigterm(inner, delay=self.drain_delay, on_drain=service.begin_drain)
         # A worker is a serving process and nothing else: its start-up heap is frozen.
         return SettleHeapAfterStartup(CloseAfterResponse(inner))
 
