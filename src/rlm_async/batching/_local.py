@@ -25,7 +25,10 @@ from rlm_async.batching._backend import Outcome
 from rlm_async.batching._rows import Job
 from rlm_async.batching._worker import WorkerSpec, process_main
 
-__all__ = ["LocalBackend"]
+__all__ = ["DEFAULT_ROWS_PER_WORKER", "LocalBackend", "slots_per_worker"]
+
+# Rows each worker runs at once unless the batch's ``concurrency`` says otherwise.
+DEFAULT_ROWS_PER_WORKER = 8
 
 # Seconds a worker may take to finish its rows' clean-up after "stop" before it is killed.
 _STOP_GRACE = 10.0
@@ -52,7 +55,8 @@ class LocalBackend:
 
     @property
     def description(self) -> str:
-        return f"{self._processes} local processes x {self._spec.slots} rows"
+        plural = "es" if self._processes > 1 else ""
+        return f"{self._processes} local process{plural} x {self._spec.slots} rows"
 
     async def start(self) -> None:
         """Start the workers and wait until each has opened its ``RLM``.

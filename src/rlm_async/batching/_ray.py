@@ -18,6 +18,7 @@ from typing import Any
 
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.batching._backend import Outcome
+from rlm_async.batching._local import DEFAULT_ROWS_PER_WORKER, slots_per_worker
 from rlm_async.batching._rows import Job
 from rlm_async.batching._worker import WorkerSpec, error_row, read_context, run_job
 from rlm_async.engine._rlm import RLM
@@ -73,10 +74,18 @@ class RayBackend:
         actors: How many actors (``None``: one per CPU of the cluster).
         address: ``ray.init``'s address when Ray is not initialized yet (``None``: Ray's
             own choice: ``RAY_ADDRESS``, else a local Ray on this machine).
+        concurrency: Rows in flight in all, shared among the actors (``None``: 8 each).
     """
 
-    def __init__(self, spec: WorkerSpec, actors: int | None, address: str | None) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        actors: int | None,
+        address: str | None,
+        concurrency: int | None,
+    ) -> None:
         self._ray = import_ray()
+        self._concurrency = concurrency
         self._spec = spec
         self._actor_count = actors
         self._address = address
@@ -97,6 +106,8 @@ class RayBackend:
             ray.init(address=self._address, include_dashboard=False, logging_level="warning")
             self._started_ray = True
         count = self._actor_count or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        slots = slots_per_worker(self._concurrency or DEFAULT_ROWS_PER_WORKER * count, count)
+        self._spec = dataclasses.replace(self._spec, slots=slots)
         remote = ray.remote(BatchActor).options(
             max_concurrency=self._spec.slots,
             max_restarts=-1,  # a dead actor comes back; its rows are dispatched again

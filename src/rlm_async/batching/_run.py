@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -14,16 +16,13 @@ from typing import IO, Any
 from rlm_async._exceptions import ConfigurationError
 from rlm_async._options import check_int
 from rlm_async.batching._backend import Backend
-from rlm_async.batching._local import LocalBackend, slots_per_worker
+from rlm_async.batching._local import DEFAULT_ROWS_PER_WORKER, LocalBackend, slots_per_worker
 from rlm_async.batching._rows import Job, done_ids, id_key, read_jobs
 from rlm_async.batching._worker import WorkerSpec, error_row
 from rlm_async.engine._options import RLMOptions
 from rlm_async.providers._settings import Settings
 
 __all__ = ["BatchStatus", "BatchSummary", "batch"]
-
-# Rows each worker runs at once unless ``concurrency`` says otherwise.
-DEFAULT_ROWS_PER_WORKER = 8
 
 
 @dataclass
@@ -115,6 +114,7 @@ async def batch(
     options: RLMOptions | Mapping[str, Any] | None = None,
     settings: Settings | None = None,
     load_dotenv: bool = False,
+    cache: str | os.PathLike[str] | None = None,
     processes: int | None = None,
     concurrency: int | None = None,
     budget: float | None = None,
@@ -142,6 +142,8 @@ async def batch(
             other processes), or a dict of their fields.
         settings: Keys and endpoints (default: from the environment).
         load_dotenv: Read a ``.env`` file too when ``settings`` is not given.
+        cache: A SQLite file of sub-call answers shared by every worker (see
+            ``RLM(cache=...)``): a re-run pays nothing for sub-calls it made before.
         processes: Worker processes (default: one per core), or Ray actors with ``ray``
             (default: one per CPU of the cluster). Each runs its rows on one event loop.
         concurrency: Rows in flight at once in all (default 8 per worker).
@@ -172,9 +174,11 @@ async def batch(
     out_path = Path(out)
     done_before = done_ids(out_path)
     todo = deque(job for job in jobs if id_key(job.id) not in done_before)
-    spec = _spec(model, sub_model, options, settings, load_dotenv, processes, concurrency, ray)
-    workers = processes or (None if ray else os.cpu_count() or 1)
-    total_concurrency = concurrency or DEFAULT_ROWS_PER_WORKER * (workers or 1)
+    spec = _spec(model, sub_model, options, settings, load_dotenv)
+    if cache is not None:
+        spec = dataclasses.replace(spec, cache=os.fspath(cache))
+    # Without a cap of the caller's, the workers' own slots bound the rows in flight.
+    total_concurrency = concurrency or sys.maxsize
     planned = len(todo)
     status = BatchStatus(total=len(jobs), skipped=len(jobs) - planned)
     if not todo:
@@ -184,9 +188,11 @@ async def batch(
         from rlm_async.batching._ray import RayBackend
 
         address = ray if isinstance(ray, str) else None
-        backend = RayBackend(spec, processes, address)
+        backend = RayBackend(spec, processes, address, concurrency)
     else:
-        backend = LocalBackend(spec, min(workers or 1, len(todo)))
+        workers = min(processes or os.cpu_count() or 1, planned)
+        slots = slots_per_worker(concurrency or DEFAULT_ROWS_PER_WORKER * workers, workers)
+        backend = LocalBackend(dataclasses.replace(spec, slots=slots), workers)
     with _output(out_path) as sink:
         try:
             await backend.start()
@@ -207,9 +213,6 @@ def _spec(
     options: RLMOptions | Mapping[str, Any] | None,
     settings: Settings | None,
     load_dotenv: bool,
-    processes: int | None,
-    concurrency: int | None,
-    ray: bool | str,
 ) -> WorkerSpec:
     chosen = options if isinstance(options, RLMOptions) else RLMOptions(**(options or {}))
     if chosen.on_event is not None:
@@ -217,14 +220,12 @@ def _spec(
             "a batch's options cannot have on_event: its rows run in other processes; "
             "use on_progress for the batch's progress"
         )
-    workers = processes or (1 if ray else os.cpu_count() or 1)
-    slots = slots_per_worker(concurrency or DEFAULT_ROWS_PER_WORKER * workers, workers)
     spec = WorkerSpec(
         model=model,
         sub_model=sub_model,
         options=chosen,
         settings=settings or Settings.from_env(load_dotenv=load_dotenv),
-        slots=slots,
+        slots=DEFAULT_ROWS_PER_WORKER,  # each backend sets it once it knows its workers
     )
     spec.make_rlm()  # a bad model name or a missing key is the caller's error, named, now
     return spec

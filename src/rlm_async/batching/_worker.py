@@ -36,6 +36,7 @@ class WorkerSpec:
         options: The ``RLM``'s options (rows may change them with their own ``options``).
         settings: Keys and endpoints, read once by the process that starts the batch.
         slots: Rows each worker runs at once.
+        cache: A SQLite file of sub-call answers the workers share (``RLM(cache=...)``).
     """
 
     model: str
@@ -43,6 +44,7 @@ class WorkerSpec:
     options: RLMOptions
     settings: Settings
     slots: int
+    cache: str | None = None
 
     def make_rlm(self) -> RLM:
         """The worker's ``RLM``, not opened yet."""
@@ -51,6 +53,7 @@ class WorkerSpec:
             sub_model=self.sub_model,
             options=self.options,
             settings=self.settings,
+            cache=self.cache,
         )
 
 

@@ -122,6 +122,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_eval_arguments(evaluate)
 
+    from rlm_async.cli._batch import add_batch_arguments
+
+    add_batch_arguments(
+        commands.add_parser(
+            "batch",
+            help="answer many requests from a JSONL file on every core (or on Ray), "
+            "results to a JSONL file as they finish; a re-run skips ids answered there",
+        )
+    )
+
     doctor = commands.add_parser(
         "doctor", help="start a sandboxed REPL and report which sandbox layers are active here"
     )
@@ -281,6 +291,12 @@ async def _eval(args: argparse.Namespace) -> int:
     return await run_eval_command(args)
 
 
+async def _batch(args: argparse.Namespace) -> int:
+    from rlm_async.cli._batch import batch_command
+
+    return await batch_command(args)
+
+
 async def _doctor(args: argparse.Namespace) -> int:
     import time
 
@@ -328,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "view": _view,
         "doctor": _doctor,
         "serve": _serve,
+        "batch": _batch,
         "eval": _eval,
     }
     try:

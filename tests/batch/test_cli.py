@@ -1,0 +1,57 @@
+"""``rlm-async batch``: the command over the batch, its progress line and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from rlm_async.cli import main
+from rlm_async.testing import MockLLMServer
+from tests.batch.support import MODEL, answer_with_the_length, read_rows, write_requests
+
+pytestmark = pytest.mark.slow
+
+
+async def cli(*argv: str) -> int:
+    return await anyio.to_thread.run_sync(main, list(argv))
+
+
+async def test_the_command_streams_results_shows_progress_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"id": n, "query": "how long?", "context": "c" * n} for n in range(4)]
+    rows.append({"id": "no", "query": "FAIL", "context": "x"})
+    requests = write_requests(tmp_path / "requests.jsonl", rows)
+    out = tmp_path / "out" / "results.jsonl"
+    argv = [
+        "batch", str(requests), "-o", str(out), "--model", MODEL, "--no-dotenv",
+        "--processes", "1", "--max-iterations", "3",
+    ]  # fmt: skip
+    async with MockLLMServer(answer_with_the_length) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
+        first = await cli(*argv, "--progress")
+        _, err = capsys.readouterr()
+        second = await cli(*argv)
+        _, err_again = capsys.readouterr()
+    assert first == 1 and second == 1  # the refused row has no answer either time
+    status = err.split("\r\033[K")
+    assert status[-1].startswith("✓ ") and "5/5 rows · 1 failed · 0 in flight" in status[-1]
+    assert "rows/s" in status[-1]
+    assert "rlm-async batch: 5 rows: 4 done, 1 failed in " in err
+    assert "rlm-async batch: 5 rows: 0 done, 1 failed, 4 skipped" in err_again
+    assert "\r" not in err_again  # not a terminal, no --progress: no status line
+    assert [row["id"] for row in read_rows(out)].count("no") == 2
+    assert sorted(r["answer"] for r in read_rows(out) if r["error"] is None) == list("0123")
+
+
+async def test_a_missing_requests_file_and_a_bad_budget_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out.jsonl")
+    assert await cli("batch", str(tmp_path / "nope.jsonl"), "-o", out, "--no-dotenv") == 2
+    assert "No such file or directory" in capsys.readouterr().err
+    requests = write_requests(tmp_path / "r.jsonl", [{"id": 1, "query": "q", "context": "c"}])
+    assert await cli("batch", str(requests), "-o", out, "--budget", "0", "--no-dotenv") == 2
+    assert "budget must be a positive number" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""``rlm-async batch --ray`` end to end on a local Ray on this machine (the ``ray`` extra).
+
+Ray runs in a child process: after ``ray.shutdown()`` Ray keeps log files and a socket open
+in the process that started it, which the suite's check for leaked descriptors would
+(rightly) count against whichever test ran last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlm_async.testing import MockLLMServer
+from tests.batch.support import MODEL, answer_with_the_length, read_rows, write_requests
+
+pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+
+pytestmark = pytest.mark.slow
+
+
+async def test_a_batch_on_ray_answers_every_row_and_records_the_failed_ones(
+    tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared.txt"
+    shared.write_text("s" * 40, encoding="utf-8")
+    rows = [{"id": n, "query": "how long?", "context": "r" * n} for n in range(5)]
+    # Three rows read one file: it goes into Ray's object store once.
+    rows += [
+        {"id": f"shared-{n}", "query": "how long?", "context_path": "shared.txt"} for n in range(3)
+    ]
+    rows += [{"id": "refused", "query": "FAIL: how long?", "context": "x"}]
+    rows += [{"id": "missing", "query": "how long?", "context_path": "nope.txt"}]
+    requests = write_requests(tmp_path / "requests.jsonl", rows)
+    out = tmp_path / "results.jsonl"
+    async with MockLLMServer(answer_with_the_length) as server:
+        env = {**os.environ, "OPENAI_COMPATIBLE_BASE_URL": server.base_url, "RAY_ADDRESS": ""}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rlm_async.cli", "batch", str(requests), "-o", str(out),
+            "--model", MODEL, "--no-dotenv", "--ray", "--processes", "2",
+            env=env, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    stderr = err.decode()
+    assert child.returncode == 1, stderr  # two rows have no answer
+    assert "10 rows: 8 done, 2 failed" in stderr and "2 Ray actors x 8 rows" in stderr
+    answers = {row["id"]: row for row in read_rows(out)}
+    assert len(answers) == len(rows)
+    assert {n: answers[n]["answer"] for n in range(5)} == {n: str(n) for n in range(5)}
+    assert {answers[f"shared-{n}"]["answer"] for n in range(3)} == {"40"}
+    assert answers["refused"]["error"]["type"] == "BadRequestError"
+    assert answers["missing"]["error"]["type"] == "FileNotFoundError"
+    assert all(row["elapsed"] > 0 for row in answers.values() if row["error"] is None)
