@@ -236,3 +236,30 @@ async def test_a_compaction_is_a_chat_span_of_the_run_counted_in_the_usage() -> 
     assert sum(int(attr(s, "gen_ai.usage.input_tokens")) for s in chats) == (
         result.usage.input_tokens
     )
+
+
+class _BrokenTracer:
+    def start_span(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("exporter misconfigured")
+
+
+class _BrokenProvider:
+    """A provider whose tracer fails: tracing must not take the run down with it."""
+
+    def get_tracer(self, *args: object, **kwargs: object) -> _BrokenTracer:
+        return _BrokenTracer()
+
+
+async def test_a_failing_tracer_stops_alone_the_run_and_listeners_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[object] = []
+    root = ScriptedModel([repl("print(llm_query('hi'))"), "FINAL(ok)"])
+    sub = ScriptedModel(["hello"], name="sub")
+    broken = _BrokenProvider()
+    async with RLM(model=root, sub_model=sub, tracer_provider=broken, on_event=seen.append) as rlm:
+        result = await rlm.completion("c", "q")
+    assert result.answer == "ok"
+    assert len(seen) == len(result.trajectory)  # the listener after the tracer saw them all
+    warnings = [r for r in caplog.records if "rlm_async.tracing_failed" in r.getMessage()]
+    assert len(warnings) == 1 and "exporter misconfigured" in warnings[0].getMessage()

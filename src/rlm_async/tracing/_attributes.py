@@ -45,11 +45,14 @@ def chat_usage(
         "gen_ai.response.model": model_parts(event.model)[1],
         "gen_ai.usage.input_tokens": event.input_tokens,
         "gen_ai.usage.output_tokens": event.output_tokens,
-        "gen_ai.usage.cache_read.input_tokens": event.cached_tokens,
-        "gen_ai.usage.cache_creation.input_tokens": event.cache_write_tokens,
         "rlm.latency_s": event.latency,
         "rlm.replayed": event.replayed,
     }
+    # Only when there are some: each attribute costs the SDK time, on the event loop.
+    if event.cached_tokens:
+        found["gen_ai.usage.cache_read.input_tokens"] = event.cached_tokens
+    if event.cache_write_tokens:
+        found["gen_ai.usage.cache_creation.input_tokens"] = event.cache_write_tokens
     if event.cost_usd is not None:
         found["rlm.cost_usd"] = event.cost_usd
     return found

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from rlm_async import events as ev
 from rlm_async._logging import get_logger
@@ -59,7 +59,7 @@ class SpanTracer:
     The span current when it is made (the caller's) is the root run's parent.
     """
 
-    def __init__(self, provider: Any) -> None:
+    def __init__(self, provider: TracerProvider) -> None:
         self._tracer = provider.get_tracer("rlm_async", __version__)
         self._parent = otel_context.get_current()
         self._origin = time.time_ns()
@@ -123,7 +123,7 @@ class SpanTracer:
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> Span:
         ctx = self._parent if parent is None else trace.set_span_in_context(parent)
-        return self._tracer.start_span(  # type: ignore[no-any-return]
+        return self._tracer.start_span(
             name, context=ctx, kind=kind, attributes=attributes, start_time=self._ns(t)
         )
 
