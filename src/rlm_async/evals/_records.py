@@ -200,7 +200,7 @@ records = [
 ]
 print(f"{len(records):,} records")
 LABELS = {labels!r}
-batches = [records[i:i + 400] for i in range(0, len(records){part}, 400)]
+{part}batches = [records[i:i + 400] for i in range(0, len(records), 400)]
 prompts = [
     "Classify each question below into exactly one of these categories: "
     + ", ".join(LABELS)
@@ -222,4 +222,5 @@ def classify_code(*, half: bool = False) -> str:
     """The REPL code (for the scripted root models) that reads every record and has
     sub-models classify them in batches: leaves ``records`` (date, user, instance) and
     ``labels`` in the REPL. With ``half``, the mistake of classifying only the first half."""
-    return _CLASSIFY_CODE.replace("{part}", " // 2" if half else "")
+    half_only = "records = records[: len(records) // 2]  # (only the first half is read)\n"
+    return _CLASSIFY_CODE.replace("{part}", half_only if half else "")
