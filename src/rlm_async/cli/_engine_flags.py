@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rlm_async.cli._arg_types import positive_int
+from rlm_async._exceptions import ConfigurationError
+from rlm_async.cli._arg_types import non_negative_int, positive_int
 from rlm_async.engine._options import RLMOptions
 from rlm_async.repl import ReplOptions
 
@@ -24,7 +25,8 @@ def _default(model: type[RLMOptions] | type[ReplOptions], field: str) -> Any:
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, model_help: str) -> None:
     """Add ``--model``, ``--sub-model``, ``--max-iterations``, ``--max-depth``,
-    ``--max-concurrency`` and ``--cell-timeout`` to ``parser``.
+    ``--max-concurrency``, ``--cell-timeout``, ``--compact-at``, ``--output-retries`` and
+    ``--cache`` to ``parser``.
 
     ``--model`` defaults to ``None``: each command says what it falls back to
     (``model_help``).
@@ -48,6 +50,55 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, model_help: str) ->
         metavar="S",
         help=f"seconds a REPL cell may run (default {cell_timeout:g})",
     )
+    compact_at = _default(RLMOptions, "compact_at")
+    parser.add_argument(
+        "--compact-at",
+        type=_compact_at,
+        default=compact_at,
+        metavar="X",
+        help="fold a root conversation's earlier turns into a summary past X: a fraction of "
+        "what the root model's window holds (e.g. 0.6), a number of tokens (e.g. 50000), or "
+        f"off (default {compact_at:g})",
+    )
+    output_retries = _default(RLMOptions, "output_retries")
+    parser.add_argument(
+        "--output-retries",
+        type=non_negative_int,
+        default=output_retries,
+        metavar="N",
+        help="answers that did not match the requested schema sent back to the model before "
+        f"the run fails (default {output_retries})",
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="PATH",
+        default=None,
+        help="keep sub-call answers in this SQLite file: a re-run pays nothing for them "
+        "(several processes may share it)",
+    )
+
+
+def _compact_at(text: str) -> float | int | None:
+    """``--compact-at``: ``off``, tokens (an int) or a fraction (a float), checked by the
+    rule of ``RLMOptions.compact_at``."""
+    value: float | int | None
+    if text.strip().lower() in ("off", "none"):
+        value = None
+    else:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    "expected a fraction of the window (e.g. 0.75), a number of tokens "
+                    f"(e.g. 50000) or off, got {text!r}"
+                ) from None
+    try:
+        return RLMOptions(compact_at=value).compact_at
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rpartition("Value error, ")[2]) from None
 
 
 def engine_options(args: argparse.Namespace, **fields: Any) -> RLMOptions:
@@ -60,6 +111,8 @@ def engine_options(args: argparse.Namespace, **fields: Any) -> RLMOptions:
         max_iterations=args.max_iterations,
         max_depth=args.max_depth,
         max_concurrency=args.max_concurrency,
+        compact_at=args.compact_at,
+        output_retries=args.output_retries,
         repl=ReplOptions(cell_timeout=args.cell_timeout),
         **fields,
     )

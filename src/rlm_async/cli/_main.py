@@ -78,12 +78,6 @@ def _parser() -> argparse.ArgumentParser:
     add_engine_arguments(run, model_help=DEFAULT_MODEL)
     run.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
     run.add_argument(
-        "--cache",
-        metavar="PATH",
-        default=None,
-        help="keep sub-call answers in this SQLite file: a re-run pays nothing for them",
-    )
-    run.add_argument(
         "-v", "--verbose", action="store_true", help="show the run on stderr as it happens"
     )
     run.add_argument(
@@ -96,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
         "--result-json",
         action="store_true",
         help="print the whole result as JSON instead of the answer",
+    )
+    run.add_argument(
+        "--output-schema",
+        metavar="FILE",
+        default=None,
+        help="a JSON schema file the answer must match (sent back to the model until it "
+        "does, see --output-retries); the validated answer is printed as JSON",
     )
     _trajectory_options(run)
 
@@ -209,6 +210,7 @@ async def _run(args: argparse.Namespace) -> int:
     from rlm_async.engine._rlm import RLM
 
     context = _read_context(args.context, args.json)
+    schema = _read_schema(args.output_schema) if args.output_schema else None
     show_progress = args.progress
     if show_progress is None:
         show_progress = sys.stderr.isatty() and not args.verbose
@@ -226,10 +228,8 @@ async def _run(args: argparse.Namespace) -> int:
             load_dotenv=not args.no_dotenv,
             cache=args.cache,
         ) as rlm:
-            if progress is None:
-                result = await rlm.completion(context, args.query)
-            else:
-                result = await _with_ticker(progress, rlm.completion(context, args.query))
+            work = rlm.completion(context, args.query, output_type=schema)
+            result = await (work if progress is None else _with_ticker(progress, work))
     finally:
         if progress is not None:
             progress.finish()
@@ -238,9 +238,32 @@ async def _run(args: argparse.Namespace) -> int:
         result.metadata["trajectory_path"] = str(writer.path)
     if args.result_json:
         print(result.model_dump_json(indent=2))
+    elif schema is not None:
+        print(json.dumps(result.output, ensure_ascii=False))
     else:
         print(result.answer)
     return 0
+
+
+def _read_schema(path: str) -> dict[str, Any]:
+    """``--output-schema``: a JSON schema from a file (checked by the run, as any
+    ``output_type``).
+
+    Raises:
+        ConfigurationError: the file is not JSON, or not a JSON object.
+    """
+    from rlm_async._exceptions import ConfigurationError
+
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"--output-schema {path}: not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise ConfigurationError(
+            f"--output-schema {path}: a JSON schema is an object, e.g. "
+            '{"type": "object", "properties": {...}}; got ' + type(schema).__name__
+        )
+    return schema
 
 
 async def _with_ticker(progress: Progress, work: Awaitable[T]) -> T:
