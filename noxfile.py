@@ -44,7 +44,8 @@ def tests(session: nox.Session) -> None:
     with apt-get, and otherwise stops with the command to run.
     """
     _install_system_packages(session)
-    session.install("-e", ".[dev]")
+    # ray: the batch tests run a local Ray (tests/batch/test_ray.py skips without it).
+    session.install("-e", ".[dev,ray]")
     session.run("pytest", *session.posargs)
 
 
