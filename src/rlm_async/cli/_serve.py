@@ -212,6 +212,7 @@ def _replica(
         tools=tuple(args.tools),
         mcp_servers=tuple(args.mcp_server),
         drain_delay=args.drain_delay,
+        cache=args.cache,
     )
 
 

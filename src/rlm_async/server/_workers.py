@@ -76,6 +76,9 @@ class ReplicaApp:
             with one worker.
         drain_delay: Seconds between SIGTERM and the drain, readiness failing in them
             (``rlm-async serve --drain-delay``; 0: none).
+        cache: The sub-call store's file (``RLM(cache=...)``; ``None``: in memory only).
+            Every worker opens the same file: SQLite's WAL mode lets them read while one
+            writes, and a write waits for another's (``engine._subcall_cache``).
     """
 
     model: str
@@ -88,6 +91,7 @@ class ReplicaApp:
     mcp_servers: tuple[MCPServer, ...] = ()
     session_dir: str | None = None
     drain_delay: float = 0.0
+    cache: str | None = None
 
     def make_rlm(self) -> RLM:
         """The ``RLM`` to serve, not opened yet.
@@ -104,6 +108,7 @@ class ReplicaApp:
             settings=self.settings,
             tools=[tool for spec in self.tools for tool in import_tools(spec)],
             mcp_servers=self.mcp_servers,
+            cache=self.cache,
         )
 
     def __call__(self) -> ASGIApp:
