@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from rlm_async import RLM, ConfigurationError, ProviderError, RLMResult
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import MockReply, ScriptedModel
+from tests.engine.test_depth import recursive_script  # rlm_query_batched at every level
 from tests.helpers import repl
 from tests.tracing.support import SpanTree, attr, memory_provider, span_id
 
@@ -263,3 +264,30 @@ async def test_a_failing_tracer_stops_alone_the_run_and_listeners_go_on(
     assert len(seen) == len(result.trajectory)  # the listener after the tracer saw them all
     warnings = [r for r in caplog.records if "rlm_async.tracing_failed" in r.getMessage()]
     assert len(warnings) == 1 and "exporter misconfigured" in warnings[0].getMessage()
+
+
+async def test_concurrent_sub_rlms_each_hang_under_the_call_that_started_them() -> None:
+    provider, exporter = memory_provider()
+    model = ScriptedModel(recursive_script)
+    async with RLM(model=model, max_depth=3, tracer_provider=provider) as rlm:
+        result = await rlm.completion(["a", "b", "c", "d"], "join the items in upper case")
+    assert result.answer == "A+B+C+D"
+    started = {e.run_id: e for e in result.trajectory if e.type == "run_started"}
+    tree = SpanTree(exporter.get_finished_spans())
+    runs = tree.named("invoke_agent rlm")
+    assert sorted(attr(r, "rlm.depth") for r in runs) == [0, 1, 1, 2, 2, 2, 2]
+    for run in runs:
+        event = started[str(attr(run, "rlm.run_id"))]
+        if event.parent_subcall is None:
+            continue
+        call = tree.parent_of(run)
+        assert call is not None and call.name == "rlm_query scripted"
+        assert attr(call, "rlm.subcall.id") == event.parent_subcall
+        cell = tree.parent_of(call)
+        assert cell is not None and cell.name == "rlm.cell"
+    # Every model call of every level is one chat span; their usage sums to the result's.
+    chats = [s for s in tree.spans if attr(s, "gen_ai.operation.name") == "chat"]
+    assert len(chats) == result.usage.calls
+    assert sum(int(attr(s, "gen_ai.usage.output_tokens")) for s in chats) == (
+        result.usage.output_tokens
+    )
