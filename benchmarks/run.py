@@ -266,13 +266,20 @@ def summary_table(results: dict[str, dict[str, Any]], *, quick: bool) -> list[st
         add(label, ISSUE14_TODAY["cpu"], missing("many"), "<= 15 ms", None)
     else:
         now = f"{cpu['value'] * 1000:.1f} ms"
+        settled = _find(results, "many.cpu_per_completion.warm.settled")
+        if settled is not None:
+            now += f"; as `serve` runs it (start-up heap frozen): {settled['value'] * 1000:.1f} ms"
         add(label, ISSUE14_TODAY["cpu"], now, "<= 15 ms", cpu["value"] <= 0.015)
     many = _find(results, "many.concurrent.warm")
     label = "100 concurrent completions vs one (warm_repls=100, filled first)"
     if many is None or not many.get("ratio"):
         add(label, ISSUE14_TODAY["many"], missing("many"), "<= 3x", None)
     else:
-        add(label, ISSUE14_TODAY["many"], f"{many['ratio']:.1f}x", "<= 3x", many["ratio"] <= 3)
+        now = f"{many['ratio']:.1f}x"
+        settled = _find(results, "many.concurrent.warm.settled")
+        if settled is not None and settled.get("ratio"):
+            now += f"; as `serve` runs it: {settled['ratio']:.1f}x"
+        add(label, ISSUE14_TODAY["many"], now, "<= 3x", many["ratio"] <= 3)
     fan = _find(results, "fanout.n1000.lean")
     label = "fan-out 1,000 sub-calls, C=100, 100 ms"
     if fan is None or not fan.get("ratio"):
