@@ -4,16 +4,19 @@ rows, the concurrency bound, resuming, failed rows."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rlm_async import Budget
-from rlm_async._exceptions import ConfigurationError
+from rlm_async._exceptions import BadRequestError, ConfigurationError
+from rlm_async._types import Completion
 from rlm_async.evals._harness import EvalProgress, run_eval
 from rlm_async.evals._results import ROW_FIELDS, read_rows
 from rlm_async.evals._runners import DirectRunner, RLMRunner, direct_prompt, truncate_context
+from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.testing import MockReply, ScriptedModel
 from tests.evals.fake_task import CODE, CountTask, InFlight, read_prompt, right_solver, wrong_solver
 
@@ -214,3 +217,46 @@ def test_the_direct_prompt_fits_and_ends_with_the_question() -> None:
     listed = type(docs)(**{**vars(docs), "context": ["first doc", "second doc"]})
     prompt, fraction = direct_prompt(listed, 3_000)
     assert "[document 1]\nfirst doc\n\n[document 2]\nsecond doc" in prompt and fraction == 0.0
+
+
+class ShortInput:
+    """A provider taking fewer input characters than its window says (as gpt-5 takes 272k
+    tokens of its 400k as input): a longer prompt is refused as OpenAI refuses it."""
+
+    name = "short"
+    model = "short"
+
+    def __init__(self, max_chars: int, message: str = "maximum context length is 1 tokens") -> None:
+        self.max_chars = max_chars
+        self.message = message
+        self.prompts: list[int] = []
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        size = len(request.messages[-1].content)
+        self.prompts.append(size)
+        if size > self.max_chars:
+            raise BadRequestError(self.message, provider=self.name, status_code=400)
+        return Completion(text=read_prompt(request), model=self.model, provider=self.name)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[TextDelta | Completion]:
+        yield await self.complete(request)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_prompt_refused_as_too_long_is_sent_again_shorter(tmp_path: Path) -> None:
+    model = ShortInput(3_500)  # the window says ~4,500 characters
+    direct = DirectRunner(model, context_windows={"short": 2_000})
+    await run_eval(CountTask(), [4_000], 1, [direct], out_path=tmp_path / "r.jsonl")
+    (row,) = read_rows(tmp_path / "r.jsonl")
+    assert row["error"] is None and row["truncated"] > 0.8
+    first, second = model.prompts
+    assert first > 3_500 >= second and second == pytest.approx(first * 2 / 3, abs=30)
+
+    other = ShortInput(10, message="unsupported parameter: temperature")
+    direct = DirectRunner(other, context_windows={"short": 2_000}, label="other")
+    await run_eval(CountTask(), [4_000], 1, [direct], out_path=tmp_path / "s.jsonl")
+    (row,) = read_rows(tmp_path / "s.jsonl")
+    assert row["error"] == "BadRequestError: [short HTTP 400] unsupported parameter: temperature"
+    assert len(other.prompts) == 1 and row["score"] == 0.0

@@ -8,13 +8,19 @@ middle was), and the fraction left out recorded in the row.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from rlm_async._exceptions import AuthenticationError, BudgetExceeded, ConfigurationError
+from rlm_async._exceptions import (
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceeded,
+    ConfigurationError,
+)
 from rlm_async._types import Message, RLMResult, UsageSummary
 from rlm_async.engine._rlm import RLM
 from rlm_async.evals._task import Example
@@ -172,7 +178,9 @@ class RLMRunner:
             _from_result(outcome, result)
             outcome.answer = result.answer
             if not result.finished:
-                outcome.error = "the run ended without a final answer (a budget ran out)"
+                outcome.error = (
+                    "no final answer: the run ended before one (a budget, or the last turn)"
+                )
         except BudgetExceeded as exc:
             if exc.partial is not None:
                 _from_result(outcome, exc.partial)
@@ -188,6 +196,11 @@ class RLMRunner:
 # A bad setup (an unknown model, a missing or refused key) fails every row the same way:
 # the evaluation stops and says it once, instead of writing a failed row per example.
 _FATAL = (ConfigurationError, AuthenticationError)
+
+# What a provider's refusal of a prompt too long for the model says (OpenAI: "maximum context
+# length", "context_length_exceeded"; Anthropic: "prompt is too long"; Gemini: "exceeds the
+# maximum number of tokens").
+_TOO_LONG = re.compile(r"(?i)context.length|too long|too many tokens|maximum.{0,20}tokens")
 
 _PROMPT_HEAD = "Read the context below and answer the question after it.\n\n<context>\n"
 _PROMPT_TAIL = "\n</context>\n\nQuestion: {query}\n\nReply with the answer only."
@@ -274,15 +287,24 @@ class DirectRunner:
         try:
             resolved = self._registry.resolve(_resolve(self._model, example))
             window = self._windows.for_label(resolved.label, resolved.model).tokens
-            prompt, outcome.truncated = direct_prompt(
-                example, prompt_chars_for(window, self._max_tokens)
-            )
-            request = CompletionRequest(
-                model=resolved.model,
-                messages=[Message(role="user", content=prompt)],
-                max_tokens=self._max_tokens,
-            )
-            completion = await resolved.provider.complete(request)
+            limit = prompt_chars_for(window, self._max_tokens)
+            for attempt in range(2):
+                prompt, outcome.truncated = direct_prompt(example, limit)
+                request = CompletionRequest(
+                    model=resolved.model,
+                    messages=[Message(role="user", content=prompt)],
+                    max_tokens=self._max_tokens,
+                )
+                try:
+                    completion = await resolved.provider.complete(request)
+                    break
+                except BadRequestError as exc:
+                    # The window is the model's input and output together; some models take
+                    # less as input (gpt-5: 272k of its 400k), and dense text has fewer
+                    # characters a token: once more, with a third less.
+                    if attempt or not _TOO_LONG.search(str(exc)):
+                        raise
+                    limit = limit * 2 // 3
             outcome.answer = completion.text.strip()
             summary = UsageSummary()
             summary.record(resolved.label, completion.usage)
