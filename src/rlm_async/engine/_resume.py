@@ -39,6 +39,7 @@ from rlm_async.repl._protocol import LLMRequest, SubCallResult, ToolCallResult, 
 
 if TYPE_CHECKING:
     from rlm_async.engine._options import RLMOptions
+    from rlm_async.engine._output_type import OutputSpec
     from rlm_async.engine._resources import EngineResources
     from rlm_async.engine._routes import ModelRoutes
     from rlm_async.engine._run_steps import RunSteps
@@ -78,6 +79,7 @@ class Replay:
     full_texts: dict[tuple[str, str], str] = field(default_factory=dict)
     has_full_texts: bool = False  # the file was written with the side record
     answer: str | None = None  # the root run's RunFinished.answer: ``None``, it was cut
+    typed: bool = False  # an answer was checked against an output_type (AnswerRejected...)
     replayed_turns: int = 0
     replayed_cells: int = 0
     replayed_calls: int = 0
@@ -348,6 +350,10 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
             replay.outputs[event.turn, event.cell] = event.output
         elif isinstance(event, ev.Compacted):
             replay.compactions[event.turn] = event
+        elif isinstance(event, ev.AnswerRejected) or (
+            isinstance(event, ev.FinalAnswer) and event.output is not None
+        ):
+            replay.typed = True
         elif isinstance(event, ev.SubCallStarted):
             subcalls[event.subcall] = _SubCall(event)
             replay.subcalls.setdefault((event.turn, event.cell), []).append(subcalls[event.subcall])
@@ -368,19 +374,28 @@ async def resume_run(
     path: str | os.PathLike[str],
     context: Any,
     emit: Callable[[ev.Event], None] | None,
+    *,
+    output: OutputSpec | None = None,
 ) -> RLMResult:
-    """``RLM.resume``: replay ``path``'s root run over ``context``, then continue it."""
+    """``RLM.resume``: replay ``path``'s root run over ``context``, then continue it
+    (``output``: a typed run's ``output_type``)."""
     replay = await anyio.to_thread.run_sync(load_replay, path)
     if context is None:
         raise ResumeError(
             f"a trajectory does not hold its context: give it again, "
             f"rlm.resume(path, context=...); {path} recorded {replay.context!r}"
         )
+    if replay.typed and output is None:
+        # Untyped, a recorded answer that was rejected would end the run where it went on.
+        raise ResumeError(
+            f"{path} recorded a typed run (its answers were checked against an output_type): "
+            "resume it with the same type, rlm.resume(path, context=..., output_type=...)"
+        )
 
     async def run() -> RLMResult:
         await resources.open_tools()  # MCP servers: reached on first use
         result = await run_completion(
-            options, models, resources, context, replay.query, emit, replay=replay
+            options, models, resources, context, replay.query, emit, replay=replay, output=output
         )
         result.metadata["resumed"] = replay.report()
         return result

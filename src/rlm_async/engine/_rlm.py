@@ -390,18 +390,28 @@ class RLM(RLMProperties):
         )
 
     async def resume(
-        self, path: str | os.PathLike[str], *, context: Any = None, options: Overrides = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        context: Any = None,
+        options: Overrides = None,
+        output_type: Any = None,
     ) -> RLMResult:
         """Continue a stopped run from its trajectory file (see ``docs/trajectory.md``): its
         cells are replayed in a fresh REPL, their sub-calls and tool calls answered from the
-        record (nothing paid twice), then the loop goes on. ``context``: the run's, again.
+        record (nothing paid twice), then the loop goes on. ``context``: the run's, again;
+        ``output_type``: a typed run's type, again (its recorded answers are checked as they
+        were, and ``result.output`` is the validated answer).
 
         Raises:
-            ResumeError: another context, or a replayed cell printed or asked otherwise.
+            ConfigurationError: a bad option or ``output_type``.
+            ResumeError: another context, a typed run resumed without its ``output_type``,
+                or a replayed cell printed or asked otherwise.
         """
         chosen = self._options.merged(options)
+        output = None if output_type is None else OutputSpec(output_type)
         return await resume_run(
-            chosen, self._models, self._resources, path, context, chosen.on_event
+            chosen, self._models, self._resources, path, context, chosen.on_event, output=output
         )
 
     def stream(
