@@ -107,8 +107,12 @@ def _answers(request: CompletionRequest) -> str:
     return "```repl\nFINAL('not the needle')\n```"
 
 
+@pytest.mark.parametrize("window", [None, "32000"])
 async def test_a_real_provider_over_http(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    window: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with MockLLMServer(_answers) as server:
         monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
@@ -116,6 +120,8 @@ async def test_a_real_provider_over_http(
             "eval", "--task", "sniah", "--size", "8k", "--n", "2", "--compare", "direct",
             "--model", "openai-compatible:m", "--no-dotenv", "-o", str(tmp_path),
         ]  # fmt: skip
+        if window is not None:
+            argv += ["--context-window", window]
         code = await anyio.to_thread.run_sync(main, argv)
         assert code == 0
         assert len(server.requests) == 4  # two RLM root turns, two direct calls
@@ -128,10 +134,18 @@ async def test_a_real_provider_over_http(
     }
     assert all(r["score"] == 0.0 and r["error"] is None for r in rows)
     assert {r["answer"] for r in rows} == {"not the needle", "The answer is 1234567."}
-    assert table(capsys.readouterr().out) == [
+    printed = capsys.readouterr()
+    assert table(printed.out) == [
         ["rlm", "8k", "0.0", "—", "2", "0"],
         ["direct", "8k", "0.0", "—", "2", "0"],
     ]
+    direct = [r for r in rows if r["method"] == "direct"]
+    if window is None:  # 8,192 tokens assumed: the 32,000-character context was cut, and said
+        assert "the context window of openai-compatible:m is not known" in printed.err
+        assert all(0.3 < r["truncated"] < 0.6 for r in direct)
+    else:
+        assert "not known" not in printed.err
+        assert all(r["truncated"] == 0.0 for r in direct)
 
 
 @pytest.mark.parametrize(

@@ -70,9 +70,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=4,
         metavar="N",
-        help="examples in flight at once, all methods together (default 4)",
+        help="runs in flight at once (an example through one method), all methods "
+        "together (default 4)",
     )
     add_engine_arguments(parser, model_help=DEFAULT_MODEL)
+    parser.add_argument(
+        "--context-window",
+        type=positive_int,
+        default=None,
+        metavar="TOKENS",
+        help="--model's context window, for a model the built-in table does not know (the "
+        "direct call's prompt is cut to it)",
+    )
     parser.add_argument(
         "--offline",
         action="store_true",
@@ -163,6 +172,14 @@ def _offline_runners(task: Task, methods: list[str], options: Any) -> list[Runne
     return runners
 
 
+def _window_known(model: str) -> bool:
+    from rlm_async.providers._settings import parse_model_name
+    from rlm_async.providers._windows import ContextWindows
+
+    name = parse_model_name(model)
+    return ContextWindows().window(name.provider, name.model) is not None
+
+
 async def run_eval_command(args: argparse.Namespace) -> int:
     """Run the evaluation ``args`` describe, write the report, print its table."""
     from rlm_async.evals import get_task
@@ -171,6 +188,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
     from rlm_async.evals._results import read_rows
     from rlm_async.evals._runners import RLMRunner
     from rlm_async.providers._settings import Settings
+    from rlm_async.providers._windows import UNKNOWN_WINDOW
 
     task = get_task(args.task)
     sizes = _sizes(args.size)
@@ -182,6 +200,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
     options = engine_options(args, **fields)
     runners: list[Runner | str]
     settings = None
+    windows: dict[str, int] | None = None
     if args.offline:
         runners = list(_offline_runners(task, methods, options))
     else:
@@ -190,6 +209,15 @@ async def run_eval_command(args: argparse.Namespace) -> int:
         rlm_options: dict[str, Any] = {"options": options, "settings": settings}
         if getattr(args, "cache", None):
             rlm_options["cache"] = args.cache
+        if args.context_window is not None:
+            windows = {model: args.context_window}
+            rlm_options["context_windows"] = windows
+        elif "direct" in methods and not _window_known(model):
+            print(
+                f"rlm-async: the context window of {model} is not known: the direct call is "
+                f"cut to {UNKNOWN_WINDOW:,} tokens; give the real one with --context-window",
+                file=sys.stderr,
+            )
         runners = [RLMRunner(model, args.sub_model, options=rlm_options), *methods[1:]]
     live = sys.stderr.isatty() if args.progress is None else args.progress
     status = EvalStatus(sys.stderr, task.name)
@@ -201,6 +229,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
             runners,
             model=args.model or DEFAULT_MODEL,
             settings=settings,
+            context_windows=windows,
             concurrency=args.concurrency,
             out_path=out / "results.jsonl",
             retry_errors=args.retry_errors,
