@@ -168,6 +168,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve the offline demo model (loopback mock server; no keys needed)",
     )
+    parser.add_argument(
+        "--metrics-no-auth",
+        action="store_true",
+        help="serve GET /metrics without the bearer token (for a Prometheus scraping without "
+        "credentials; keep the port private)",
+    )
     parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -208,6 +214,7 @@ def _replica(
             "body_timeout": args.body_timeout,
             "max_sessions": max_sessions(args),
             "session_idle_timeout": args.session_idle_timeout,
+            "metrics_auth": not args.metrics_no_auth,
         },
         tools=tuple(args.tools),
         mcp_servers=tuple(args.mcp_server),
