@@ -37,7 +37,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--task",
         required=True,
-        help="the task: sniah, oolong, oolong-pairs or multidoc (see docs/evals.md)",
+        help="the task: sniah, oolong, oolong-pairs, multidoc... (an unknown name lists them "
+        "all; see docs/evals.md)",
     )
     parser.add_argument(
         "--size",
