@@ -15,9 +15,10 @@ from collections import Counter
 import pytest
 
 from rlm_async import ConfigurationError
-from rlm_async.evals import TASKS, Example, Task, format_size, get_task, parse_size
+from rlm_async.evals import SOLVERS, TASKS, Example, Task, format_size, get_task, parse_size
 
 SIZES = [8_000, 32_000, 128_000]
+GENERATED = sorted(SOLVERS)  # the tasks generated here (oolong-synth loads published rows)
 
 
 def context_chars(example: Example) -> int:
@@ -26,7 +27,7 @@ def context_chars(example: Example) -> int:
     return sum(len(doc) for doc in example.context)
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", GENERATED)
 def test_the_same_seed_makes_the_same_example_and_another_seed_another(name: str) -> None:
     task = TASKS[name]
     first, again, other = task.generate(1, 8_000), task.generate(1, 8_000), task.generate(2, 8_000)
@@ -36,7 +37,7 @@ def test_the_same_seed_makes_the_same_example_and_another_seed_another(name: str
     assert isinstance(task, Task)
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", GENERATED)
 @pytest.mark.parametrize("size", SIZES)
 def test_the_context_is_the_size_asked_for_within_ten_percent(name: str, size: int) -> None:
     example = TASKS[name].generate(0, size)
@@ -44,7 +45,7 @@ def test_the_context_is_the_size_asked_for_within_ten_percent(name: str, size: i
     assert example.size == size
 
 
-@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("name", GENERATED)
 def test_a_million_tokens_is_generated_in_a_few_seconds(name: str) -> None:
     started = time.perf_counter()
     example = TASKS[name].generate(0, 1_000_000)

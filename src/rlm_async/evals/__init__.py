@@ -9,7 +9,8 @@ context's length in tokens, 4 characters a token) and scored with no model invol
 - ``oolong-pairs``: pairs of users meeting a joint condition (OOLONG-Pairs), F1 over pairs.
 - ``multidoc``: a two-hop question over many documents (BrowseComp-Plus-like), exact match.
 
-Each task also has scripted models (:data:`SOLVERS`) so everything runs offline.
+Each task also has scripted models (:data:`SOLVERS`) so everything runs offline. A fifth,
+``oolong-synth``, gives the published OOLONG-synth rows (with the ``datasets`` package).
 
 :func:`run_eval` runs a task's examples through the RLM and the direct call (``rlm-async
 eval`` on the command line), appending a row per example and method to a JSONL file it
@@ -29,6 +30,7 @@ from rlm_async._exceptions import ConfigurationError
 from rlm_async.evals._harness import EvalProgress, EvalResults, run_eval
 from rlm_async.evals._multidoc import MULTIDOC_SOLVERS, MultiDocTask
 from rlm_async.evals._oolong import OOLONG_SOLVERS, OolongTask
+from rlm_async.evals._oolong_synth import OolongSynthTask
 from rlm_async.evals._pairs import PAIRS_SOLVERS, OolongPairsTask
 from rlm_async.evals._report import Summary, html_report, markdown_report, summarize, write_report
 from rlm_async.evals._results import ROW_FIELDS, read_rows
@@ -47,6 +49,7 @@ __all__ = [
     "Example",
     "MultiDocTask",
     "OolongPairsTask",
+    "OolongSynthTask",
     "OolongTask",
     "Outcome",
     "RLMRunner",
@@ -70,10 +73,18 @@ __all__ = [
 
 #: Every task by the name ``rlm-async eval --task`` takes.
 TASKS: dict[str, Task] = {
-    task.name: task for task in (SNiahTask(), OolongTask(), OolongPairsTask(), MultiDocTask())
+    task.name: task
+    for task in (
+        SNiahTask(),
+        OolongTask(),
+        OolongPairsTask(),
+        MultiDocTask(),
+        OolongSynthTask(),
+    )
 }
 
-#: Each task's scripted models, by task name: what ``rlm-async eval --offline`` runs.
+#: Each generated task's scripted models, by task name: what ``rlm-async eval --offline``
+#: runs (``oolong-synth``, published data, has none).
 SOLVERS: dict[str, Solvers] = {
     "sniah": SNIAH_SOLVERS,
     "oolong": OOLONG_SOLVERS,
@@ -100,7 +111,14 @@ def get_solvers(name: str) -> Solvers:
     """The scripted models of the task called ``name``.
 
     Raises:
-        ConfigurationError: No task has that name (the message lists them).
+        ConfigurationError: No task has that name, or the task has no scripted models (the
+            message lists those that have).
     """
     get_task(name)
-    return SOLVERS[name]
+    try:
+        return SOLVERS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"the task {name!r} has no scripted models, so it cannot run offline: the tasks "
+            f"that can are {', '.join(SOLVERS)}"
+        ) from None
