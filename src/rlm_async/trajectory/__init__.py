@@ -28,16 +28,16 @@ from rlm_async.trajectory._files import (
     TrajectoryWriter,
     write_trajectory,
 )
-from rlm_async.trajectory._reader import Trajectory, read_trajectory
-from rlm_async.trajectory._tree import (
+from rlm_async.trajectory._nodes import (
     CellNode,
     RunNode,
     SubCallNode,
     ToolCallNode,
     Totals,
     TurnNode,
-    build_tree,
 )
+from rlm_async.trajectory._reader import Trajectory, read_trajectory
+from rlm_async.trajectory._tree import build_tree
 
 __all__ = [
     "REDACTED",

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from rlm_async import events as ev
 from rlm_async.trajectory._files import TrajectoryError, TrajectoryHeader
-from rlm_async.trajectory._tree import RunNode, build_tree
+from rlm_async.trajectory._nodes import RunNode
+from rlm_async.trajectory._tree import build_tree
 
 # The package's public names are listed in ``rlm_async.trajectory``; these are this file's.
 __all__ = ["Trajectory", "read_header", "read_trajectory"]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from rlm_async.trajectory._files import _env_secrets, _scrub
+from rlm_async.trajectory._nodes import RunNode
 from rlm_async.trajectory._reader import Trajectory, read_trajectory
-from rlm_async.trajectory._tree import RunNode
 
 __all__ = ["render_html", "viewer_data", "write_html"]
 

@@ -509,6 +509,8 @@
       turn.end === null ? h("span", { class: "pill run" }, "waiting for the model") : null,
       turn.replayed ? replayedPill("turn", "the recorded reply, given again: no model call") : null,
       turn.compaction ? h("span", { class: "pill final" }, "compacted") : null,
+      turn.rejected ? h("span", { class: "pill fail", dataset: { rejected: "turn" },
+        title: "the answer did not match the output type: sent back to the model" }, "answer rejected") : null,
       costChips(turn.totals, [
         chip("at", fmtSeconds(turn.start)),
         chip("latency", fmtSeconds(turn.latency)),
@@ -521,7 +523,17 @@
         turn.compaction ? renderCompaction(turn.compaction) : null,
         h("div", { class: "section-label" }, "Model reply · " + (turn.model || run.model)),
         turn.text ? replyText(turn.text) : h("pre", { class: "text" }, turn.end === null ? "…" : "(empty)"),
-        turn.cells.map((c) => renderCell(c, run))));
+        turn.cells.map((c) => renderCell(c, run)),
+        turn.rejected ? renderRejected(turn.rejected) : null));
+  }
+
+  function renderRejected(r) {  // the turn's answer did not match the output type
+    const left = r.retries_left === 0 ? "no retry left" :
+      plural(r.retries_left, "more answer") + " allowed";
+    const errors = r.errors.map((e) => ((e.loc || []).join(".") || "(the answer)") + ": " + e.msg);
+    return [h("div", { class: "section-label" }, "Answer rejected · " + left),
+      h("pre", { class: "err" }, errors.join("\n")),
+      h("pre", { class: "text" }, r.answer)];
   }
 
   function renderCompaction(c) {  // earlier turns folded into a summary before this turn
