@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import rlm_async
 from rlm_async import ConfigurationError
 from rlm_async.batching import BatchStatus
 from rlm_async.providers._base import CompletionRequest
-from rlm_async.testing import MockLLMServer, MockReply
+from rlm_async.testing import MockLLMServer, MockReply, Responder
 from tests.batch.support import (
     MODEL,
     answer_with_the_length,
@@ -273,3 +276,48 @@ async def test_an_output_cut_short_is_resumed_after_its_broken_line(tmp_path: Pa
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[1] == '{"id": "b", "answ'  # left as it was, on a line of its own
     assert json.loads(lines[2])["answer"] == "2"
+
+
+def killing_the_worker_on(marker: str) -> Responder:
+    """The scripted model, which also kills the batch's worker process (SIGKILL) the first
+    time a request for the row with ``marker`` in its query arrives, as the OOM killer would."""
+    killed: list[int] = []
+
+    def responder(request: CompletionRequest) -> str | MockReply:
+        if mentions(request, marker) and not killed:
+            for child in multiprocessing.active_children():
+                if child.name == "rlm-batch" and child.pid is not None:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+        return answer_with_the_length(request)
+
+    return responder
+
+
+async def test_rows_of_a_worker_that_died_run_again_on_its_replacement(tmp_path: Path) -> None:
+    requests = [{"id": n, "query": f"row {n}: how long?", "context": "k" * n} for n in range(4)]
+    out = tmp_path / "results.jsonl"
+    async with MockLLMServer(killing_the_worker_on("row 2:")) as server:
+        summary = await rlm_async.batch(
+            requests, out=out, model=MODEL, settings=settings_for(server), processes=1,
+            concurrency=4,
+        )  # fmt: skip
+    # Every row was in flight on the one worker when it died: all ran again, on a new one.
+    assert {row["id"]: row["answer"] for row in read_rows(out)} == {n: str(n) for n in range(4)}
+    assert (summary.done, summary.failed) == (4, 0)
+    assert sum(mentions(r, "row 2:") and r.system is not None for _, r in server.requests) >= 3
+
+
+async def test_without_retries_only_the_dead_workers_row_fails(tmp_path: Path) -> None:
+    requests = [{"id": n, "query": f"row {n}: how long?", "context": "k" * n} for n in range(4)]
+    out = tmp_path / "results.jsonl"
+    async with MockLLMServer(killing_the_worker_on("row 1:")) as server:
+        summary = await rlm_async.batch(
+            requests, out=out, model=MODEL, settings=settings_for(server), processes=1,
+            concurrency=1, retries=0,
+        )  # fmt: skip
+    rows = {row["id"]: row for row in read_rows(out)}
+    assert rows[1]["error"]["type"] == "BatchError"
+    assert "its worker process died (exit code -9) (1 attempts)" in rows[1]["error"]["message"]
+    assert {n: rows[n]["answer"] for n in (0, 2, 3)} == {0: "0", 2: "2", 3: "3"}
+    assert (summary.done, summary.failed) == (3, 1)

@@ -43,6 +43,10 @@ class Backend(Protocol):
         """Whether any worker is left."""
         ...
 
+    async def wait_for_room(self) -> None:
+        """With no row in flight: wait until a worker can take one, or none is left."""
+        ...
+
     async def submit(self, job: Job) -> None:
         """Dispatch ``job`` to a worker with room."""
         ...

@@ -5,6 +5,10 @@ clients) running ``batching._worker.process_main``. The parent talks to each ove
 with one thread per worker blocked on its end so the parent's event loop never is. A row
 goes to the worker with the fewest rows in flight; a context file is read by the worker
 that runs the row, so only its path crosses the pipe.
+
+A worker that dies (killed, out of memory) hands its rows back as lost, for the batch loop
+to dispatch again, and a new worker takes its place; one that dies before it is ready is
+not replaced (it would only die again).
 """
 
 from __future__ import annotations
@@ -34,13 +38,13 @@ DEFAULT_ROWS_PER_WORKER = 8
 _STOP_GRACE = 10.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Worker:
-    number: int
     process: BaseProcess
     conn: Connection
     jobs: dict[int, Job] = field(default_factory=dict)
     alive: bool = True
+    ready: bool = False
 
 
 class LocalBackend:
@@ -50,8 +54,10 @@ class LocalBackend:
         self._spec = spec
         self._processes = processes
         self._workers: list[_Worker] = []
-        self._inbox: asyncio.Queue[tuple[int, tuple[Any, ...]]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[_Worker, tuple[Any, ...]]] = asyncio.Queue()
         self._ready: deque[Outcome] = deque()
+        self._closing = False
+        self.replaced = 0  # workers started in place of dead ones
 
     @property
     def description(self) -> str:
@@ -64,32 +70,32 @@ class LocalBackend:
         Raises:
             ConfigurationError: a worker could not open its ``RLM`` (its error, named).
         """
-        loop = asyncio.get_running_loop()
-        context = multiprocessing.get_context("spawn")
-        for number in range(self._processes):
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=process_main,
-                args=(theirs, self._spec),
-                name=f"rlm-batch-{number}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()  # else our copy keeps the pipe open after the worker dies
-            worker = _Worker(number, process, ours)
-            self._workers.append(worker)
-            threading.Thread(
-                target=self._receive, args=(worker, loop), name=f"rlm-batch-{number}", daemon=True
-            ).start()
-        waiting = len(self._workers)
-        while waiting:
-            number, message = await self._inbox.get()
+        for _ in range(self._processes):
+            self._spawn()
+        while not all(w.ready for w in self._workers):
+            worker, message = await self._inbox.get()
             if message[0] == "ready":
-                waiting -= 1
+                worker.ready = True
             elif message[0] in ("failed", "gone"):
-                self._workers[number].alive = False
+                worker.alive = False
                 detail = message[1] if message[0] == "failed" else "it exited while starting"
                 raise ConfigurationError(f"a batch worker process could not start: {detail}")
+
+    def _spawn(self) -> _Worker:
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe(duplex=True)
+        process = context.Process(
+            target=process_main, args=(theirs, self._spec), name="rlm-batch", daemon=True
+        )
+        process.start()
+        theirs.close()  # else our copy keeps the pipe open after the worker dies
+        worker = _Worker(process, ours)
+        self._workers.append(worker)
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=self._receive, args=(worker, loop), name="rlm-batch-receive", daemon=True
+        ).start()
+        return worker
 
     def _receive(self, worker: _Worker, loop: asyncio.AbstractEventLoop) -> None:
         while True:
@@ -98,21 +104,21 @@ class LocalBackend:
             except (EOFError, OSError):
                 message = ("gone",)
             try:
-                loop.call_soon_threadsafe(self._inbox.put_nowait, (worker.number, message))
+                loop.call_soon_threadsafe(self._inbox.put_nowait, (worker, message))
             except RuntimeError:  # the event loop closed first
                 return
             if message[0] == "gone":
                 return
 
     def has_room(self) -> bool:
-        return any(w.alive and len(w.jobs) < self._spec.slots for w in self._workers)
+        return any(w.ready and len(w.jobs) < self._spec.slots for w in self._workers)
 
     def alive(self) -> bool:
         return any(w.alive for w in self._workers)
 
     async def submit(self, job: Job) -> None:
         worker = min(
-            (w for w in self._workers if w.alive and len(w.jobs) < self._spec.slots),
+            (w for w in self._workers if w.ready and len(w.jobs) < self._spec.slots),
             key=lambda w: len(w.jobs),
         )
         worker.jobs[job.index] = job
@@ -120,25 +126,40 @@ class LocalBackend:
         with contextlib.suppress(OSError):
             worker.conn.send(("job", job))
 
+    async def wait_for_room(self) -> None:
+        """Wait until a worker can take a row (a replacement is starting), or none is left."""
+        while not self.has_room() and self.alive() and not self._ready:
+            self._handle(*await self._inbox.get())
+
     async def next_outcome(self) -> Outcome:
         """The next row to finish (or be lost with its worker), in order of completion."""
         while not self._ready:
-            number, message = await self._inbox.get()
-            worker = self._workers[number]
-            if message[0] == "row":
-                job = worker.jobs.pop(message[1])
-                self._ready.append(Outcome(job, message[2]))
-            elif message[0] == "gone" and worker.alive:
-                worker.alive = False
-                worker.process.join(1.0)
-                why = f"its worker process died (exit code {worker.process.exitcode})"
-                self._ready.extend(Outcome(job, None, why) for job in worker.jobs.values())
-                worker.jobs.clear()
+            self._handle(*await self._inbox.get())
         return self._ready.popleft()
+
+    def _handle(self, worker: _Worker, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "row":
+            self._ready.append(Outcome(worker.jobs.pop(message[1]), message[2]))
+        elif kind == "ready":
+            worker.ready = True
+        elif kind in ("gone", "failed") and worker.alive:
+            worker.alive = False
+            was_ready, worker.ready = worker.ready, False
+            worker.process.join(1.0)
+            why = f"its worker process died (exit code {worker.process.exitcode})"
+            self._ready.extend(Outcome(job, None, why) for job in worker.jobs.values())
+            worker.jobs.clear()
+            if was_ready and not self._closing:
+                self._workers.remove(worker)
+                worker.conn.close()
+                self._spawn()
+                self.replaced += 1
 
     async def aclose(self) -> None:
         """Stop the workers and wait for them to exit (a worker still busy after a grace
         period, its rows in flight with it, is killed)."""
+        self._closing = True
         for worker in self._workers:
             if worker.alive:
                 with contextlib.suppress(OSError):

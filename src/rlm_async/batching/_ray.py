@@ -130,6 +130,9 @@ class RayBackend:
     def alive(self) -> bool:
         return bool(self._actors)
 
+    async def wait_for_room(self) -> None:
+        return  # an actor Ray restarts takes its calls meanwhile: there is always room
+
     async def submit(self, job: Job) -> None:
         try:
             context = self._context_ref(job)

@@ -248,6 +248,10 @@ async def _dispatch(
             status.in_flight += 1
             await backend.submit(todo.popleft())
         if status.in_flight == 0:
+            if todo and stopped is None and backend.alive():
+                await backend.wait_for_room()  # a worker in place of a dead one is starting
+                if backend.has_room():
+                    continue
             if todo and stopped is None:  # every worker is gone
                 for job in todo:
                     _write(sink, error_row(job, "no batch worker is left to run it"))
