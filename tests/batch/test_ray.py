@@ -54,3 +54,19 @@ async def test_a_batch_on_ray_answers_every_row_and_records_the_failed_ones(
     assert answers["refused"]["error"]["type"] == "BadRequestError"
     assert answers["missing"]["error"]["type"] == "FileNotFoundError"
     assert all(row["elapsed"] > 0 for row in answers.values() if row["error"] is None)
+
+
+async def test_more_actors_than_the_cluster_has_cpus_is_an_error(tmp_path: Path) -> None:
+    # Each actor holds a CPU: asking for more would wait forever for the ones past them.
+    requests = write_requests(tmp_path / "r.jsonl", [{"id": 1, "query": "q", "context": "c"}])
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rlm_async.cli", "batch", str(requests),
+        "-o", str(tmp_path / "out.jsonl"), "--model", MODEL, "--no-dotenv", "--ray",
+        "--processes", "10000",
+        env={**os.environ, "OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:9/v1",
+             "RAY_ADDRESS": ""},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 2
+    assert "10000 batch actors need 10000 CPUs and the Ray cluster has " in err.decode()

@@ -105,7 +105,13 @@ class RayBackend:
         if not ray.is_initialized():
             ray.init(address=self._address, include_dashboard=False, logging_level="warning")
             self._started_ray = True
-        count = self._actor_count or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        count = self._actor_count or max(1, cpus)
+        if count > cpus:  # each actor holds a CPU: the ones past the cluster's would wait forever
+            raise ConfigurationError(
+                f"{count} batch actors need {count} CPUs and the Ray cluster has {cpus}: "
+                f"ask for at most {cpus} (or leave the number out: one per CPU)"
+            )
         slots = slots_per_worker(self._concurrency or DEFAULT_ROWS_PER_WORKER * count, count)
         self._spec = dataclasses.replace(self._spec, slots=slots)
         remote = ray.remote(BatchActor).options(
@@ -135,7 +141,7 @@ class RayBackend:
 
     async def submit(self, job: Job) -> None:
         try:
-            context = self._context_ref(job)
+            context = await self._context_ref(job)
         except (OSError, ValueError) as exc:  # a missing file, bad JSON: this row's error
             self._ready.append(Outcome(job, error_row(job, exc)))
             return
@@ -145,12 +151,13 @@ class RayBackend:
         future = self._wrap(self._actors[actor].run.remote(sent, context))
         self._running[future] = (job, actor)
 
-    def _context_ref(self, job: Job) -> Any:
+    async def _context_ref(self, job: Job) -> Any:
         if job.context_path is None:
             return self._ray.put(job.context)
         key = (job.context_path, job.as_json)
         if key not in self._shared:
-            self._shared[key] = self._ray.put(read_context(*key))
+            # Read in a thread: a large file would hold the event loop (and every result).
+            self._shared[key] = self._ray.put(await asyncio.to_thread(read_context, *key))
         return self._shared[key]
 
     async def next_outcome(self) -> Outcome:
