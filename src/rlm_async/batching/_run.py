@@ -190,7 +190,7 @@ async def batch(
         address = ray if isinstance(ray, str) else None
         backend = RayBackend(spec, processes, address, concurrency)
     else:
-        workers = min(processes or os.cpu_count() or 1, planned)
+        workers = min(processes or _cores(), planned)
         slots = slots_per_worker(concurrency or DEFAULT_ROWS_PER_WORKER * workers, workers)
         backend = LocalBackend(dataclasses.replace(spec, slots=slots), workers)
     with _output(out_path) as sink:
@@ -202,9 +202,17 @@ async def batch(
             stopped = await _dispatch(
                 backend, todo, sink, status, total_concurrency, budget, retries, on_progress
             )
+            elapsed = status.elapsed  # the rows' time, without the workers' shutdown
         finally:
             await backend.aclose()
-    return _summary(out_path, status, planned, status.elapsed, stopped, backend.description)
+    return _summary(out_path, status, planned, elapsed, stopped, backend.description)
+
+
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's share)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _spec(
