@@ -48,6 +48,7 @@ from rlm_async.server._body import parse_body
 from rlm_async.server._errors import ApiError, error_response, from_run_error
 from rlm_async.server._limits import RunSlots, check_limits, read_body
 from rlm_async.server._metrics import CONTENT_TYPE, MeteredSlots, ServerMetrics, ServiceGauges
+from rlm_async.server._metrics_peers import LOCAL_HEADER, PeerMetrics
 from rlm_async.server._native import RLMRequest, result_body, run_id_of
 from rlm_async.server._openai import (
     ChatCompletionRequest,
@@ -256,6 +257,8 @@ class _Service:
         self.body_timeout = body_timeout
         self.state = "open" if self.rlm is not None else "starting"
         self.metrics = metrics
+        # Under serve --workers N: the other workers, whose metrics a scrape includes.
+        self.peer_metrics: PeerMetrics | None = None
         # Set once shutting down (readiness answers 503 from then on): see begin_drain.
         self.draining = False
         self.session_routes = SessionRoutes(self)
@@ -480,4 +483,7 @@ class _Service:
         return JSONResponse(body, status_code=status)
 
     async def metrics_page(self, request: Request) -> Response:
-        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+        body = self.metrics.exposition()
+        if self.peer_metrics is not None and LOCAL_HEADER not in request.headers:
+            body = await self.peer_metrics.gather(body, request.headers.get("authorization"))
+        return Response(body, media_type=CONTENT_TYPE)

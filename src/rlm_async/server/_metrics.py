@@ -17,8 +17,8 @@ What is counted, and where it comes from:
   sub-calls by model, sub-calls by kind and whether the cache answered them. Calls
   replayed by ``RLM.resume`` were paid earlier and are not counted again.
 
-Each worker of ``rlm-async serve --workers N`` has its own registry, and a scrape is one
-connection that one worker accepts: see ``docs/deploy.md`` (one worker per container).
+Each worker of ``rlm-async serve --workers N`` has its own registry; the one a scrape
+reaches gathers the others' (``server._metrics_peers``).
 """
 
 from __future__ import annotations

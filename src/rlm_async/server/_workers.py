@@ -41,6 +41,7 @@ from rlm_async.providers._settings import Settings
 from rlm_async.server._app import create_app
 from rlm_async.server._drain import DrainOnSigterm
 from rlm_async.server._heap import SettleHeapAfterStartup
+from rlm_async.server._metrics_peers import PeerMetrics
 from rlm_async.server._session_affinity import SessionAffinity
 from rlm_async.server._tool_specs import import_tools
 from rlm_async.server._uvicorn import server_config
@@ -113,7 +114,10 @@ class ReplicaApp:
 
     def __call__(self) -> ASGIApp:
         made = create_app(self.make_rlm, **self.app_options)
-        # With a session directory, a session's requests reach the worker holding its REPL.
+        # With a session directory, a session's requests reach the worker holding its REPL,
+        # and a scrape of /metrics gathers every worker's through the same sockets.
+        if self.session_dir is not None:
+            made.state.rlm_service.peer_metrics = PeerMetrics(self.session_dir)
         inner: ASGIApp = (
             made if self.session_dir is None else SessionAffinity(made, directory=self.session_dir)
         )
