@@ -288,10 +288,13 @@ class SubCallCache:
         target: ResolvedModel,
         request: CompletionRequest,
         send: Callable[[], Awaitable[Completion]],
+        *,
+        begin: Callable[[], object] = lambda: None,
     ) -> tuple[Completion, bool]:
         """The answer to ``request``: ``(completion, True)`` from the cache, or ``(completion,
         False)`` from ``send()``, called only when no identical call has an answer or is in
-        flight.
+        flight. ``begin()`` is called when the cache answers, or before waiting for an
+        identical call in flight (the sub-call starts then: it is not sent).
 
         Raises:
             Exception: what ``send()`` raised, here or in the identical call waited for.
@@ -300,10 +303,12 @@ class SubCallCache:
         while True:
             answer = self._answers.get(key)
             if answer is not None:
+                begin()
                 return answer, True
             flight = self._flights.get(key)
             if flight is None:
                 break
+            begin()
             await flight.done.wait()
             if flight.error is not None:
                 raise flight.error
@@ -314,6 +319,7 @@ class SubCallCache:
                 stored = await self.store.get(key)
                 if stored is not None:
                     self._answers[key] = stored
+                    begin()
                     return stored, True
             completion = await send()
             self._answers[key] = completion

@@ -1,9 +1,10 @@
 """Serving a run's sub-calls: every prompt of an ``llm_query_batched`` concurrently.
 
 The REPL sends one request per batch; this fans its prompts out to at most
-``max_concurrency`` workers, each call under the completion's shared limiter, checks the
-budget before anything is sent, records each call's usage from its own response, and answers
-in order. ``rlm_query`` with a context below the last depth starts a sub-RLM (a run one level
+``max_concurrency`` workers, each call sent to a provider under the completion's shared
+limiter (one the sub-call cache answers takes no slot), checks the budget before anything
+is sent, records each call's usage from its own response, and answers in order.
+``rlm_query`` with a context below the last depth starts a sub-RLM (a run one level
 deeper, with its own REPL) instead.
 
 An empty (or whitespace) prompt is never sent: it is an error item for the model's code
@@ -78,6 +79,21 @@ class _SubCall:
     cell: int
     kind: Literal["llm", "rlm"]
     request: int  # the REPL's request id
+
+
+class _Start:
+    """A sub-call's start, announced once (``SubCallStarted``) when it takes a slot to be
+    sent, or when the sub-call cache answers it or it starts waiting for an identical call
+    in flight; calling it again gives the time it started."""
+
+    def __init__(self, server: SubCallServer, call: _SubCall, model: str, prompt: str) -> None:
+        self.server, self.call, self.model, self.prompt = server, call, model, prompt
+        self.at: float | None = None
+
+    def __call__(self) -> float:
+        if self.at is None:
+            self.at = self.server._subcall_started(self.call, self.model, self.prompt)
+        return self.at
 
 
 class SubCallServer:
@@ -238,48 +254,46 @@ class SubCallServer:
         prompt: str,
         schema: dict[str, Any] | None = None,
     ) -> SubCallResult:
-        async with self.run.shared.limiter:
-            started = self._subcall_started(call, target.label, prompt)
-            request = CompletionRequest(
-                model=target.model,
-                messages=[Message(role="user", content=prompt)],
-                max_tokens=self.run.options.sub_call_max_tokens,
-                temperature=self.run.options.sub_call_temperature,
-                response_schema=schema,
-            )
-            structured: StructuredReply | None = None
-            try:
-                if schema is None:
-                    completion, cached = await self._answer(target, request)
-                else:  # checked against the schema, asked once more when it does not match
-                    structured = await ask_structured(
-                        request,
-                        lambda retry: self._answer(target, retry),
-                        lambda completion, cached: self._paid(target, completion, cached),
-                    )
-            except ProviderError as exc:
-                self._subcall_finished(call, target.label, started, error=exc)
-                if isinstance(exc, FATAL_SUBCALL_ERRORS):
-                    raise
-                return SubCallResult.failure(str(exc))
-            except BaseException as exc:  # cancelled, or a bug in a user's provider
+        start = _Start(self, call, target.label, prompt)
+        request = CompletionRequest(
+            model=target.model,
+            messages=[Message(role="user", content=prompt)],
+            max_tokens=self.run.options.sub_call_max_tokens,
+            temperature=self.run.options.sub_call_temperature,
+            response_schema=schema,
+        )
+        structured: StructuredReply | None = None
+        try:
+            if schema is None:
+                completion, cached = await self._answer(target, request, start)
+            else:  # checked against the schema, asked once more when it does not match
+                structured = await ask_structured(
+                    request,
+                    lambda retry: self._answer(target, retry, start),
+                    lambda completion, cached: self._paid(target, completion, cached),
+                )
+        except ProviderError as exc:
+            self._subcall_finished(call, target.label, start(), error=exc)
+            if isinstance(exc, FATAL_SUBCALL_ERRORS):
+                raise
+            return SubCallResult.failure(str(exc))
+        except BaseException as exc:  # cancelled, or a bug in a user's provider
+            if start.at is not None:  # not while it waited for a slot: it had not started
                 with contextlib.suppress(Exception):  # a raising listener must not mask it
                     self._subcall_finished(
-                        call, target.label, started, error=self._ended_by(exc, call)
+                        call, target.label, start.at, error=self._ended_by(exc, call)
                     )
-                raise
-            if structured is not None:
-                return self._structured_finished(call, target.label, started, structured)
-            if cached:  # answered by the cache: nothing paid, no usage
-                self.run.shared.cached_subcalls += 1
-            else:
-                usage = completion.usage
-                self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
-            self._subcall_finished(
-                call, target.label, started, completion=completion, cached=cached
-            )
-            self.run.check_budgets()
-            return SubCallResult.answer(completion.text)
+            raise
+        if structured is not None:
+            return self._structured_finished(call, target.label, start(), structured)
+        if cached:  # answered by the cache: nothing paid, no usage
+            self.run.shared.cached_subcalls += 1
+        else:
+            usage = completion.usage
+            self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
+        self._subcall_finished(call, target.label, start(), completion=completion, cached=cached)
+        self.run.check_budgets()
+        return SubCallResult.answer(completion.text)
 
     def _paid(self, target: ResolvedModel, completion: Completion, cached: bool) -> None:
         """One attempt of a structured sub-call counted as it ends: usage, or a cache hit."""
@@ -311,13 +325,24 @@ class SubCallServer:
         return SubCallResult.answer(text)
 
     async def _answer(
-        self, target: ResolvedModel, request: CompletionRequest
+        self, target: ResolvedModel, request: CompletionRequest, start: _Start
     ) -> tuple[Completion, bool]:
-        """The sub-call's completion, and whether the sub-call cache gave it (not paid)."""
+        """The sub-call's completion, and whether the sub-call cache gave it (not paid).
+
+        Only a call sent to the provider takes a ``max_concurrency`` slot: one the cache
+        answers, or a duplicate waiting for an identical call in flight, takes none, so it
+        does not wait behind slow calls, nor keep a slot from the next call to send.
+        """
+
+        async def send() -> Completion:
+            async with self.run.shared.limiter:
+                start()
+                return await self.run.call_model(target, request)
+
         cache = self.run.shared.subcall_cache
         if cache is None:  # RLM(cache=False)
-            return await self.run.call_model(target, request), False
-        return await cache.complete(target, request, lambda: self.run.call_model(target, request))
+            return await send(), False
+        return await cache.complete(target, request, send, begin=start)
 
     async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> SubCallResult:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
