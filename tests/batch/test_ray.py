@@ -8,6 +8,7 @@ in the process that started it, which the suite's check for leaked descriptors w
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -70,3 +71,47 @@ async def test_more_actors_than_the_cluster_has_cpus_is_an_error(tmp_path: Path)
     _, err = await asyncio.wait_for(child.communicate(), timeout=120)
     assert child.returncode == 2
     assert "10000 batch actors need 10000 CPUs and the Ray cluster has " in err.decode()
+
+
+# The Python API on a Ray the caller started: the batch uses it and leaves it running. Ray's
+# put is counted to show a file shared by rows goes into the object store once.
+_ON_THE_CALLERS_RAY = """
+import asyncio, json, sys
+import ray
+import rlm_async
+from rlm_async.providers._settings import Settings
+
+puts = []
+real_put = ray.put
+ray.put = lambda value, **kw: (puts.append(value), real_put(value, **kw))[1]
+ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+rows = [{"id": n, "query": "how long?", "context_path": "shared.txt"} for n in range(3)]
+rows += [{"id": "own", "query": "how long?", "context": "abc"}]
+summary = asyncio.run(rlm_async.batch(
+    rows, out="results.jsonl", model=sys.argv[2], ray=True,
+    settings=Settings(openai_compatible_base_url=sys.argv[1]),
+))
+print(json.dumps({"done": summary.done, "workers": summary.workers, "puts": puts,
+                  "still_up": ray.is_initialized()}))
+ray.shutdown()
+"""
+
+
+async def test_the_python_api_on_the_callers_ray_puts_a_shared_context_once(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "shared.txt").write_text("s" * 40, encoding="utf-8")
+    async with MockLLMServer(answer_with_the_length) as server:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _ON_THE_CALLERS_RAY, server.base_url, MODEL,
+            cwd=tmp_path, env={**os.environ, "RAY_ADDRESS": ""},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(child.communicate(), timeout=120)
+    assert child.returncode == 0, err.decode()
+    report = json.loads(out.decode().splitlines()[-1])
+    assert report["done"] == 4 and report["workers"] == "2 Ray actors x 8 rows"
+    assert sorted(report["puts"]) == ["abc", "s" * 40]  # the file once, for its three rows
+    assert report["still_up"]
+    answers = {row["id"]: row["answer"] for row in read_rows(tmp_path / "results.jsonl")}
+    assert answers == {0: "40", 1: "40", 2: "40", "own": "3"}
