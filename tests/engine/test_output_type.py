@@ -5,6 +5,8 @@ test_output_type_e2e.py)."""
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -111,6 +113,35 @@ def test_a_json_schema_dict_is_validated_by_jsonschema() -> None:
     }
     bad = spec.check('{"city": "Oslo", "count": -1}', crossed_as_json=True)
     assert bad.errors[0]["loc"] == ["count"] and "minimum" in bad.errors[0]["msg"]
+
+
+# jsonschema's default resolver fetches a "$ref" it does not hold (urllib, no timeout) and
+# warns after the fetch: the warning let through, a fetched file would decide the answer.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_schema_reference_elsewhere_is_never_fetched(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "integer.json"
+    elsewhere.write_text('{"type": "integer"}')
+    spec = OutputSpec({"type": "object", "properties": {"n": {"$ref": elsewhere.as_uri()}}})
+    checked = spec.check('{"n": "five"}', crossed_as_json=True)
+    assert [error["type"] for error in checked.errors] == ["unresolvable_ref"]
+    assert "reference cannot be resolved" in checked.errors[0]["msg"]
+    assert spec.check("{}", crossed_as_json=True).value == {}  # the reference not reached
+    local = {"$defs": {"N": {"type": "integer"}}, "$ref": "#/$defs/N"}
+    assert OutputSpec(local).check("5", crossed_as_json=False).value == 5
+
+
+def test_an_answer_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for output_type in (list[int], {"type": "array"}):
+        checked = OutputSpec(output_type).check(deep, crossed_as_json=True)
+        assert not checked.ok and checked.errors[0]["type"] == "json_invalid"
+        checked = OutputSpec(output_type).check(deep, crossed_as_json=False)
+        assert not checked.ok
+    schema_deep = json.loads("[" * 900 + "]" * 900)  # parses, too deep to check
+    checked = OutputSpec({"items": {"items": {"items": {"type": "integer"}}}}).check(
+        json.dumps(schema_deep), crossed_as_json=True
+    )
+    assert not checked.ok
 
 
 def test_output_types_that_cannot_work_are_refused_at_once() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +76,33 @@ def test_a_reference_to_nothing_is_an_error_not_a_crash_nor_a_fetch() -> None:
     assert check_schema(schema) is None
     (error,) = schema_errors({}, schema)
     assert "cannot be resolved" in error
+
+
+# jsonschema's default resolver fetches a "$ref" it does not hold (urllib, no timeout: from
+# the parent, at model code's word) and warns after the fetch: let through, a fetched file
+# would decide the answer.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_reference_to_a_local_file_is_not_read(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "integer.json"
+    elsewhere.write_text('{"type": "integer"}')
+    schema = {"$ref": elsewhere.as_uri()}
+    assert check_schema(schema) is None
+    (error,) = schema_errors("five", schema)
+    assert "cannot be resolved" in error
+
+
+def test_a_reply_nested_too_deeply_holds_no_json_value() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError, match="no JSON value"):
+        parse_json_reply(deep)
+    with pytest.raises(ValueError, match="no JSON value"):
+        parse_json_reply(f"Here:\n```json\n{deep}\n```")
+    value, problem = structured_value(deep, PEOPLE)
+    assert value is None and problem is not None
+    nested: dict[str, Any] = {"type": "array"}
+    for _ in range(3000):
+        nested = {"items": nested}
+    assert check_schema(nested) == "the schema is nested too deeply to check"
 
 
 def test_attempts_usage_adds_up_and_an_unknown_cost_stays_unknown() -> None:

@@ -6,9 +6,9 @@ other type pydantic can validate, read through a ``TypeAdapter`` (its JSON schem
 the system prompt), or a JSON schema given as a dict. Pydantic cannot validate against a raw
 JSON schema, and building a model from one would cover only the simple ones (no ``$ref``,
 ``oneOf``, ``pattern``...); so a schema is checked by ``jsonschema`` (the validator of the
-JSON Schema project, in the ``server`` extra since HTTP clients send schemas), and the value
-is the JSON value itself. Without ``jsonschema``, a schema is refused at once with how to fix
-it, never half-checked.
+JSON Schema project, a dependency, imported only when a schema is given), and the value is
+the JSON value itself. Its ``$ref`` resolves inside the schema only, never fetched (an HTTP
+client may send it: see ``engine._structured.local_registry``).
 
 An answer reaches the parent as text: the JSON of a dict or list given to ``FINAL`` in code
 (``crossed_as_json``), or what the model wrote. Text is read leniently, in order: as JSON
@@ -69,8 +69,8 @@ class OutputSpec:
             ``list[...]``...) or a JSON schema (a dict).
 
     Raises:
-        ConfigurationError: pydantic cannot validate the type or give its JSON schema, the
-            schema is not a valid JSON schema, or ``jsonschema`` is missing for one.
+        ConfigurationError: pydantic cannot validate the type or give its JSON schema, or
+            the schema is not a valid JSON schema.
     """
 
     def __init__(self, output_type: Any) -> None:
@@ -146,14 +146,22 @@ class OutputSpec:
                 return OutputCheck(value=self._adapter.validate_python(value))
             except ValidationError as exc:
                 return OutputCheck(errors=[_plain(error) for error in exc.errors()])
-        errors = [
-            {
-                "loc": list(error.absolute_path),
-                "msg": _short(error.message),
-                "type": str(error.validator),
-            }
-            for error in self._validator.iter_errors(value)
-        ]
+        from referencing.exceptions import Unresolvable
+
+        try:
+            errors = [
+                {
+                    "loc": list(error.absolute_path),
+                    "msg": _short(error.message),
+                    "type": str(error.validator),
+                }
+                for error in self._validator.iter_errors(value)
+            ]
+        except Unresolvable as exc:  # a "$ref" to nothing in the schema (never fetched)
+            why = f"the schema's reference cannot be resolved: {_short(str(exc))}"
+            errors = [{"loc": [], "msg": why, "type": "unresolvable_ref"}]
+        except RecursionError:
+            errors = [{"loc": [], "msg": "the answer is nested too deeply", "type": "too_deep"}]
         return OutputCheck(value=None if errors else value, errors=errors)
 
 
@@ -163,7 +171,7 @@ def _readings(answer: str, *, crossed_as_json: bool) -> tuple[list[Any], str]:
     text = _unfenced(answer.strip())
     try:
         parsed = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         if crossed_as_json:  # the child sent JSON: only a cap at max_answer_chars breaks it
             return [answer], f"the answer is not complete JSON ({exc}); was it too long?"
         problem = f"the answer is not JSON ({exc})"
@@ -204,17 +212,15 @@ def _short(message: str) -> str:
 
 def _schema_validator(schema: dict[str, Any]) -> Any:
     """A ``jsonschema`` validator for ``schema`` (its draft from ``$schema``, else 2020-12)."""
-    try:
-        import jsonschema
-    except ImportError:
-        raise ConfigurationError(
-            "a JSON schema as output_type needs the jsonschema package: "
-            "pip install 'rlm-async[server]' (or jsonschema); or give a pydantic model, "
-            "a dataclass or a TypedDict instead"
-        ) from None
+    import jsonschema
+
+    from rlm_async.engine._structured import local_registry
+
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ConfigurationError(f"output_type is not a valid JSON schema: {exc.message}") from None
-    return cls(schema)
+    except RecursionError:
+        raise ConfigurationError("output_type is a JSON schema nested too deeply") from None
+    return cls(schema, registry=local_registry())

@@ -9,11 +9,13 @@ in a ```` ```json ```` fence or a sentence of prose, or miss a field.
 Validation is ``jsonschema``, the reference implementation of JSON Schema for Python (the
 draft named by the schema's ``$schema``, 2020-12 when it names none): model code writes
 schemas by hand, and a partial checker would accept some of them wrongly. It is imported on
-the first structured sub-call only (~80 ms).
+the first structured sub-call only (~80 ms). A ``$ref`` resolves inside the schema only
+(:func:`local_registry`): ``jsonschema``'s default would fetch any other URI itself.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,12 +27,14 @@ from rlm_async.providers._base import CompletionRequest
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
+    from referencing import Registry
 
 __all__ = [
     "Ask",
     "StructuredReply",
     "ask_structured",
     "check_schema",
+    "local_registry",
     "parse_json_reply",
     "retry_prompt",
     "schema_errors",
@@ -42,13 +46,27 @@ _MAX_ERROR_CHARS = 300  # each: jsonschema quotes the whole failing value
 _MAX_STARTS = 20  # places in the prose where a JSON value is looked for
 
 
+@functools.cache
+def local_registry() -> Registry:
+    """Where a schema's ``$ref`` may point: inside the schema (and the drafts' metaschemas).
+
+    Without it ``jsonschema`` fetches any other URI with urllib (deprecated, not yet gone):
+    ``file://`` or ``http://``, from the parent, on the event loop, with no timeout, at the
+    word of model code (``llm_query(schema=...)``) or an HTTP client (``output_schema``).
+    Such a reference is unresolvable instead.
+    """
+    from referencing import Registry
+
+    return Registry()
+
+
 def _validator(schema: dict[str, Any], *, check: bool = False) -> Validator:
     from jsonschema.validators import validator_for
 
     cls = validator_for(schema)
     if check:  # ~1 ms against the metaschema: once per request, not once per reply
         cls.check_schema(schema)
-    return cls(schema)
+    return cls(schema, registry=local_registry())
 
 
 def check_schema(schema: dict[str, Any]) -> str | None:
@@ -60,6 +78,8 @@ def check_schema(schema: dict[str, Any]) -> str | None:
     except SchemaError as exc:
         where = _path(exc.absolute_path)
         return f"the schema is not a valid JSON schema: {_short(exc.message)} (at {where})"
+    except RecursionError:
+        return "the schema is nested too deeply to check"
     return None
 
 
@@ -73,13 +93,13 @@ def parse_json_reply(text: str) -> Any:
     stripped = text.strip()
     try:
         return json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         pass
     for block in scan(text).blocks:
         if block.lang in ("json", "", "jsonc", "javascript", "js"):
             try:
                 return json.loads(block.body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     decoder = json.JSONDecoder()
     start = 0
@@ -90,7 +110,7 @@ def parse_json_reply(text: str) -> Any:
         start = min(positions)
         try:
             return decoder.raw_decode(stripped, start)[0]
-        except ValueError:
+        except (ValueError, RecursionError):
             start += 1
     raise ValueError("the reply holds no JSON value")
 
