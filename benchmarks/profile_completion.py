@@ -54,7 +54,7 @@ Func = tuple[str, int, str]
 
 # Parts grouped into the layers a change would touch.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "HTTP client (httpx, httpcore, h11, anyio, sniffio, urllib, http)": (
+    "HTTP client (httpx over aiohttp or httpcore, anyio, urllib, yarl, multidict)": (
         "httpx", "httpcore", "h11", "anyio", "sniffio", "urllib", "http", "ssl", "idna",
         "certifi", "socket", "email", "ipaddress", "httpx_aiohttp", "aiohttp", "multidict",
         "yarl", "aiohappyeyeballs", "propcache", "frozenlist", "aiosignal",
