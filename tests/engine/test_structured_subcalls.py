@@ -13,6 +13,7 @@ from rlm_async import RLM, ProviderResponseError
 from rlm_async import events as ev
 from rlm_async.providers import CompletionRequest
 from rlm_async.testing import MockReply, ScriptedModel
+from rlm_async.trajectory import build_tree
 from tests.helpers import repl
 
 PERSON = {
@@ -95,8 +96,12 @@ async def test_a_reply_that_never_matches_is_an_error_string_and_both_calls_are_
     (finished,) = _finished(seen)
     assert not finished.ok and finished.structured
     assert "'36' is not of type 'integer'" in finished.answer
-    # The event carries both calls' tokens.
+    # The event carries both calls' tokens, and the trajectory's totals (the viewer's) count
+    # them: paid for, though no answer came of them.
     assert finished.input_tokens == result.usage["sub"].input_tokens > 0
+    [run] = build_tree(seen)
+    paid = sum(usage.input_tokens for usage in result.usage.models.values())
+    assert run.totals().input_tokens == paid
 
 
 async def test_llm_query_batched_with_a_schema_parses_each_answer_and_fails_items_alone() -> None:

@@ -75,7 +75,10 @@ class SubCallNode:
         if self.run is not None:
             return self.run.totals()
         totals = Totals()
-        if self.end is not None and self.ok and not self.cached:  # a hit is not a paid call
+        # A hit is not a paid call; a failed one is when it carries usage (a structured
+        # sub-call whose replies, paid for, never matched its schema).
+        paid = self.ok or self.input_tokens or self.output_tokens
+        if self.end is not None and paid and not self.cached:
             totals.add_call(
                 self.input_tokens, self.output_tokens, self.cost_usd, self.cached_tokens
             )
