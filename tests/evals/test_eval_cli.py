@@ -16,7 +16,7 @@ from rlm_async.cli import main
 from rlm_async.cli._eval import EvalStatus
 from rlm_async.evals._harness import EvalProgress
 from rlm_async.providers._base import CompletionRequest
-from rlm_async.testing import MockLLMServer
+from rlm_async.testing import MockLLMServer, MockReply
 
 # What `rlm-async eval --offline --task sniah --size 8k,64k --n 3 --compare direct` prints,
 # less the latency columns (the only ones a machine changes): the scripted RLM finds every
@@ -168,3 +168,35 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--task", "sniah", "--compare", "base"]) == 2
     assert "invalid choice: 'base'" in capsys.readouterr().err
     assert main(["eval", "--task", "sniah", "--n", "0"]) == 2
+
+
+def _refuses(request: CompletionRequest) -> MockReply:
+    del request
+    return MockReply(
+        status=400,
+        body={"error": {"message": "Unsupported value: 'temperature'", "type": "invalid_request"}},
+    )
+
+
+async def test_failed_rows_exit_1_naming_the_error_and_retry_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every row failing (an endpoint that refuses each request, or is unreachable) must not
+    # look like a finished evaluation: exit 1, the first error, and how to run them again.
+    argv = [
+        "eval", "--task", "sniah", "--size", "8k", "--n", "2", "--compare", "direct",
+        "--model", "openai-compatible:m", "--context-window", "32000", "--no-dotenv",
+        "-o", str(tmp_path),
+    ]  # fmt: skip
+    async with MockLLMServer(_refuses) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
+        assert await anyio.to_thread.run_sync(main, argv) == 1
+    err = capsys.readouterr().err
+    assert "4 of 4 rows failed" in err and "Unsupported value: 'temperature'" in err
+    assert "--retry-errors" in err
+
+    # Run again as told, the endpoint fixed: every row answered, exit 0.
+    async with MockLLMServer(_answers) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
+        assert await anyio.to_thread.run_sync(main, [*argv, "--retry-errors"]) == 0
+    assert "rows failed" not in capsys.readouterr().err

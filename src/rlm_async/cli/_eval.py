@@ -182,7 +182,10 @@ def _window_known(model: str) -> bool:
 
 
 async def run_eval_command(args: argparse.Namespace) -> int:
-    """Run the evaluation ``args`` describe, write the report, print its table."""
+    """Run the evaluation ``args`` describe, write the report, print its table.
+
+    Returns 0 when every row was answered, 1 when rows failed (their first error said).
+    """
     from rlm_async.evals import get_task
     from rlm_async.evals._harness import run_eval
     from rlm_async.evals._report import markdown_report, write_report
@@ -246,4 +249,15 @@ async def run_eval_command(args: argparse.Namespace) -> int:
         f"results in {results.path}, report in {markdown} and {page}",
         file=sys.stderr,
     )
+    failed = [row for row in results.rows if row.get("error")]
+    if failed:
+        # A run whose rows failed (an unreachable endpoint fails every one) must not look
+        # finished: a second run skips failed rows unless told to run them again.
+        print(
+            f"rlm-async: {len(failed)} of {len(results.rows)} rows failed (the first: "
+            f"{failed[0]['error']}); fix the cause and run the same command with "
+            "--retry-errors to run them again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
