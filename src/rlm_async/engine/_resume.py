@@ -318,12 +318,23 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
     """What ``path``'s root run recorded, ready to replay.
 
     Raises:
-        ResumeError: the file holds no root run.
+        ResumeError: no such file (or it cannot be read), or it holds no root run.
         TrajectoryError: not a trajectory file (or a malformed one).
     """
     from rlm_async.trajectory import read_trajectory
 
-    trajectory = read_trajectory(path)
+    if not Path(path).exists():
+        raise ResumeError(
+            f"no trajectory file {str(path)!r}: give the path of the run's .jsonl file "
+            "(result.metadata['trajectory_path'] of the run, in its trajectory_dir)"
+        )
+    try:
+        trajectory = read_trajectory(path)
+    except OSError as exc:  # a directory, no permission, ...: not a file this can resume
+        raise ResumeError(
+            f"{str(path)!r} is not a trajectory file that can be read ({exc.strerror or exc}): "
+            "give the path of the run's .jsonl file"
+        ) from exc
     events = trajectory.events
     root = next(
         (e for e in events if isinstance(e, ev.RunStarted) and e.parent_run_id is None), None

@@ -46,6 +46,11 @@ def load_session(
                 "resume a single run with rlm.resume(path, context=...)"
             )
         session, folder = header.session, path.parent
+    elif path.suffix == ".jsonl" or len(path.parts) > 1:
+        raise ResumeError(
+            f"no trajectory file {str(source)!r}: give the path of one of the session's "
+            ".jsonl files, or the session's id (result.metadata['session'])"
+        )
     elif directory is None:
         raise ResumeError(
             f"{str(source)!r} is not a trajectory file, and this RLM has no trajectory_dir "
