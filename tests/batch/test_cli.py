@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 from rlm_async.cli import main
-from rlm_async.testing import MockLLMServer
+from rlm_async.providers._base import CompletionRequest
+from rlm_async.testing import MockLLMServer, MockReply
 from tests.batch.support import MODEL, answer_with_the_length, read_rows, write_requests
 
 pytestmark = pytest.mark.slow
@@ -55,3 +61,68 @@ async def test_a_missing_requests_file_and_a_bad_budget_are_one_line_errors(
     requests = write_requests(tmp_path / "r.jsonl", [{"id": 1, "query": "q", "context": "c"}])
     assert await cli("batch", str(requests), "-o", out, "--budget", "0", "--no-dotenv") == 2
     assert "budget must be a positive number" in capsys.readouterr().err
+
+
+async def test_workers_leave_when_the_batch_is_killed_with_rows_in_flight(tmp_path: Path) -> None:
+    # The model never answers the second turn: without their parent to record them, the
+    # workers must not go on with these rows (paying for answers nobody writes) or linger.
+    rows = [{"id": n, "query": "how long?", "context": "c" * n} for n in range(4)]
+    requests = write_requests(tmp_path / "requests.jsonl", rows)
+    hung = 0
+    all_hung = asyncio.Event()
+
+    async def responder(request: CompletionRequest) -> str | MockReply:
+        nonlocal hung
+        if any(message.role == "assistant" for message in request.messages):
+            hung += 1
+            if hung == len(rows):
+                all_hung.set()
+            await asyncio.Event().wait()  # until the server closes
+        return answer_with_the_length(request)
+
+    async with MockLLMServer(responder) as server:
+        parent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rlm_async.cli", "batch", str(requests),
+            "-o", str(tmp_path / "out.jsonl"), "--model", MODEL, "--no-dotenv",
+            "--processes", "2",
+            env={**os.environ, "OPENAI_COMPATIBLE_BASE_URL": server.base_url},
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(all_hung.wait(), timeout=60)
+            workers = [
+                pid
+                for pid in _children(parent.pid)
+                if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            assert len(workers) == 2
+            exits = [os.pidfd_open(pid) for pid in workers]
+        finally:
+            parent.kill()
+            await parent.wait()
+        try:
+            # A pidfd turns readable when its process ends (reaped or not).
+            await asyncio.wait_for(asyncio.gather(*(_ended(fd) for fd in exits)), timeout=30)
+        finally:
+            for fd in exits:
+                os.close(fd)
+            for pid in workers:  # they are not ours to wait for; do not leave them running
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(child) for child in path.read_text().split()]
+    return found
+
+
+async def _ended(pidfd: int) -> None:
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+    try:
+        await ended
+    finally:
+        loop.remove_reader(pidfd)

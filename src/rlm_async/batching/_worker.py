@@ -169,7 +169,11 @@ async def _serve(conn: Connection, spec: WorkerSpec) -> None:
             task = asyncio.create_task(answer(message[1]))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
+        # "stop" or the parent gone (killed): nobody reads a row from here on, so the rows
+        # still in flight are cancelled, not finished (paying for answers nobody records);
+        # the RLM's clean-up then ends their REPLs and this process exits.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         await rlm.aclose()
