@@ -8,6 +8,7 @@ shape scores as right, and a hedge that names several values does not.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 
@@ -53,6 +54,12 @@ _BRACKETED_PAIR = re.compile(
     r"[\"']?(" + _USER_ID + r")[\"']?\s*[)\]}>]"
 )
 
+_BARE_ID = r"(?<!\d)" + _USER_ID + r"(?!\d)"
+# Two ids joined by a sign (not "and" or a comma: "11111, 22222 and 33333" lists users).
+_JOINED_PAIR = re.compile(
+    r"(?<![\d\-–—&/])(" + _USER_ID + r")\s*(?:-|–|—|&|/)\s*(" + _USER_ID + r")(?![\d\-–—&/])"
+)
+
 
 def normalise(text: str) -> str:
     """Lower case, no surrounding quotes, markdown or final punctuation, single spaces."""
@@ -74,8 +81,30 @@ def answer_part(answer: str) -> str:
     return text
 
 
+# Numbers that state the setting, not the count asked for: "among the 6 categories",
+# "out of 1,000", "3.5%", "in 13 batches". Counts of records are the setting more often than
+# not ("of the 1200 records"), yet sometimes the answer ("42 records are ..."): weaker.
+_SETTING_AFTER = re.compile(
+    r"(?i)\s*(?:%|percent\b|categor(?:y|ies)\b|class(?:es)?\b|labels?\b|batch(?:es)?\b"
+    r"|chunks?\b|sub-?calls?\b|users?\b|months?\b)"
+)
+_WEAK_SETTING_AFTER = re.compile(r"(?i)\s*(?:records?|lines?|rows?|entries|documents?)\b")
+_SETTING_BEFORE = re.compile(r"(?i)(?:\bout of|\bof all|\bfrom all)\s*$")
+
+
 def _numbers(text: str) -> list[float]:
-    return [float(match.group(0).replace(",", "")) for match in _NUMBER.finditer(text)]
+    """The numbers in ``text``, those stating the setting left out while others remain."""
+    found = [(m, float(m.group(0).replace(",", ""))) for m in _NUMBER.finditer(text)]
+
+    def setting(match: re.Match[str], after: re.Pattern[str]) -> bool:
+        return bool(
+            after.match(text, match.end()) or _SETTING_BEFORE.search(text, 0, match.start())
+        )
+
+    for after in (_SETTING_AFTER, _WEAK_SETTING_AFTER):
+        answers = [(m, n) for m, n in found if not setting(m, after)]
+        found = answers or found
+    return [n for _, n in found]
 
 
 def extract_number(answer: str, *, ignore: Iterable[float] = ()) -> float | None:
@@ -98,18 +127,41 @@ def extract_number(answer: str, *, ignore: Iterable[float] = ()) -> float | None
     return float(_WORDS[words[-1].lower()]) if words else None
 
 
+# Between two names, what makes them a hedge ("location or entity", "numeric value / human"):
+# the rest of the first name, then "or" or a slash.
+_EITHER = re.compile(r"(?i)[\w ]{0,25}?[\"'*`’]*\s*(?:or|/|and/or)\s*[\"'*`‘]*\s*")
+_PARENTHESES = re.compile(r"\([^()]*\)")
+
+
 def first_match(answer: str, patterns: dict[str, re.Pattern[str]]) -> str | None:
     """Which of ``patterns`` (name -> pattern) ``answer`` states: the first one mentioned in
-    its answer part (bold text first), or ``None``."""
+    its answer part (bold text first), or ``None``. A list in parentheses naming several
+    ("among the six (abbreviation, entity, ...)") is passed over; two names joined by "or"
+    or a slash are a hedge, which states none."""
+
+    def mentions(text: str) -> list[tuple[int, int, str]]:
+        return sorted(
+            (match.start(), match.end(), name)
+            for name, pattern in patterns.items()
+            for match in pattern.finditer(text)
+        )
+
+    def unlisted(text: str) -> str:
+        return _PARENTHESES.sub(
+            lambda m: "" if len({name for *_, name in mentions(m.group(0))}) > 1 else m.group(0),
+            text,
+        )
+
     part = answer_part(answer)
     for text in (*(m.group(1) for m in _BOLD.finditer(part)), part):
-        found = [
-            (match.start(), name)
-            for name, pattern in patterns.items()
-            if (match := pattern.search(text)) is not None
-        ]
-        if found:
-            return min(found)[1]
+        text = unlisted(text)
+        found = mentions(text)
+        if not found:
+            continue
+        for (_, end, name), (start, _, other) in itertools.pairwise(found):
+            if name != other and _EITHER.fullmatch(text, end, start):
+                return None
+        return found[0][2]
     return None
 
 
@@ -118,14 +170,17 @@ def extract_pairs(answer: str) -> set[tuple[str, str]]:
 
     Takes bracketed pairs (``(a, b)``, ``[a, b]``, JSON ``[[a, b], ...]``) when there are
     any; otherwise each line or ``;``-separated piece naming exactly two ids
-    (``a - b``, ``a and b``, ``| a | b |``, ``User a & User b``) is a pair.
+    (``a - b``, ``a and b``, ``| a | b |``, ``User a & User b``) is a pair, and a piece
+    naming more gives the ids joined by a sign (``a-b, c-d``, ``a & b, c & d``).
     """
     found = [(a, b) for a, b in _BRACKETED_PAIR.findall(answer)]
     if not found:
         for piece in re.split(r"[\n;]", answer):
-            ids = re.findall(r"(?<!\d)" + _USER_ID + r"(?!\d)", piece)
+            ids = re.findall(_BARE_ID, piece)
             if len(ids) == 2:
                 found.append((ids[0], ids[1]))
+            elif len(ids) > 2:  # "a-b, c-d, e-f": pairs joined by a sign, on one line
+                found.extend(_JOINED_PAIR.findall(piece))
     return {(min(a, b, key=int), max(a, b, key=int)) for a, b in found if a != b}
 
 

@@ -33,7 +33,9 @@ _NOUNS = (
 _NEEDLE = "The special magic {kind} for {key} is: {value}."
 _DISTRACTORS = 3
 _SHAPES = {
-    "number": re.compile(r"(?<![\d,])\d[\d,]*\d(?![\d,])"),
+    # The values are 7-digit numbers (thousands separators allowed): other numbers an answer
+    # mentions (a line number, a year) are not values it gives.
+    "number": re.compile(r"(?<!\d)(?<!\d,)(?:\d{7}|\d,\d{3},\d{3})(?!\d|,\d)"),
     "uuid": re.compile(
         r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     ),
