@@ -15,6 +15,7 @@ from rlm_async.providers import CompletionRequest
 from rlm_async.testing import MockReply, ScriptedModel
 from rlm_async.trajectory import build_tree
 from tests.helpers import repl
+from tests.loop_meter import loop_meter
 
 PERSON = {
     "type": "object",
@@ -140,6 +141,20 @@ async def test_an_invalid_json_schema_is_an_error_item_and_nothing_is_sent() -> 
     output, seen = await _run(code, sub)
     assert "Error: the schema is not a valid JSON schema" in output
     assert sub.requests == [] and _finished(seen) == []
+
+
+async def test_a_big_schema_is_checked_off_the_event_loop() -> None:
+    # jsonschema checks a schema against its metaschema at ~0.2 ms a property: the 8,000 of
+    # this one (model code may build them) held the loop ~1.5 s, every other run with it.
+    sub = ScriptedModel(['{"p0": "a"}'], name="sub")
+    code = (
+        "big = {'type': 'object', 'properties': {f'p{i}': {'type': 'string'} "
+        "for i in range(8000)}}\np = llm_query('Fill it', schema=big)\nprint('got', p)"
+    )
+    async with loop_meter() as meter:
+        output, _ = await _run(code, sub)
+    assert "got {'p0': 'a'}" in output
+    assert meter.longest_stall < 0.5, f"the loop stalled {meter.longest_stall:.2f} s"
 
 
 async def test_a_spec_that_is_no_schema_is_a_type_error_in_the_cell() -> None:
