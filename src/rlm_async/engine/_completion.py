@@ -30,6 +30,7 @@ from rlm_async.engine._subcall_cache import SubCallCache
 from rlm_async.tracing import completion_tracer
 
 if TYPE_CHECKING:
+    from rlm_async.engine._budget import BudgetTracker
     from rlm_async.engine._resume import Replay
     from rlm_async.trajectory._writer_thread import BackgroundTrajectory
 
@@ -53,6 +54,7 @@ async def run_completion(
     replay: Replay | None = None,
     session: tuple[str, int] | None = None,
     subcall_cache: SubCallCache | None = None,
+    on_spent: Callable[[BudgetTracker], None] | None = None,
 ) -> RLMResult:
     """One completion: listeners, trajectory, the runs under the time budget.
 
@@ -60,7 +62,8 @@ async def run_completion(
     closes it) and what the session has so far (``session_note``, before the query). A
     resumed run (``RLM.resume``) gives what its trajectory recorded (``replay``). A
     session's completion names itself (``session``: its id and number) in ``RunStarted``
-    and shares the session's sub-call cache (``subcall_cache``).
+    and shares the session's sub-call cache (``subcall_cache``), and is told what it spent
+    (``on_spent``: its budget's state at the end, however it ended).
 
     A typed completion gives what its answer must be (``output``, from ``output_type``).
 
@@ -122,6 +125,8 @@ async def run_completion(
         raise
     finally:
         resources.run_ended(closing)
+        if on_spent is not None:
+            on_spent(shared.budget)
         if tracer is not None:
             tracer.close()
         if writer is not None:

@@ -339,12 +339,26 @@ class RLM(RLMProperties):
             functools.partial(self._run, chosen, context, query, emit, output=output)
         )
 
-    def session(self, context: Any) -> Session:
+    def session(
+        self,
+        context: Any,
+        *,
+        on_event: Callable[[ev.Event], None] | None = None,
+        budget: Budget | None = None,
+    ) -> Session:
         """A conversation over one REPL: completions that see what earlier ones left.
 
         Args:
             context: The session's first context, ``context`` (and ``context_1``) in the
                 REPL; ``Session.add_context`` adds more.
+            on_event: A callback for every event of the session's completions (after the
+                options' own ``on_event``, before a completion's).
+            budget: Limits for the whole session: tokens, cost, seconds, sub-calls and tool
+                calls summed over its completions (each completion's own budget is
+                tightened to what is left; past it, ``BudgetExceeded``).
+
+        Raises:
+            ConfigurationError: ``budget`` is not a ``Budget``.
 
         Returns:
             A ``Session``: use it as an async context manager; its ``completion(query)``
@@ -355,9 +369,18 @@ class RLM(RLMProperties):
                 first = await chat.completion("Which customers churned in March?")
                 second = await chat.completion("And which of them had open tickets?")
         """
-        return Session(self._options, self._models, self._resources, context)
+        return Session(
+            self._options, self._models, self._resources, context, on_event=on_event, budget=budget
+        )
 
-    def resume_session(self, path_or_id: str | os.PathLike[str], *, context: Any) -> Session:
+    def resume_session(
+        self,
+        path_or_id: str | os.PathLike[str],
+        *,
+        context: Any,
+        on_event: Callable[[ev.Event], None] | None = None,
+        budget: Budget | None = None,
+    ) -> Session:
         """A session whose parent died (or was stopped), continued from its trajectories.
 
         Starting it (``async with``) replays, in a fresh REPL, every completion of the
@@ -372,6 +395,7 @@ class RLM(RLMProperties):
                 others are found beside it), or the session's id (``result.metadata
                 ["session"]``), looked for in this ``RLM``'s ``trajectory_dir``.
             context: The session's first context, again (trajectories do not hold it).
+            on_event, budget: As for ``session`` (the replayed completions spend nothing).
 
         Raises:
             ResumeError: (on start) no such session, another context, or a replayed cell
@@ -387,6 +411,8 @@ class RLM(RLMProperties):
             self._resources,
             context,
             resume_from=(path_or_id, self._options.trajectory_dir),
+            on_event=on_event,
+            budget=budget,
         )
 
     async def resume(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rlm_async import events as ev
-from rlm_async._exceptions import ConfigurationError, ResumeError, RLMClosed
+from rlm_async._exceptions import BudgetExceeded, ConfigurationError, ResumeError, RLMClosed
 from rlm_async._tasks import run_cancel_safely
 from rlm_async._text import cap_middle
 from rlm_async._types import RLMResult
@@ -30,9 +30,11 @@ from rlm_async.engine._lent_repl import Relay, ReplLender
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._output_type import OutputSpec
 from rlm_async.engine._prepare import prepare
+from rlm_async.engine._session_budget import SessionBudget
 from rlm_async.repl._context import PreparedContext
 
 if TYPE_CHECKING:
+    from rlm_async.engine._budget import Budget
     from rlm_async.engine._options import RLMOptions
     from rlm_async.engine._recipe import Overrides
     from rlm_async.engine._resources import EngineResources
@@ -71,6 +73,11 @@ class Session:
     REPL's own options (``cell_timeout``, sandbox, ...) are the ``RLM``'s when the session
     starts; per-completion ``options`` change everything else.
 
+    Events and budgets hold per completion (``completion(on_event=..., options=...)``) and
+    per session: the session's ``on_event`` sees every event of its completions, and its
+    ``budget`` bounds them all together (tokens, cost, seconds, sub-calls and tool calls
+    summed over the completions; each completion's own budget is tightened to what is left).
+
     Example:
         async with rlm.session(context) as chat:
             first = await chat.completion("Which customers churned in March?")
@@ -86,8 +93,12 @@ class Session:
         context: Any,
         *,
         resume_from: tuple[str | os.PathLike[str], str | os.PathLike[str] | None] | None = None,
+        on_event: Callable[[ev.Event], None] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self._options = options
+        self._on_event = on_event
+        self._budget = SessionBudget.of(budget)
         self._models = models
         self._resources = resources
         self._context = context
@@ -275,7 +286,7 @@ class Session:
         if not isinstance(query, str):
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}")
         chosen = self._options.merged(options)
-        emit = fan_out(chosen.on_event, on_event)
+        emit = fan_out(chosen.on_event, self._on_event, on_event)
         output = None if output_type is None else OutputSpec(output_type)
         async with self._lock:
             self._open()
@@ -294,6 +305,10 @@ class Session:
     ) -> RLMResult:
         lender = self._open()
         assert self._prepared is not None
+        chosen_by_session: set[str] = set()
+        if self._budget is not None:
+            budget, chosen_by_session = self._budget.for_completion(options.budget)
+            options = options.merged({"budget": budget})
         note = self._note(lost=lender.state_lost)
         lender.state_lost = False
         with anyio.CancelScope() as scope:
@@ -312,6 +327,7 @@ class Session:
                     replay=self._replay,
                     session=(self.session_id, len(self._turns) + 1),
                     subcall_cache=self._subcall_cache,
+                    on_spent=None if self._budget is None else self._budget.recorder(),
                 )
                 number = len(self._turns) + 1
                 await lender.repl.add_context(query, f"query_{number}")
@@ -320,6 +336,10 @@ class Session:
                 result.metadata["session_turn"] = number
                 result.metadata["session"] = self.session_id
                 return result
+            except BudgetExceeded as exc:
+                if self._budget is not None:
+                    self._budget.explain(exc, chosen_by_session)
+                raise
             finally:
                 self._scope = None
         raise RLMClosed("the session was closed while the completion was running")
@@ -346,7 +366,10 @@ class Session:
                 try:
                     result = await run_cancel_safely(
                         functools.partial(
-                            self._complete, self._options, replay.query, self._options.on_event
+                            self._complete,
+                            self._options,
+                            replay.query,
+                            fan_out(self._options.on_event, self._on_event),
                         )
                     )
                 finally:
