@@ -371,7 +371,7 @@ class _Service:
     async def chat_completions(self, request: Request) -> Response:
         chat = await parse_body(ChatCompletionRequest, await self.read_body(request))
         context, query = context_and_query(chat)
-        schema = checked_schema(
+        schema = await checked_schema(
             schema_of_response_format(chat.response_format), param="response_format"
         )
         typed = schema is not None
@@ -428,7 +428,7 @@ class _Service:
         if body.stream or request.query_params.get("stream", "").lower() in ("1", "true"):
             return await self._stream(body)
         rlm = apply_options(self.current_rlm(), body.options)
-        schema = checked_schema(body.output_schema, param="output_schema")
+        schema = await checked_schema(body.output_schema, param="output_schema")
         result, budget = await until_disconnect(
             request, lambda: self._slotted_run(rlm, body.context, body.query, schema)
         )
@@ -440,7 +440,7 @@ class _Service:
 
     async def _stream(self, body: RLMRequest) -> Response:
         rlm = apply_options(self.current_rlm(), body.options)
-        schema = checked_schema(body.output_schema, param="output_schema")
+        schema = await checked_schema(body.output_schema, param="output_schema")
 
         def start(emit: Callable[[ev.Event], None]) -> Awaitable[RLMResult]:
             listener = fan_out(self.metrics.on_event, emit)

@@ -72,7 +72,7 @@ class SessionRoutes:
         body = await parse_body(SessionCompletionRequest, await self.service.read_body(request))
         session_id = request.path_params["session_id"]
         options = apply_options(self.service.current_rlm(), body.options).options
-        schema = checked_schema(body.output_schema, param="output_schema")
+        schema = await checked_schema(body.output_schema, param="output_schema")
         async with self.service.sessions.using(session_id, owner_of(request)) as session:
             # A session runs one completion at a time. A second one is refused before it
             # takes a run slot: waiting for the session while holding a slot would let one
