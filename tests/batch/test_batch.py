@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,31 @@ async def test_without_retries_only_the_dead_workers_row_fails(tmp_path: Path) -
     assert "its worker process died (exit code -9) (1 attempts)" in rows[1]["error"]["message"]
     assert {n: rows[n]["answer"] for n in (0, 2, 3)} == {0: "0", 2: "2", 3: "3"}
     assert (summary.done, summary.failed) == (3, 1)
+
+
+_UNGUARDED_SCRIPT = """
+import asyncio
+import rlm_async
+from rlm_async.providers._settings import Settings
+
+rows = [{"id": 1, "query": "q", "context": "c"}]
+asyncio.run(rlm_async.batch(
+    rows, out="out.jsonl", model="openai-compatible:m", processes=1,
+    settings=Settings(openai_compatible_base_url="http://127.0.0.1:9/v1"),
+))
+"""
+
+
+async def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path: Path) -> None:
+    # spawn imports the main module again in each worker, which dies at once: the error
+    # says why, not only that the worker exited.
+    (tmp_path / "unguarded.py").write_text(_UNGUARDED_SCRIPT, encoding="utf-8")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "unguarded.py", cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(child.communicate(), timeout=60)
+    last = err.decode().strip().splitlines()[-1]
+    assert child.returncode == 1
+    assert last.startswith("rlm_async._exceptions.ConfigurationError: a batch worker process")
+    assert "exit code 1" in last and 'if __name__ == "__main__":' in last
+    assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()

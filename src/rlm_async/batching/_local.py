@@ -76,10 +76,18 @@ class LocalBackend:
             worker, message = await self._inbox.get()
             if message[0] == "ready":
                 worker.ready = True
-            elif message[0] in ("failed", "gone"):
+            elif message[0] == "failed":
                 worker.alive = False
-                detail = message[1] if message[0] == "failed" else "it exited while starting"
-                raise ConfigurationError(f"a batch worker process could not start: {detail}")
+                raise ConfigurationError(f"a batch worker process could not start: {message[1]}")
+            elif message[0] == "gone":
+                worker.alive = False
+                await asyncio.to_thread(worker.process.join, 5.0)
+                raise ConfigurationError(
+                    "a batch worker process exited while starting (exit code "
+                    f"{worker.process.exitcode}; its traceback is above). Workers are started "
+                    "with spawn, which imports the main module again: a script that calls "
+                    "rlm_async.batch must do so under 'if __name__ == \"__main__\":'"
+                )
 
     def _spawn(self) -> _Worker:
         context = multiprocessing.get_context("spawn")
