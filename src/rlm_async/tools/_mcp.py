@@ -119,6 +119,13 @@ async def _connect(server: MCPServer) -> AsyncIterator[tuple[ClientSession, list
             if isinstance(cause, TimeoutError)
             else f"{type(cause).__name__}: {cause}"
         )
+        if isinstance(cause, FileNotFoundError) and server.command and " " in server.command:
+            # MCPServer(command="npx -y pkg"): a program of that whole name is looked for.
+            why += (
+                "; command is the program alone: give its arguments as args, e.g. "
+                f"MCPServer(command={server.command.split()[0]!r}, "
+                f"args={server.command.split()[1:]!r})"
+            )
         raise ConfigurationError(f"MCP server {server.label!r} could not be used ({why})") from None
 
 
