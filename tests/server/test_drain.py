@@ -82,6 +82,7 @@ def test_in_one_process_the_drain_starts_by_itself_once_the_delay_is_over() -> N
         asker = Asker(url)
         asker.start()
         wait_for(lambda: repls_under(process.pid), "a run in flight")
+        tree = descendants(process.pid)  # asked before it exits: its REPLs, pool included
 
         process.send_signal(signal.SIGTERM)
         # Polled at once: the window is seconds long, the probe milliseconds.
@@ -90,4 +91,4 @@ def test_in_one_process_the_drain_starts_by_itself_once_the_delay_is_over() -> N
         asker.join(timeout=30)
         assert asker.response is not None and asker.response.status_code == 200
         assert asker.response.json()["answer"] == str(NUMBER)
-        wait_for(lambda: not repls_under(process.pid), "the run's REPL to be gone", 5)
+        wait_for(lambda: not [p for p in tree if alive(p)], "the process tree to be gone", 5)
