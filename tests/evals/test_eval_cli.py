@@ -200,3 +200,36 @@ async def test_failed_rows_exit_1_naming_the_error_and_retry_errors(
         monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", server.base_url)
         assert await anyio.to_thread.run_sync(main, [*argv, "--retry-errors"]) == 0
     assert "rows failed" not in capsys.readouterr().err
+
+
+# What the direct call (a perfect reader of a 32k window) scores at 64k in
+# `rlm-async eval --offline --n 2`: the needles and the chains were cut, OOLONG's counts from
+# a third of the records earn a little partial credit.
+DIRECT_64K = {"multidoc": "0.0", "oolong": "3.8", "oolong-pairs": "0.0", "sniah": "0.0"}
+
+
+def test_offline_alone_is_the_known_table_of_every_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--offline", "--n", "2"]) == 0
+    printed = capsys.readouterr().out
+    sections = printed.split("### ")[1:]
+    assert [s.splitlines()[0] for s in sections] == ["multidoc", "oolong", "oolong-pairs", "sniah"]
+    for section in sections:
+        name = section.splitlines()[0]
+        rows = table(section)
+        assert rows == [
+            ["rlm", "8k", "100.0", "—", "2", "0"],
+            ["rlm", "64k", "100.0", "—", "2", "0"],
+            ["direct", "8k", "100.0", "—", "2", "0"],
+            ["direct", "64k", DIRECT_64K[name], "—", "2", "0"],
+        ], name
+    assert (tmp_path / "rlm-eval-offline" / "results.jsonl").exists()
+
+
+def test_without_a_task_or_offline_the_command_says_what_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", "--no-dotenv", "-o", str(tmp_path)]) == 2
+    assert "--task" in capsys.readouterr().err

@@ -4,7 +4,8 @@ Wired into ``rlm_async.cli`` with :func:`add_eval_arguments` (parser) and :func:
 (``async``, returns the exit status). Results go to ``OUT/results.jsonl`` row by row; a second
 run with the same ``--out`` resumes. ``--offline`` runs each task's scripted models (the
 right code for the RLM, a perfect reader of its prompt for the direct call): no key, and the
-same table every time.
+same table every time; ``--offline`` with no ``--task`` runs every such task at 8k and 64k
+against the direct call (the known table). Rows that failed make the command exit 1.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from rlm_async._exceptions import ConfigurationError
 from rlm_async.cli._arg_types import positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
 
@@ -30,15 +32,19 @@ __all__ = ["OFFLINE_WINDOW", "add_eval_arguments", "run_eval_command"]
 #: the offline table shows what the paper's base rows show past the window.
 OFFLINE_WINDOW = 32_000
 _OFFLINE = "offline"
+#: The sizes of ``--offline`` run alone: one the offline direct model's window holds, one
+#: it does not.
+_KNOWN_SIZES = ("8k", "64k")
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``eval`` command's options to ``parser``."""
     parser.add_argument(
         "--task",
-        required=True,
+        default=None,
         help="the task: sniah, oolong, oolong-pairs, multidoc... (an unknown name lists them "
-        "all; see docs/evals.md)",
+        "all; see docs/evals.md). Required, but for --offline alone: every task at 8k and 64k "
+        "against the direct call, the known table",
     )
     parser.add_argument(
         "--size",
@@ -181,33 +187,49 @@ def _window_known(model: str) -> bool:
     return ContextWindows().window(name.provider, name.model) is not None
 
 
+def _tasks(args: argparse.Namespace) -> list[Task]:
+    """The tasks to run: ``--task``'s, or with ``--offline`` alone every task that has
+    scripted models (the known table; its sizes and the direct call implied)."""
+    from rlm_async.evals import SOLVERS, get_task
+
+    if args.task is not None:
+        return [get_task(args.task)]
+    if not args.offline:
+        raise ConfigurationError(
+            "give the task with --task (sniah, oolong, oolong-pairs, multidoc, ...), or run "
+            "--offline alone for the known table of every task"
+        )
+    if args.size is None:
+        args.size = list(_KNOWN_SIZES)
+    if not args.compare:
+        args.compare = ["direct"]
+    return [get_task(name) for name in SOLVERS]
+
+
 async def run_eval_command(args: argparse.Namespace) -> int:
     """Run the evaluation ``args`` describe, write the report, print its table.
 
     Returns 0 when every row was answered, 1 when rows failed (their first error said).
     """
-    from rlm_async.evals import get_task
-    from rlm_async.evals._harness import run_eval
+    from rlm_async.evals._harness import EvalResults, run_eval
     from rlm_async.evals._report import markdown_report, write_report
     from rlm_async.evals._results import read_rows
     from rlm_async.evals._runners import RLMRunner
     from rlm_async.providers._settings import Settings
     from rlm_async.providers._windows import UNKNOWN_WINDOW
 
-    task = get_task(args.task)
+    tasks = _tasks(args)
     sizes = _sizes(args.size)
-    out = Path(args.out or f"rlm-eval-{task.name}")
+    out = Path(args.out or f"rlm-eval-{tasks[0].name if args.task else _OFFLINE}")
     methods = ["rlm", *dict.fromkeys(args.compare)]
     fields: dict[str, Any] = {}
     if args.trajectories:
         fields["trajectory_dir"] = str(out / "trajectories")
     options = engine_options(args, **fields)
-    runners: list[Runner | str]
     settings = None
     windows: dict[str, int] | None = None
-    if args.offline:
-        runners = list(_offline_runners(task, methods, options))
-    else:
+    runners: list[Runner | str] = []
+    if not args.offline:
         settings = Settings.from_env(load_dotenv=not args.no_dotenv)
         model = args.model or DEFAULT_MODEL
         rlm_options: dict[str, Any] = {"options": options, "settings": settings}
@@ -224,37 +246,44 @@ async def run_eval_command(args: argparse.Namespace) -> int:
             )
         runners = [RLMRunner(model, args.sub_model, options=rlm_options), *methods[1:]]
     live = sys.stderr.isatty() if args.progress is None else args.progress
-    status = EvalStatus(sys.stderr, task.name)
-    try:
-        results = await run_eval(
-            task,
-            sizes,
-            args.n,
-            runners,
-            model=args.model or DEFAULT_MODEL,
-            settings=settings,
-            context_windows=windows,
-            concurrency=args.concurrency,
-            out_path=out / "results.jsonl",
-            retry_errors=args.retry_errors,
-            on_progress=status if live else None,
-        )
-    finally:
-        status.finish()
+    done: list[EvalResults] = []
+    for task in tasks:
+        status = EvalStatus(sys.stderr, task.name)
+        try:
+            done.append(
+                await run_eval(
+                    task,
+                    sizes,
+                    args.n,
+                    list(_offline_runners(task, methods, options)) if args.offline else runners,
+                    model=args.model or DEFAULT_MODEL,
+                    settings=settings,
+                    context_windows=windows,
+                    concurrency=args.concurrency,
+                    out_path=out / "results.jsonl",
+                    retry_errors=args.retry_errors,
+                    on_progress=status if live else None,
+                )
+            )
+        finally:
+            status.finish()
+    path = done[0].path
     # The report covers the whole file: sizes an earlier run added are points of its charts.
-    markdown, page = write_report(results.path)
-    print(markdown_report(read_rows(results.path)), end="")
+    markdown, page = write_report(path)
+    print(markdown_report(read_rows(path)), end="")
     print(
-        f"rlm-async: {results.written} rows written, {results.skipped} from an earlier run; "
-        f"results in {results.path}, report in {markdown} and {page}",
+        f"rlm-async: {sum(r.written for r in done)} rows written, "
+        f"{sum(r.skipped for r in done)} from an earlier run; results in {path}, report in "
+        f"{markdown} and {page}",
         file=sys.stderr,
     )
-    failed = [row for row in results.rows if row.get("error")]
+    rows = [row for results in done for row in results.rows]
+    failed = [row for row in rows if row.get("error")]
     if failed:
         # A run whose rows failed (an unreachable endpoint fails every one) must not look
         # finished: a second run skips failed rows unless told to run them again.
         print(
-            f"rlm-async: {len(failed)} of {len(results.rows)} rows failed (the first: "
+            f"rlm-async: {len(failed)} of {len(rows)} rows failed (the first: "
             f"{failed[0]['error']}); fix the cause and run the same command with "
             "--retry-errors to run them again",
             file=sys.stderr,
