@@ -12,6 +12,7 @@ from rlm_async import RLM, OutputValidationError
 from rlm_async import events as ev
 from rlm_async.testing import ScriptedModel
 from tests.helpers import repl
+from tests.loop_meter import loop_meter
 
 INVOICES = "invoice A-7 total 12.50\ninvoice B-9 total 3.25\n"
 
@@ -129,3 +130,39 @@ def test_completion_sync_takes_an_output_type() -> None:
     root = ScriptedModel([repl(PARSE + "FINAL(found[1])")])
     result = RLM(model=root).completion_sync(INVOICES, "q", output_type=Invoice)
     assert result.output == Invoice(number="B-9", total=3.25)
+
+
+ROWS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["name", "n"],
+    },
+}
+
+
+async def test_a_1_mb_answer_is_checked_without_stalling_the_loop() -> None:
+    # jsonschema reads ~1 MB a second: checked on the loop, this 0.9 MB answer held it ~0.6 s.
+    rows = "rows = [{'name': 'x' * 10, 'n': i} for i in range(25_000)]\n"
+    root = ScriptedModel([repl(rows + "FINAL(rows)")])
+    async with RLM(model=root) as rlm, loop_meter() as meter:
+        result = await rlm.completion("c", "q", output_type=ROWS_SCHEMA)
+    assert len(result.output) == 25_000 and result.output[-1] == {"name": "x" * 10, "n": 24_999}
+    assert meter.longest_stall < 0.5, f"the loop stalled {meter.longest_stall:.2f} s"
+
+
+async def test_an_answer_wrong_everywhere_keeps_100_errors_and_says_there_are_more() -> None:
+    # 60,000 wrong rows: every error was found and kept (2 s on the loop, 120,000 errors).
+    rows = "rows = [{'name': 1} for i in range(60_000)]\n"
+    for output_type in (ROWS_SCHEMA, list[Line]):
+        root = ScriptedModel([repl(rows + "FINAL(rows)")])
+        seen: list[ev.Event] = []
+        async with RLM(model=root, on_event=seen.append, options={"output_retries": 0}) as rlm:
+            with pytest.raises(OutputValidationError) as caught:
+                await rlm.completion("c", "q", output_type=output_type)
+        errors = caught.value.errors
+        assert len(errors) == 101 and errors[-1]["type"] == "too_many_errors"
+        assert "- ... and more" in str(caught.value)
+        rejected = next(e for e in seen if isinstance(e, ev.AnswerRejected))
+        assert len(rejected.errors) == 50

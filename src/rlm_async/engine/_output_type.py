@@ -19,7 +19,10 @@ itself (an ``output_type`` of ``str`` or a date); the first reading that validat
 from __future__ import annotations
 
 import ast
+import dataclasses
+import functools
 import hashlib
+import itertools
 import json
 import threading
 from collections import OrderedDict
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
@@ -35,6 +39,11 @@ from rlm_async._exceptions import ConfigurationError
 __all__ = ["OutputCheck", "OutputSpec"]
 
 _MAX_ERRORS_SHOWN = 20
+# Errors kept of one answer: a wrong 1 MB list can have 100,000 (jsonschema finds each one,
+# ~20 us apiece); the model is shown 20 of them.
+_MAX_ERRORS_KEPT = 100
+# An answer this long is checked in a worker thread: jsonschema reads ~1 MB a second.
+_OFF_LOOP_CHARS = 1 << 16
 _MAX_MESSAGE_CHARS = 300
 _MAX_LITERAL_CHARS = 200_000  # a Python literal is parsed (never run) only up to this size
 
@@ -51,11 +60,14 @@ class OutputCheck:
     """One answer checked: its validated value, or what was wrong with it.
 
     ``errors`` are dicts with ``loc`` (a list: the path into the answer), ``msg`` and
-    ``type``, as pydantic's ``ValidationError.errors()``; empty when the answer validated.
+    ``type``, as pydantic's ``ValidationError.errors()`` (the first 100, then one saying
+    how many more); empty when the answer validated. ``dumped`` is the validated value as
+    JSON values (:meth:`OutputSpec.dump`).
     """
 
     value: Any = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    dumped: Any = None
 
     @property
     def ok(self) -> bool:
@@ -68,7 +80,9 @@ class OutputCheck:
             for error in self.errors[:_MAX_ERRORS_SHOWN]
         ]
         if len(self.errors) > _MAX_ERRORS_SHOWN:
-            lines.append(f"- ... and {len(self.errors) - _MAX_ERRORS_SHOWN} more")
+            unlisted = self.errors[-1]["type"] == "too_many_errors"  # how many is not known
+            more = "more" if unlisted else f"{len(self.errors) - _MAX_ERRORS_SHOWN} more"
+            lines.append(f"- ... and {more}")
         return "\n".join(lines)
 
 
@@ -111,13 +125,20 @@ class OutputSpec:
         for value in readings:
             checked = self._validate(value)
             if checked.ok:
-                return checked
+                return dataclasses.replace(checked, dumped=self.dump(checked.value))
             first = first or checked
         assert first is not None  # there is always at least one reading
         if problem:
             errors = [{"loc": [], "msg": problem, "type": "json_invalid"}, *first.errors]
             return OutputCheck(errors=errors)
         return first
+
+    async def acheck(self, answer: str, *, crossed_as_json: bool) -> OutputCheck:
+        """:meth:`check`, in a worker thread for a long answer (not to hold the event loop)."""
+        if len(answer) < _OFF_LOOP_CHARS:
+            return self.check(answer, crossed_as_json=crossed_as_json)
+        check = functools.partial(self.check, answer, crossed_as_json=crossed_as_json)
+        return await anyio.to_thread.run_sync(check)
 
     def dump(self, value: Any) -> Any:
         """``value`` as JSON values (for events and trajectory files)."""
@@ -156,7 +177,11 @@ class OutputSpec:
             try:
                 return OutputCheck(value=self._adapter.validate_python(value))
             except ValidationError as exc:
-                return OutputCheck(errors=[_plain(error) for error in exc.errors()])
+                found = exc.errors(include_url=False, include_input=False)
+                errors = [_plain(error) for error in found[:_MAX_ERRORS_KEPT]]
+                if len(found) > _MAX_ERRORS_KEPT:
+                    errors.append(_more(len(found) - _MAX_ERRORS_KEPT))
+                return OutputCheck(errors=errors)
         from referencing.exceptions import Unresolvable
 
         try:
@@ -166,8 +191,12 @@ class OutputSpec:
                     "msg": _short(error.message),
                     "type": str(error.validator),
                 }
-                for error in self._validator.iter_errors(value)
+                for error in itertools.islice(
+                    self._validator.iter_errors(value), _MAX_ERRORS_KEPT + 1
+                )
             ]
+            if len(errors) > _MAX_ERRORS_KEPT:  # not counted: each costs as much to find
+                errors[_MAX_ERRORS_KEPT:] = [_more(None)]
         except Unresolvable as exc:  # a "$ref" to nothing in the schema (never fetched)
             why = f"the schema's reference cannot be resolved: {_short(str(exc))}"
             errors = [{"loc": [], "msg": why, "type": "unresolvable_ref"}]
@@ -213,6 +242,12 @@ def _unfenced(text: str) -> str:
 def _plain(error: Any) -> dict[str, Any]:
     """A pydantic error as JSON values, without the input (it may be the whole answer)."""
     return {"loc": list(error["loc"]), "msg": _short(str(error["msg"])), "type": error["type"]}
+
+
+def _more(count: int | None) -> dict[str, Any]:
+    """The error standing for those not kept (``count``: how many, when known)."""
+    many = "more errors" if count is None else f"{count} more error{'s' if count != 1 else ''}"
+    return {"loc": [], "msg": f"... and {many}, not listed", "type": "too_many_errors"}
 
 
 def _short(message: str) -> str:

@@ -225,7 +225,7 @@ class _Run(RunSteps):
                 result = await self._run_cell(repl, code)
                 outputs.append(result[0])
                 if result[1] is not None:
-                    rejected = self._rejected(result[1], "code", final_turn=False)
+                    rejected = await self._rejected(result[1], "code", final_turn=False)
                     if rejected is None:
                         return self._finish(result[1], "code"), number
                     outputs[-1] += f"\n\n{rejected}"  # a typed answer that did not match
@@ -234,7 +234,7 @@ class _Run(RunSteps):
             unconfirmed: str | None = None
             if directive is not None:
                 if directive.kind == "answer" and not blocks:
-                    rejected = self._rejected(directive.value, "text", final_turn=False)
+                    rejected = await self._rejected(directive.value, "text", final_turn=False)
                     if rejected is None:
                         return self._finish(directive.value, "text"), number
                     outputs.append(rejected)
@@ -245,7 +245,7 @@ class _Run(RunSteps):
                 else:
                     output, value = await self._run_cell(repl, f"FINAL_VAR({directive.value!r})")
                     if value is not None:
-                        rejected = self._rejected(value, "variable", final_turn=False)
+                        rejected = await self._rejected(value, "variable", final_turn=False)
                         if rejected is None:
                             return self._finish(value, "variable"), number
                         output += f"\n\n{rejected}"
@@ -317,7 +317,7 @@ class _Run(RunSteps):
                 answer, source, why = await self._read_directive(repl, reading.directive)
                 if answer is not None:
                     source = source or reading.source
-                    rejected = self._rejected(answer, source, final_turn=True)
+                    rejected = await self._rejected(answer, source, final_turn=True)
                     if rejected is None:
                         return self._finish(answer, source), number + attempt
                     messages.append(Message(role="assistant", content=reply.text))
@@ -329,7 +329,7 @@ class _Run(RunSteps):
             prompt = final_turn_retry_prompt(self.query, why=why)
             attempt += 1
         if kept is not None:
-            self._rejected(kept, "last_reply", final_turn=True, last=True)
+            await self._rejected(kept, "last_reply", final_turn=True, last=True)
             return self._finish(kept, "last_reply"), number + attempt - 1
         self.finished = False
         return "", number + attempt - 1

@@ -73,6 +73,7 @@ class RunSteps:
         # A typed answer (output_type): the root run's only; sub-RLMs answer in text.
         self.output: OutputSpec | None = shared.output if depth == 0 else None
         self.output_value: Any = None  # the validated answer
+        self.output_json: Any = None  # ... as JSON values (for FinalAnswer)
         self._output_failures = 0
         self.prepared = prepared
         self.root: ResolvedModel = shared.models.for_depth(depth)
@@ -205,7 +206,7 @@ class RunSteps:
             return value, "variable", ""
         return directive.fallback, None, f"the REPL has no variable named {directive.value!r}"
 
-    def _rejected(
+    async def _rejected(
         self, answer: str, source: str, *, final_turn: bool, last: bool = False
     ) -> str | None:
         """With an ``output_type``: ``None`` when ``answer`` validates (its value is kept),
@@ -218,9 +219,9 @@ class RunSteps:
         if self.output is None:
             return None
         crossed_as_json = source in ("code", "variable") and self._final_json
-        checked = self.output.check(answer, crossed_as_json=crossed_as_json)
+        checked = await self.output.acheck(answer, crossed_as_json=crossed_as_json)
         if checked.ok:
-            self.output_value = checked.value
+            self.output_value, self.output_json = checked.value, checked.dumped
             return None
         self._output_failures += 1
         left = 0 if last else max(self.options.output_retries - self._output_failures + 1, 0)
@@ -258,6 +259,6 @@ class RunSteps:
             answer = cap_middle(answer, limit)
         if original > limit:
             self.answer_truncated = {"original_chars": original, "max_answer_chars": limit}
-        output = None if self.output is None else self.output.dump(self.output_value)
+        output = None if self.output is None else self.output_json
         self.event(ev.FinalAnswer, answer=answer, source=source, output=output)
         return answer
