@@ -202,11 +202,41 @@ async def test_results_are_made_json_or_refused_with_a_clear_message() -> None:
         assert "cannot cross to the REPL as JSON" in result.error
 
 
-async def test_a_result_that_does_not_match_its_annotation_is_sent_as_it_is() -> None:
+async def test_a_result_that_does_not_match_its_annotation_is_a_type_error() -> None:
     def count() -> int:
         return "seven"  # type: ignore[return-value]
 
-    assert (await call(count)).value == "seven"
+    result = await call(count)
+    assert not result.ok and result.error_type == "TypeError"
+    assert result.error == (
+        "count() returned a value that does not match its return type int: "
+        "Input should be a valid integer, unable to parse string as an integer (got 'seven') "
+        "(the tool's fault, not the call's)"
+    )
+
+    def rows() -> list[dict[str, int]]:
+        return [{"n": 1}, {"n": "two"}]  # type: ignore[dict-item]
+
+    result = await call(rows)
+    assert result.error is not None
+    assert "return type list[dict[str, int]]: (at 1.n): Input should be a valid integer" in (
+        result.error
+    )
+
+
+async def test_a_result_of_another_type_that_fits_its_annotation_crosses_as_it() -> None:
+    def as_dict() -> dict[str, Any]:
+        return Customer(id="c1")  # type: ignore[return-value]
+
+    def as_int() -> int:
+        return "7"  # type: ignore[return-value]
+
+    def as_model() -> Customer:
+        return {"id": "c2"}  # type: ignore[return-value]
+
+    assert (await call(as_dict)).value == {"id": "c1", "tags": []}
+    assert (await call(as_int)).value == 7
+    assert (await call(as_model)).value == {"id": "c2", "tags": []}
 
 
 async def test_an_async_tool_past_its_timeout_is_a_timeout_error() -> None:

@@ -169,15 +169,17 @@ class FunctionBinding:
         return list(bound.args), dict(bound.kwargs)
 
     def to_json(self, value: Any) -> Any:
-        """``value`` as JSON types: by the return annotation when it fits, else as pydantic
-        turns it into JSON; a ``TypeError`` when it cannot be."""
+        """``value`` as JSON types, checked against the return annotation: dumped by it when
+        it is what the annotation says, else turned into JSON as pydantic can and validated
+        against it (a pydantic model returned for ``-> dict`` fits; ``"seven"`` for ``-> int``
+        does not); a ``TypeError`` when it cannot be JSON or does not fit."""
         if self._returns is not None:
             try:
                 return self._returns.dump_python(value, mode="json", warnings="error")
-            except Exception:  # not what the annotation says: turned into JSON as it is
+            except Exception:  # not exactly the annotated type: its JSON form is checked below
                 pass
         try:
-            return to_jsonable_python(value)
+            data = to_jsonable_python(value)
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise TypeError(
@@ -185,6 +187,21 @@ class FunctionBinding:
                 f"cross to the REPL as JSON ({reason}): the tool must return JSON-like data "
                 "(dict, list, str, numbers, bool, None, or a pydantic model / dataclass)"
             ) from None
+        if self._returns is None:
+            return data
+        try:
+            checked = self._returns.validate_python(data)
+        except ValidationError as exc:
+            found = [_problem(error).lstrip(": ") for error in exc.errors(include_url=False)]
+            raise TypeError(
+                f"{self.name}() returned a value that does not match its return type "
+                f"{self.returns}: {'; '.join(found[:_MAX_ERRORS])} (the tool's fault, not the "
+                "call's)"
+            ) from None
+        try:
+            return self._returns.dump_python(checked, mode="json")
+        except Exception:  # validated, but the annotated type will not dump: as it came
+            return data
 
     # ---- its description -------------------------------------------------------------
 
@@ -227,14 +244,17 @@ def _validate(adapter: TypeAdapter[Any], value: Any, where: str, problems: list[
         return adapter.validate_python(value)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            at = ".".join(str(part) for part in error["loc"])
-            shown = repr(error.get("input"))
-            if len(shown) > _PREVIEW:
-                shown = shown[: _PREVIEW - 3] + "..."
-            problems.append(
-                f"argument {where!r}{f' (at {at})' if at else ''}: {error['msg']} (got {shown})"
-            )
+            problems.append(f"argument {where!r}{_problem(error)}")
         return value
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error: `` (at loc): message (got input)``."""
+    at = ".".join(str(part) for part in error["loc"])
+    shown = repr(error.get("input"))
+    if len(shown) > _PREVIEW:
+        shown = shown[: _PREVIEW - 3] + "..."
+    return f"{f' (at {at})' if at else ''}: {error['msg']} (got {shown})"
 
 
 def _adapter(hint: Any, what: str) -> TypeAdapter[Any]:

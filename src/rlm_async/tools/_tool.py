@@ -106,7 +106,8 @@ class Tool:
         A sync ``fn`` runs in a worker thread (it never blocks the event loop); an async one
         is awaited. Arguments are validated against its type hints with pydantic (a dict
         becomes the pydantic model or dataclass a parameter is annotated with); its result
-        is turned into JSON by its return annotation, or as pydantic can.
+        is turned into JSON by its return annotation, or as pydantic can, and checked
+        against that annotation (one that does not fit is a ``TypeError`` model code reads).
 
         Args:
             fn: The function (a lambda needs ``name``).
