@@ -350,3 +350,32 @@ async def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path: Path)
     assert last.startswith("rlm_async._exceptions.ConfigurationError: a batch worker process")
     assert "exit code 1" in last and 'if __name__ == "__main__":' in last
     assert not (tmp_path / "out.jsonl").exists() or not (tmp_path / "out.jsonl").read_text()
+
+
+async def test_what_failed_rows_spent_counts_toward_the_budget(tmp_path: Path) -> None:
+    # Each row pays for its first turn, then the model refuses the second: no row has an
+    # answer, yet their turns cost money, and the budget must see it.
+    def responder(request: CompletionRequest) -> str | MockReply:
+        if any(message.role == "assistant" for message in request.messages):
+            return MockReply(status=400, body={"error": {"message": "no", "type": "bad"}})
+        return answer_with_the_length(request)
+
+    requests = [{"id": n, "query": "how long?", "context": "z" * n} for n in range(6)]
+    async with MockLLMServer(responder) as server:
+        settings = settings_for(server)
+        probe = await rlm_async.batch(
+            requests[:1], out=tmp_path / "probe.jsonl", model=MODEL, settings=settings,
+            processes=1,
+        )  # fmt: skip
+        turn_cost = probe.cost_usd
+        summary = await rlm_async.batch(
+            requests, out=tmp_path / "out.jsonl", model=MODEL, settings=settings, processes=1,
+            concurrency=1, budget=turn_cost * 2.5,
+        )  # fmt: skip
+    first = read_rows(tmp_path / "probe.jsonl")[0]
+    assert first["error"]["type"] == "BadRequestError"
+    assert first["usage"]["calls"] == 1 and first["cost_usd"] == pytest.approx(turn_cost)
+    assert turn_cost > 0
+    assert (summary.failed, summary.not_started) == (3, 3)
+    assert summary.stopped is not None and "budget" in summary.stopped
+    assert summary.cost_usd == pytest.approx(turn_cost * 3, rel=0.1)

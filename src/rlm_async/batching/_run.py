@@ -147,9 +147,10 @@ async def batch(
         processes: Worker processes (default: one per core), or Ray actors with ``ray``
             (default: one per CPU of the cluster). Each runs its rows on one event loop.
         concurrency: Rows in flight at once in all (default 8 per worker).
-        budget: USD for this run's rows: once their cost reaches it, no new row starts;
-            rows in flight finish. A row whose cost is unknown (no price for its model)
-            stops it too, as the budget can no longer be kept.
+        budget: USD for this run's rows (failed rows count what they spent): once their
+            cost reaches it, no new row starts; rows in flight finish. A row whose cost is
+            unknown (no price for its model) stops it too, as the budget can no longer be
+            kept.
         ray: Run on Ray (``pip install 'rlm-async[ray]'``): ``True`` uses the Ray this
             process initialized, else ``ray.init()`` (``RAY_ADDRESS``, or a local Ray);
             a string is the cluster's address.
@@ -285,7 +286,7 @@ async def _dispatch(
         if budget is not None and stopped is None:
             if status.cost_usd >= budget:
                 stopped = f"the budget of ${budget:g} was reached"
-            elif cost is None and row["error"] is None:
+            elif cost is None and row["usage"] is not None:  # paid for, at an unknown price
                 stopped = (
                     "a row's cost is unknown (no price for its model), so the budget cannot "
                     "be kept; give the model's price (Settings(prices=...))"

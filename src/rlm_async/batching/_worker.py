@@ -18,12 +18,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from rlm_async import events as ev
 from rlm_async.batching._rows import Job
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._rlm import RLM
 from rlm_async.providers._settings import Settings
 
-__all__ = ["WorkerSpec", "error_row", "process_main", "run_job"]
+__all__ = ["Spend", "WorkerSpec", "error_row", "process_main", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,53 @@ class WorkerSpec:
         )
 
 
-def error_row(job: Job, error: BaseException | str, elapsed: float = 0.0) -> dict[str, Any]:
-    """The output row of a request that got no answer."""
+class Spend:
+    """What a row's model calls have cost so far, added up from its events (a sub-RLM's
+    too), so that a row that fails after paying for some turns still counts them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd = 0.0
+        self.unpriced = False  # a call that was paid for has no known price
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TurnFinished | ev.SubCallFinished | ev.Compacted):
+            if event.replayed or not (event.input_tokens or event.output_tokens):
+                return  # answered from a record or the sub-call cache: not paid
+            self.calls += 1
+            self.input_tokens += event.input_tokens
+            self.output_tokens += event.output_tokens
+            if event.cost_usd is None:
+                self.unpriced = True
+            else:
+                self.cost_usd += event.cost_usd
+
+
+def error_row(
+    job: Job, error: BaseException | str, elapsed: float = 0.0, spent: Spend | None = None
+) -> dict[str, Any]:
+    """The output row of a request that got no answer (with what it spent, if anything)."""
     if isinstance(error, BaseException):
         described = {"type": type(error).__name__, "message": str(error)}
     else:
         described = {"type": "BatchError", "message": error}
+    paid = spent is not None and spent.calls > 0
     return {
         "id": job.id,
         "answer": None,
         "error": described,
-        "usage": None,
-        "cost_usd": None,
+        "usage": (
+            {
+                "calls": spent.calls,
+                "input_tokens": spent.input_tokens,
+                "output_tokens": spent.output_tokens,
+            }
+            if spent is not None and paid
+            else None
+        ),
+        "cost_usd": spent.cost_usd if spent is not None and paid and not spent.unpriced else None,
         "elapsed": round(elapsed, 4),
     }
 
@@ -81,12 +117,13 @@ async def run_job(rlm: RLM, job: Job, context: Any = None) -> dict[str, Any]:
     Nothing raises: a row's failure is its row's, and the others go on.
     """
     started = time.perf_counter()
+    spent = Spend()
     try:
         if context is None:
             context = job.context if job.context_path is None else _read(job)
-        result = await rlm.completion(context, job.query, options=job.options)
+        result = await rlm.completion(context, job.query, options=job.options, on_event=spent)
     except Exception as exc:
-        return error_row(job, exc, time.perf_counter() - started)
+        return error_row(job, exc, time.perf_counter() - started, spent)
     usage = result.usage
     return {
         "id": job.id,
