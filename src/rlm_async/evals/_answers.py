@@ -46,6 +46,10 @@ _WORDS = {
     "eleven": 11,
     "twelve": 12,
 }
+# "There are no such instances", "no records match": a count of zero said in words.
+_NONE = re.compile(
+    r"(?i)\bno\s+(?:such\s+|matching\s+)?(?:instances?|records?|questions?|entries|matches)\b"
+)
 _WORD_NUMBER = re.compile(r"(?i)\b(" + "|".join(_WORDS) + r")\b")
 _USER_ID = r"\d{5}"
 # A bracketed pair: (12345, 23456), [12345, 23456], {"a": ...} is not one, <12345 - 23456>.
@@ -114,13 +118,16 @@ def extract_number(answer: str, *, ignore: Iterable[float] = ()) -> float | None
     text. Numbers in ``ignore`` (those the question itself names: a user id, a year) are
     passed over when others are present. Of several numbers the last one counts: prose puts
     the result after the setting ("Out of 5000 records, 1234 are ..."). Small numbers written
-    as words ("three") count too.
+    as words ("three") count too, and "no such instances" is 0.
     """
     skip = set(ignore)
     part = answer_part(answer)
     for text in (*(m.group(1) for m in _BOLD.finditer(part)), part):
         found = _numbers(text)
-        kept = [n for n in found if n not in skip] or found
+        kept = [n for n in found if n not in skip]
+        if not kept and _NONE.search(text):  # "no such instances in March 2023": zero
+            return 0.0
+        kept = kept or found
         if kept:
             return kept[-1] if text is part else kept[0]
     words = _WORD_NUMBER.findall(part)
