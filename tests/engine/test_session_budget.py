@@ -113,3 +113,17 @@ async def test_the_seconds_of_a_session_are_its_completions_together() -> None:
             await chat.completion("first")
         with pytest.raises(BudgetExceeded, match="max_seconds=1e-06 is spent"):
             await chat.completion("second")
+
+
+async def test_with_return_a_spent_session_returns_an_unfinished_result() -> None:
+    root = ScriptedModel([spending(6_000, "FINAL('one')")])
+    budget = Budget(max_tokens=5_000)
+    async with (
+        RLM(model=root, on_budget_exceeded="return") as rlm,
+        rlm.session("ctx", budget=budget) as chat,
+    ):
+        first = await chat.completion("first")
+        second = await chat.completion("second")
+    assert first.finished is False and first.answer == "FINAL('one')"
+    assert second.finished is False and second.answer == "" and second.iterations == 0
+    assert len(root.requests) == 1

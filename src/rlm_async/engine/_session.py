@@ -24,7 +24,7 @@ from rlm_async import events as ev
 from rlm_async._exceptions import BudgetExceeded, ConfigurationError, ResumeError, RLMClosed
 from rlm_async._tasks import run_cancel_safely
 from rlm_async._text import cap_middle
-from rlm_async._types import RLMResult
+from rlm_async._types import RLMResult, UsageSummary
 from rlm_async.engine._completion import run_completion
 from rlm_async.engine._lent_repl import Relay, ReplLender
 from rlm_async.engine._listeners import fan_out
@@ -307,7 +307,15 @@ class Session:
         assert self._prepared is not None
         chosen_by_session: set[str] = set()
         if self._budget is not None:
-            budget, chosen_by_session = self._budget.for_completion(options.budget)
+            try:
+                budget, chosen_by_session = self._budget.for_completion(options.budget)
+            except BudgetExceeded:
+                if options.on_budget_exceeded == "raise":
+                    raise
+                # As a run a budget stops returns what it has: here, nothing yet.
+                return RLMResult(
+                    answer="", iterations=0, usage=UsageSummary(), elapsed=0.0, finished=False
+                )
             options = options.merged({"budget": budget})
         note = self._note(lost=lender.state_lost)
         lender.state_lost = False
