@@ -191,3 +191,16 @@ async def test_a_resumed_run_answers_a_structured_sub_call_from_the_record_as_a_
     assert sub.requests == []
     assert "age 36" in "\n".join(m.content for m in root.requests[0].messages)
     assert "resumed 37 dict" in root.requests[1].messages[-1].content
+
+
+async def test_a_long_reply_wrong_everywhere_is_checked_without_stalling_the_loop() -> None:
+    # 60,000 wrong rows (0.7 MB): every error was found and sorted on the loop (~2 s a reply).
+    rows = json.dumps([{"name": 1}] * 60_000)
+    sub = ScriptedModel([rows, rows], name="sub")
+    code = "p = llm_query('Rows?', schema=[{'name': str}])\nprint(p[:300])"
+    async with loop_meter() as meter:
+        output, _ = await _run(code, sub)
+    assert "Error: the sub-model's reply did not match the schema" in output
+    assert "1 is not of type 'string'" in output
+    assert len(sub.requests) == 2
+    assert meter.longest_stall < 0.5, f"the loop stalled {meter.longest_stall:.2f} s"

@@ -16,10 +16,13 @@ the first structured sub-call only (~80 ms). A ``$ref`` resolves inside the sche
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from rlm_async._types import Completion, Message, Usage
 from rlm_async.engine._fences import scan
@@ -42,6 +45,8 @@ __all__ = [
 ]
 
 _MAX_ERRORS = 5  # validation errors quoted back (to the sub-model, then to model code)
+_MAX_FOUND = 100  # errors looked for, the most relevant of them quoted
+_OFF_LOOP_CHARS = 1 << 16  # a reply this long is checked in a worker thread (~1 MB/s)
 _MAX_ERROR_CHARS = 300  # each: jsonschema quotes the whole failing value
 _MAX_STARTS = 20  # places in the prose where a JSON value is looked for
 
@@ -122,7 +127,10 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     from referencing.exceptions import Unresolvable
 
     try:
-        errors = sorted(_validator(schema).iter_errors(value), key=relevance)
+        # The most relevant of the first few: a reply wrong everywhere has as many errors
+        # as values, each costing as much to find.
+        found = itertools.islice(_validator(schema).iter_errors(value), _MAX_FOUND)
+        errors = sorted(found, key=relevance)
     except Unresolvable as exc:  # a "$ref" to nothing in the schema (never fetched)
         return [f"the schema's reference cannot be resolved: {_short(str(exc))}"]
     except RecursionError:
@@ -199,7 +207,7 @@ async def ask_structured(
     completion, cached = await ask(request)
     paid(completion, cached)
     attempts = [(completion, cached)]
-    value, problem = structured_value(completion.text, schema)
+    value, problem = await _checked(completion.text, schema)
     if problem is not None:
         messages = [
             *request.messages,
@@ -209,7 +217,7 @@ async def ask_structured(
         completion, cached = await ask(request.model_copy(update={"messages": messages}))
         paid(completion, cached)
         attempts.append((completion, cached))
-        value, problem = structured_value(completion.text, schema)
+        value, problem = await _checked(completion.text, schema)
     usage = [c.usage for c, from_cache in attempts if not from_cache]
     summed = completion.model_copy(update={"usage": _added(usage) if usage else Usage()})
     every_cached = all(from_cache for _, from_cache in attempts)
@@ -218,6 +226,13 @@ async def ask_structured(
         return StructuredReply(summed, every_cached, None, why)
     answer = json.dumps(value, ensure_ascii=False)
     return StructuredReply(summed, every_cached, answer, None)
+
+
+async def _checked(text: str, schema: dict[str, Any]) -> tuple[Any, str | None]:
+    """:func:`structured_value`, in a worker thread for a long reply."""
+    if len(text) < _OFF_LOOP_CHARS:
+        return structured_value(text, schema)
+    return await anyio.to_thread.run_sync(structured_value, text, schema)
 
 
 def _added(usages: list[Usage]) -> Usage:
