@@ -260,3 +260,24 @@ async def test_a_prompt_refused_as_too_long_is_sent_again_shorter(tmp_path: Path
     (row,) = read_rows(tmp_path / "s.jsonl")
     assert row["error"] == "BadRequestError: [short HTTP 400] unsupported parameter: temperature"
     assert len(other.prompts) == 1 and row["score"] == 0.0
+
+
+async def test_a_failed_rlm_row_names_its_trajectory(tmp_path: Path) -> None:
+    # The rows that failed are the ones to look at: the run's trajectory file is named in
+    # the row even when the run raised (here the model fails on its second turn).
+    out = tmp_path / "results.jsonl"
+    traj = tmp_path / "trajectories"
+    runner = RLMRunner(
+        lambda ex: ScriptedModel(["```repl\nprint(len(context))\n```"]),
+        options={"trajectory_dir": traj},
+        label="fake",
+    )
+    await run_eval(CountTask(), [1_000], 2, [runner], out_path=out)
+    rows = lines(out)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["error"].startswith("ProviderResponseError:") and row["score"] == 0.0
+        path = Path(row["trajectory"])
+        assert path.parent == traj and path.exists()
+        assert "turn_finished" in path.read_text() and row["turns"] == 1  # the turn it had
+    assert len({row["trajectory"] for row in rows}) == 2

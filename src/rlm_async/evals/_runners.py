@@ -13,8 +13,12 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+import anyio
+
+from rlm_async import events as ev
 from rlm_async._exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -115,6 +119,41 @@ def _from_result(outcome: Outcome, result: RLMResult) -> None:
     outcome.trajectory = None if path is None else str(path)
 
 
+class _RootRun:
+    """The root run's id and finished turns, from its events: what a run that raised leaves
+    to find its trajectory by (the files are named ``<UTC time>-<run_id>.jsonl``)."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+        self.turns = 0
+
+    def __call__(self, event: ev.Event) -> None:
+        if event.depth != 0:
+            return
+        if isinstance(event, ev.RunStarted) and self.run_id is None:
+            self.run_id = event.run_id
+        elif isinstance(event, ev.TurnFinished):
+            self.turns += 1
+
+
+def _trajectory_dir(options: Mapping[str, Any]) -> Path | None:
+    """Where the RLM these options make writes its trajectories (the keyword first, as RLM
+    reads it, then its ``options``)."""
+    found = options.get("trajectory_dir")
+    if found is None:
+        base = options.get("options")
+        found = base.get("trajectory_dir") if isinstance(base, Mapping) else None
+        found = getattr(base, "trajectory_dir", None) if found is None else found
+    return None if found is None else Path(found)
+
+
+def _trajectory_of(directory: Path | None, run: _RootRun) -> str | None:
+    if directory is None or run.run_id is None:
+        return None
+    found = sorted(directory.glob(f"*-{run.run_id}.jsonl"))
+    return str(found[-1]) if found else None
+
+
 class RLMRunner:
     """The ``rlm`` method: each example answered by an :class:`~rlm_async.RLM`.
 
@@ -166,15 +205,18 @@ class RLMRunner:
     async def run(self, example: Example) -> Outcome:
         outcome = Outcome()
         started = time.perf_counter()
+        root = _RootRun()
         try:
             if self._shared is not None:
-                result = await self._shared.completion(example.context, example.query)
+                result = await self._shared.completion(
+                    example.context, example.query, on_event=root
+                )
             else:
                 sub = None if self._sub_model is None else _resolve(self._sub_model, example)
                 async with RLM(
                     model=_resolve(self._model, example), sub_model=sub, **self._options
                 ) as rlm:
-                    result = await rlm.completion(example.context, example.query)
+                    result = await rlm.completion(example.context, example.query, on_event=root)
             _from_result(outcome, result)
             outcome.answer = result.answer
             if not result.finished:
@@ -189,6 +231,12 @@ class RLMRunner:
             raise
         except Exception as exc:  # every other failure is this row's only
             outcome.error = f"{type(exc).__name__}: {exc}"
+            # A run that raised has no result to say where its trajectory went, and a failed
+            # row is the one to look at: found by the run's id (a directory listing, in a
+            # thread: a long evaluation's directory holds thousands of files).
+            outcome.turns = root.turns
+            directory = _trajectory_dir(self._options)
+            outcome.trajectory = await anyio.to_thread.run_sync(_trajectory_of, directory, root)
         outcome.latency_s = time.perf_counter() - started
         return outcome
 
