@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from rlm_async.testing import MockLLMServer
-from tests.batch.support import MODEL, answer_with_the_length, read_rows, write_requests
+from rlm_async.providers._base import CompletionRequest
+from rlm_async.testing import MockLLMServer, MockReply
+from tests.batch.support import MODEL, answer_with_the_length, mentions, read_rows, write_requests
+from tests.helpers import processes_with
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
 
@@ -35,26 +38,58 @@ async def test_a_batch_on_ray_answers_every_row_and_records_the_failed_ones(
     ]
     rows += [{"id": "refused", "query": "FAIL: how long?", "context": "x"}]
     rows += [{"id": "missing", "query": "how long?", "context_path": "nope.txt"}]
+    # Its first request kills every actor (as an OOM killer would): the rows in flight on
+    # them are dispatched again on the actors Ray restarts, and none is lost.
+    rows += [{"id": "killer", "query": "KILL: how long?", "context": "k" * 7}]
     requests = write_requests(tmp_path / "requests.jsonl", rows)
     out = tmp_path / "results.jsonl"
-    async with MockLLMServer(answer_with_the_length) as server:
+    killed: list[int] = []
+    batch_pid: list[int] = []
+
+    def responder(request: CompletionRequest) -> str | MockReply:
+        if not killed and mentions(request, "KILL"):
+            # This batch's actors only (its local Ray runs under it), not another Ray's.
+            ours = [p for p in processes_with("ray::BatchActor") if _under(p, batch_pid[0])]
+            killed.extend(ours)
+            for pid in ours:
+                os.kill(pid, signal.SIGKILL)
+        return answer_with_the_length(request)
+
+    async with MockLLMServer(responder) as server:
         env = {**os.environ, "OPENAI_COMPATIBLE_BASE_URL": server.base_url, "RAY_ADDRESS": ""}
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rlm_async.cli", "batch", str(requests), "-o", str(out),
             "--model", MODEL, "--no-dotenv", "--ray", "--processes", "2",
             env=env, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        batch_pid.append(child.pid)
         _, err = await asyncio.wait_for(child.communicate(), timeout=120)
     stderr = err.decode()
     assert child.returncode == 1, stderr  # two rows have no answer
-    assert "10 rows: 8 done, 2 failed" in stderr and "2 Ray actors x 8 rows" in stderr
+    assert len(killed) == 2
+    assert "11 rows: 9 done, 2 failed" in stderr and "2 Ray actors x 8 rows" in stderr
     answers = {row["id"]: row for row in read_rows(out)}
     assert len(answers) == len(rows)
     assert {n: answers[n]["answer"] for n in range(5)} == {n: str(n) for n in range(5)}
     assert {answers[f"shared-{n}"]["answer"] for n in range(3)} == {"40"}
     assert answers["refused"]["error"]["type"] == "BadRequestError"
     assert answers["missing"]["error"]["type"] == "FileNotFoundError"
+    assert answers["killer"]["answer"] == "7"
+    assert sum(mentions(r, "KILL") and r.system is not None for _, r in server.requests) >= 2
     assert all(row["elapsed"] > 0 for row in answers.values() if row["error"] is None)
+
+
+def _under(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is one of ``pid``'s ancestors (Linux /proc)."""
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
 
 
 async def test_more_actors_than_the_cluster_has_cpus_is_an_error(tmp_path: Path) -> None:
