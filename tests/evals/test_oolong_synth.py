@@ -7,7 +7,9 @@ task's ``loader``: the hub is never reached in the tests.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,3 +86,25 @@ def test_another_source_data_set_is_chosen_by_name() -> None:
 def test_without_the_datasets_package_the_error_says_what_to_install() -> None:
     with pytest.raises(ConfigurationError, match="pip install datasets"):
         TASKS["oolong-synth"].generate(0, 8_000)
+
+
+def test_examples_generated_at_once_load_the_rows_once() -> None:
+    # run_eval generates examples in worker threads, several at once: the published split
+    # (gigabytes of contexts) must be loaded once, not once a thread. The barrier lets two
+    # loads meet; a second thread kept out of the loader leaves the first to time out.
+    calls: list[str] = []
+    meet = threading.Barrier(2, timeout=0.5)
+
+    def slow_loader(split: str) -> Sequence[Any]:
+        calls.append(split)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            meet.wait()
+        return ROWS
+
+    task = OolongSynthTask(loader=slow_loader)
+    threads = [threading.Thread(target=task.generate, args=(0, 8_000)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert calls == ["validation"]

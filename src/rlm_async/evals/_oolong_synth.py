@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import datetime
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -100,8 +101,15 @@ class OolongSynthTask:
         self.split = split
         self._loader = loader
         self._by_length: dict[int, list[Row]] | None = None
+        # run_eval generates examples in worker threads, several at once: one loads the
+        # split (large), the others wait for it.
+        self._loading = threading.Lock()
 
     def _rows(self) -> dict[int, list[Row]]:
+        with self._loading:
+            return self._load_rows()
+
+    def _load_rows(self) -> dict[int, list[Row]]:
         if self._by_length is None:
             by_length: dict[int, list[Row]] = {}
             for row in self._loader(self.split):
