@@ -260,6 +260,18 @@ class OutputValidationError(RLMError):
         self.errors = errors
         self.partial = partial
 
+    def __reduce__(self) -> Any:  # keep keyword-only fields through pickling
+        return (
+            _rebuild_output_error,
+            (str(self), self.last_attempt, self.errors, self.partial),
+        )
+
+
+def _rebuild_output_error(
+    message: str, last_attempt: str, errors: list[dict[str, Any]], partial: RLMResult | None
+) -> OutputValidationError:
+    return OutputValidationError(message, last_attempt=last_attempt, errors=errors, partial=partial)
+
 
 class RLMClosed(RLMError):
     """The ``RLM`` was closed (``aclose()``, or the end of its ``async with`` block) while

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,11 @@ def test_the_error_is_an_rlm_error_with_the_last_attempt_and_its_errors() -> Non
     error = OutputValidationError("no", last_attempt="{}", errors=[{"loc": [], "msg": "x"}])
     assert isinstance(error, RLMError)
     assert error.last_attempt == "{}" and error.errors == [{"loc": [], "msg": "x"}]
+    # Through pickling (a process pool, a Ray task): its keyword-only fields were required
+    # again by __init__, and unpickling it raised TypeError.
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is OutputValidationError and str(copy) == "no"
+    assert copy.last_attempt == "{}" and copy.errors == error.errors and copy.partial is None
 
 
 # ---- the run loop ---------------------------------------------------------------------------
