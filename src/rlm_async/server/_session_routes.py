@@ -56,7 +56,10 @@ class SessionRoutes:
     async def create(self, request: Request) -> Response:
         body = await parse_body(SessionCreateRequest, await self.service.read_body(request))
         session_id, session = await self.service.sessions.create(
-            self.service.current_rlm(), body.context, owner_of(request)
+            self.service.current_rlm(),
+            body.context,
+            owner_of(request),
+            None if body.budget is None else body.budget.budget(),
         )
         return JSONResponse(
             {

@@ -2,7 +2,7 @@
 
 Routes::
 
-    POST   /v1/sessions                    {"context"} -> {"id", "object": "rlm.session", ...}
+    POST   /v1/sessions                    {"context", "budget"} -> {"id", "object": ...}
     POST   /v1/sessions/{id}/completions   {"query", "options"} -> as /v1/rlm, + "session_turn"
     POST   /v1/sessions/{id}/contexts      {"context"} -> {"name": "context_2"}
     DELETE /v1/sessions/{id}               kills the session's REPL
@@ -36,6 +36,7 @@ from starlette.requests import Request
 
 from rlm_async._exceptions import ConfigurationError, RLMClosed
 from rlm_async._logging import get_logger
+from rlm_async.engine._budget import Budget
 from rlm_async.engine._rlm import RLM
 from rlm_async.engine._session import Session
 from rlm_async.server._errors import ApiError
@@ -52,16 +53,38 @@ __all__ = [
 _log = get_logger("rlm_async.server")
 
 
-class SessionCreateRequest(BaseModel):
-    """The body of ``POST /v1/sessions``: the session's first context."""
+class SessionBudgetRequest(BaseModel):
+    """A budget for all of a session's completions together (``rlm.session(budget=...)``):
+    it can only tighten, as each completion also runs under the server's own budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_seconds: float | None = Field(default=None, gt=0)
+    max_subcalls: int | None = Field(default=None, ge=0)
+    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_total_tokens: int | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+    def budget(self) -> Budget:
+        chosen = self.model_dump(exclude_none=True)
+        if "max_total_tokens" in chosen:
+            chosen["max_tokens"] = chosen.pop("max_total_tokens")
+        return Budget(**chosen)
+
+
+class SessionContextRequest(BaseModel):
+    """The body of ``POST /v1/sessions/{id}/contexts``: one more context."""
 
     model_config = ConfigDict(extra="forbid")
 
     context: str | list[Any] | dict[str, Any]
 
 
-class SessionContextRequest(SessionCreateRequest):
-    """The body of ``POST /v1/sessions/{id}/contexts``: one more context."""
+class SessionCreateRequest(SessionContextRequest):
+    """The body of ``POST /v1/sessions``: the session's first context, and a budget for the
+    whole session (optional)."""
+
+    budget: SessionBudgetRequest | None = None
 
 
 class SessionCompletionRequest(BaseModel):
@@ -129,8 +152,10 @@ class SessionRegistry:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def create(self, rlm: RLM, context: Any, owner: str) -> tuple[str, Session]:
-        """Start a session for ``owner``.
+    async def create(
+        self, rlm: RLM, context: Any, owner: str, budget: Budget | None = None
+    ) -> tuple[str, Session]:
+        """Start a session for ``owner`` (``budget``: for all its completions together).
 
         Raises:
             ApiError: 429 when ``max_sessions`` are open, 501 when sessions are off.
@@ -153,7 +178,7 @@ class SessionRegistry:
                 type="rate_limit_error",
                 code="too_many_sessions",
             )
-        session = rlm.session(context)
+        session = rlm.session(context, budget=budget)
         self._creating.add(session)
         try:
             await session.start()  # aclose() meanwhile closes it: RLMClosed, a 503
