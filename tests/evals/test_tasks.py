@@ -47,11 +47,13 @@ def test_the_context_is_the_size_asked_for_within_ten_percent(name: str, size: i
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_a_million_tokens_is_generated_in_a_few_seconds(name: str) -> None:
-    started = time.perf_counter()
+    # CPU time of this thread, not wall time: other processes on a busy machine (a CI
+    # runner, the tests in parallel) stretch the wall clock, never this.
+    started = time.thread_time()
     example = TASKS[name].generate(0, 1_000_000)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert 0.9 <= context_chars(example) / 4_000_000 <= 1.1
-    # Under a second here (0.05 to 0.7 s); the bound leaves room for a busy machine.
+    # Under a second here (0.05 to 0.7 s); the bound leaves room for a slow machine.
     assert elapsed < 5
 
 
