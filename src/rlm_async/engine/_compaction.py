@@ -255,7 +255,11 @@ class Compactor:
         if compacted:
             why = "even after its earlier turns were compacted"
         elif self.threshold is None:
-            why = "and compaction is off (compact_at=None or 0; turn it on to fold earlier turns)"
+            # 0 turns it off everywhere; None only in RLMOptions (on RLM(...) it is the default).
+            why = (
+                "and compaction is off (compact_at=0): give compact_at a fraction of the window "
+                "(e.g. 0.75) or a number of tokens to fold earlier turns"
+            )
         else:
             why = "and it has no earlier turns to compact"
         return ContextWindowExceeded(
