@@ -160,6 +160,39 @@ async def test_closing_the_session_during_a_completion_cancels_it() -> None:
     assert len(errors) == 1
 
 
+async def test_a_completion_waiting_for_the_one_before_it_raises_rlm_closed_on_close() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def held(request: CompletionRequest) -> str:
+        entered.set()
+        await release.wait()  # completion A holds the session's lock here
+        return "FINAL('a')"
+
+    root = ScriptedModel(held)
+    errors: dict[str, BaseException] = {}
+    async with RLM(model=root) as rlm:
+        chat = rlm.session("c")
+        await chat.start()
+
+        async def ask(name: str) -> None:
+            try:
+                await chat.completion(f"{name}?")
+            except Exception as exc:
+                errors[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, "A")
+            await entered.wait()
+            tg.start_soon(ask, "B")
+            await anyio.wait_all_tasks_blocked()  # B waits on the session's lock
+            await chat.aclose()
+            release.set()
+    assert isinstance(errors["A"], RLMClosed), errors
+    assert isinstance(errors["B"], RLMClosed), errors  # not ConfigurationError: it was closed
+    assert "waited" in str(errors["B"])
+    assert len(root.requests) == 1  # B never reached the model
+
+
 async def test_a_session_needs_an_open_rlm_and_a_str_query() -> None:
     rlm = RLM(model=ScriptedModel(["FINAL(x)"]))
     async with rlm, rlm.session("c") as chat:

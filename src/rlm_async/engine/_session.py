@@ -248,10 +248,12 @@ class Session:
         Raises:
             ContextTypeError: the value is of a type the REPL cannot hold.
             ConfigurationError: the session is not open.
+            RLMClosed: the session was closed while this waited for a completion.
         """
         prepared = await prepare(value)
+        was_closed = self._state == "closed"
         async with self._lock:
-            lender = self._open()
+            lender = self._open(waited=not was_closed)
             name = f"context_{len(self._contexts) + 2}"
             await lender.repl.add_context(prepared, name)
             self._contexts.append((name, prepared))
@@ -280,7 +282,8 @@ class Session:
 
         Raises:
             ConfigurationError: a bad option, or the session is not open.
-            RLMClosed: the session (or the ``RLM``) was closed while it ran.
+            RLMClosed: the session (or the ``RLM``) was closed while it ran, or while it
+                waited for the completion before it.
             BudgetExceeded, ProviderError, ReplCrashed: as for ``RLM.completion``.
         """
         if not isinstance(query, str):
@@ -288,8 +291,9 @@ class Session:
         chosen = self._options.merged(options)
         emit = fan_out(chosen.on_event, self._on_event, on_event)
         output = None if output_type is None else OutputSpec(output_type)
+        was_closed = self._state == "closed"
         async with self._lock:
-            self._open()
+            self._open(waited=not was_closed)
             # In a task of its own, as RLM.completion: a native cancel of the caller must
             # not cut through the shielded clean-up.
             return await run_cancel_safely(
@@ -391,7 +395,12 @@ class Session:
                 result.metadata["resumed"] = replay.report()
                 self._resumed.append(result)
 
-    def _open(self) -> ReplLender:
+    def _open(self, *, waited: bool = False) -> ReplLender:
+        """The session's REPL, when it is open. ``waited``: the caller found the session
+        not closed and waited for the lock; a close meanwhile cut it short (``RLMClosed``),
+        where a call on a session closed before is a mistake (``ConfigurationError``)."""
+        if waited and self._state == "closed":
+            raise RLMClosed("the session was closed while this call waited for the one before it")
         if self._state != "open" or self._lender is None:
             raise ConfigurationError(f"this session is {self._state}; use it in `async with`")
         if self._resources.closed:
