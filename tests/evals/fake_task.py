@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 import anyio
+import anyio.lowlevel
 
 from rlm_async.evals._task import Example
 from rlm_async.providers._base import CompletionRequest
@@ -71,12 +72,19 @@ def read_prompt(request: CompletionRequest) -> str:
 
 
 class InFlight:
-    """Counts the model calls in flight at once, across every provider it wraps."""
+    """Counts the model calls in flight at once, across every provider it wraps.
 
-    def __init__(self) -> None:
+    With ``hold``, the first calls are held until ``hold`` of them are in flight together
+    (no timing: a bound that let fewer through never releases them, and the test's deadline
+    fails it); later calls pass straight through.
+    """
+
+    def __init__(self, hold: int | None = None) -> None:
         self.now = 0
         self.most = 0
         self.calls = 0
+        self._hold = hold
+        self._reached = anyio.Event()
 
     def wrap(self, responder: Callable[[CompletionRequest], str]) -> Responder:
         async def counted(request: CompletionRequest) -> str:
@@ -84,7 +92,12 @@ class InFlight:
             self.calls += 1
             self.most = max(self.most, self.now)
             try:
-                await anyio.sleep(0.01)  # lets other runs start: the count is the assertion
+                if self._hold is not None:
+                    if self.now >= self._hold:
+                        self._reached.set()
+                    with anyio.fail_after(10):
+                        await self._reached.wait()
+                await anyio.lowlevel.checkpoint()  # lets other runs start
                 return responder(request)
             finally:
                 self.now -= 1

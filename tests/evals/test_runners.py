@@ -84,7 +84,7 @@ async def test_rows_of_both_methods(tmp_path: Path) -> None:
 
 
 async def test_the_concurrency_bound_holds_and_is_reached(tmp_path: Path) -> None:
-    meter = InFlight()
+    meter = InFlight(hold=3)  # the first calls wait until three are in flight together
     direct = DirectRunner(
         lambda ex: ScriptedModel(meter.wrap(read_prompt)), context_windows=WINDOWS, label="f"
     )
