@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import rlm_async
 from rlm_async import ConfigurationError
 from rlm_async.batching import BatchStatus
 from rlm_async.providers._base import CompletionRequest
-from rlm_async.testing import MockLLMServer, MockReply, Responder
+from rlm_async.testing import MockLLMServer, MockReply, Responder, ScriptedModel
 from tests.batch.support import (
     MODEL,
     answer_with_the_length,
@@ -379,3 +380,27 @@ async def test_what_failed_rows_spent_counts_toward_the_budget(tmp_path: Path) -
     assert (summary.failed, summary.not_started) == (3, 3)
     assert summary.stopped is not None and "budget" in summary.stopped
     assert summary.cost_usd == pytest.approx(turn_cost * 3, rel=0.1)
+
+
+class _TracerProvider:
+    """Stands for an SDK TracerProvider: it makes tracers and holds a lock (no pickling)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def get_tracer(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("never asked: the batch refuses it first")
+
+
+async def test_what_cannot_reach_the_workers_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    rows = [{"id": 1, "query": "q", "context": "c"}]
+    with pytest.raises(ConfigurationError, match="cannot have a tracer_provider object"):
+        await rlm_async.batch(
+            rows, out=tmp_path / "out.jsonl", model=MODEL,
+            options={"tracer_provider": _TracerProvider()},
+        )  # fmt: skip
+    # A model object whose replies come from a function of this process cannot travel.
+    scripted = ScriptedModel(lambda request: "FINAL(1)")
+    with pytest.raises(ConfigurationError, match="cannot be pickled"):
+        await rlm_async.batch(rows, out=tmp_path / "out.jsonl", model=scripted)  # type: ignore[arg-type]
+    assert not (tmp_path / "out.jsonl").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import sys
 import time
 from collections import deque
@@ -229,6 +230,12 @@ def _spec(
             "a batch's options cannot have on_event: its rows run in other processes; "
             "use on_progress for the batch's progress"
         )
+    if chosen.tracer_provider is not None and chosen.tracer_provider is not False:
+        raise ConfigurationError(
+            "a batch's options cannot have a tracer_provider object: its rows run in other "
+            "processes, which trace with the global provider their own start-up sets (e.g. "
+            "under opentelemetry-instrument); leave it None, or False for no tracing"
+        )
     spec = WorkerSpec(
         model=model,
         sub_model=sub_model,
@@ -236,6 +243,13 @@ def _spec(
         settings=settings or Settings.from_env(load_dotenv=load_dotenv),
         slots=DEFAULT_ROWS_PER_WORKER,  # each backend sets it once it knows its workers
     )
+    try:
+        pickle.dumps(spec)
+    except Exception as exc:  # e.g. an option holding a lock or an open file
+        raise ConfigurationError(
+            "a batch's options and settings go to other processes and these cannot be "
+            f"pickled ({type(exc).__name__}: {exc}); give them as plain values"
+        ) from None
     spec.make_rlm()  # a bad model name or a missing key is the caller's error, named, now
     return spec
 
