@@ -227,3 +227,11 @@ def test_parse_size_refuses_what_is_not_a_size(text: str) -> None:
 def test_format_size_is_parse_sizes_inverse() -> None:
     for size in (8_000, 128_000, 1_000_000, 131_072):
         assert parse_size(format_size(size)) == size
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_a_size_below_1k_is_a_configuration_error(name: str) -> None:
+    # From Python, run_eval takes sizes in tokens: one too small for the task is said as
+    # such, not a ValueError from inside the generator (S-NIAH's needles need room).
+    with pytest.raises(ConfigurationError, match="at least 1k"):
+        TASKS[name].generate(0, 100)

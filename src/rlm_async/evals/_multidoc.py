@@ -17,7 +17,7 @@ import re
 from rlm_async.evals._answers import answer_part, normalise
 from rlm_async.evals._filler import made_up_words, sentence_pool
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, format_size, task_rng
+from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
 from rlm_async.evals._task import Example, Solvers
 from rlm_async.providers._base import CompletionRequest
 
@@ -63,6 +63,7 @@ class MultiDocTask:
 
     def generate(self, seed: int, size: int) -> Example:
         """Documents totalling about ``size`` tokens and one two-hop question."""
+        check_size(size)
         rng = task_rng(self.name, seed, size)
         chars = size * CHARS_PER_TOKEN
         estimate = max(chars // 900 // 2, 8)

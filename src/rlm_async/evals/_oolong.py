@@ -29,7 +29,7 @@ from rlm_async.evals._records import (
     user_ids,
 )
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, format_size, task_rng
+from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
 from rlm_async.evals._task import Example, Solvers
 from rlm_async.providers._base import CompletionRequest
 
@@ -84,6 +84,7 @@ class OolongTask:
 
     def generate(self, seed: int, size: int) -> Example:
         """Records totalling about ``size`` tokens and one aggregation question."""
+        check_size(size)
         rng = task_rng(self.name, seed, size)
         chars = size * CHARS_PER_TOKEN
         users = user_ids(rng, min(max(chars // 85 // 30, 10), 2_000))

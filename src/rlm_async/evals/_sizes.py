@@ -7,7 +7,7 @@ import re
 
 from rlm_async._exceptions import ConfigurationError
 
-__all__ = ["CHARS_PER_TOKEN", "format_size", "parse_size", "task_rng"]
+__all__ = ["CHARS_PER_TOKEN", "check_size", "format_size", "parse_size", "task_rng"]
 
 #: How the tasks turn a size in tokens into characters: the engine's own estimate.
 CHARS_PER_TOKEN = 4
@@ -32,11 +32,21 @@ def parse_size(text: str | int) -> int:
                 "1m or 131072"
             )
         size = round(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    if size < 1_000:
-        raise ConfigurationError(
-            f"the size {text!r} is below 1k tokens: the tasks need at least 1k (e.g. 8k)"
-        )
+    check_size(size, text)
     return size
+
+
+def check_size(size: int, text: object = None) -> None:
+    """Refuse a size the generated tasks cannot fill (below 1k tokens).
+
+    Raises:
+        ConfigurationError: ``size`` is not an int of at least 1_000.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1_000:
+        shown = size if text is None else text
+        raise ConfigurationError(
+            f"the size {shown!r} is below 1k tokens: the tasks need at least 1k (e.g. 8k)"
+        )
 
 
 def format_size(size: int) -> str:

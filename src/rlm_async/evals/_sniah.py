@@ -14,7 +14,7 @@ import re
 from rlm_async.evals._answers import answer_part
 from rlm_async.evals._filler import filler_lines
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, format_size, task_rng
+from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
 from rlm_async.evals._task import Example, Solvers
 from rlm_async.providers._base import CompletionRequest
 
@@ -57,6 +57,7 @@ class SNiahTask:
 
     def generate(self, seed: int, size: int) -> Example:
         """A haystack of about ``size`` tokens with one needle and a few distractors."""
+        check_size(size)
         rng = task_rng(self.name, seed, size)
         kind = rng.choice(("number", "uuid"))
         keys = rng.sample([f"{a}-{n}" for a in _ADJECTIVES for n in _NOUNS], 1 + _DISTRACTORS)

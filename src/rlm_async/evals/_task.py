@@ -80,7 +80,11 @@ class Task(Protocol):
     """What ``score`` computes, in a few words (the paper's metric where it defines one)."""
 
     def generate(self, seed: int, size: int) -> Example:
-        """The example for ``seed`` with a context of about ``size`` tokens."""
+        """The example for ``seed`` with a context of about ``size`` tokens.
+
+        Raises:
+            ConfigurationError: a size the task cannot make (the generated tasks need 1k).
+        """
         ...
 
     def score(self, answer: str, example: Example) -> float:
