@@ -165,7 +165,8 @@ def first_match(answer: str, patterns: dict[str, re.Pattern[str]]) -> str | None
         found = mentions(text)
         if not found:
             continue
-        for (_, end, name), (start, _, other) in itertools.pairwise(found):
+        # The first name is the answer, unless the next one is offered as its alternative.
+        for (_, end, name), (start, _, other) in itertools.pairwise(found[:2]):
             if name != other and _EITHER.fullmatch(text, end, start):
                 return None
         return found[0][2]
