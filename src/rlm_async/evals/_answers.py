@@ -90,7 +90,7 @@ def answer_part(answer: str) -> str:
 # not ("of the 1200 records"), yet sometimes the answer ("42 records are ..."): weaker.
 _SETTING_AFTER = re.compile(
     r"(?i)\s*(?:%|percent\b|categor(?:y|ies)\b|class(?:es)?\b|labels?\b|batch(?:es)?\b"
-    r"|chunks?\b|sub-?calls?\b|users?\b|months?\b)"
+    r"|chunks?\b|sub-?calls?\b)"
 )
 _WEAK_SETTING_AFTER = re.compile(r"(?i)\s*(?:records?|lines?|rows?|entries|documents?)\b")
 _SETTING_BEFORE = re.compile(r"(?i)(?:\bout of|\bof all|\bfrom all)\s*$")
