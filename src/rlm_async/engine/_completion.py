@@ -18,6 +18,7 @@ from rlm_async._exceptions import BudgetExceeded, ConfigurationError, RLMClosed
 from rlm_async._logging import get_logger
 from rlm_async._tasks import wait_out
 from rlm_async._types import RLMResult
+from rlm_async.engine._kept_context import ContextKeeper
 from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._listeners import fan_out
 from rlm_async.engine._options import RLMOptions
@@ -155,6 +156,8 @@ async def _run_all(
     try:
         with anyio.move_on_after(math.inf if deadline is None else deadline):
             async with shared.resources.context_for_run(context) as prepared:
+                if writer is not None and shared.options.trajectory_context:
+                    shared.context_keeper = ContextKeeper(writer, prepared)
                 result = await run_rlm(shared, prepared, query, replay=replay)
             if writer is not None:
                 result.metadata["trajectory_path"] = writer.path

@@ -69,6 +69,10 @@ class _LentRepl:
     def warm(self) -> bool:
         return self._repl.warm
 
+    @property
+    def context_path(self) -> str:
+        return self._repl.context_path
+
     async def execute(self, code: str, *, time_limit: float | None = None) -> CellResult:
         self.cell_in_flight = True
         result = await self._repl.execute(code, time_limit=time_limit)

@@ -55,6 +55,10 @@ class RLMOptions(OptionsModel):
         on_budget_exceeded: ``"raise"`` or ``"return"`` the partial result.
         trajectory_preview_chars: Characters of prompts and answers kept in events.
         trajectory_dir: Directory for each completion's trajectory file (made on first use).
+        trajectory_context: Also keep each completion's context beside its trajectory file
+            (``<stem>.context``: a hard link to the file the REPL loads, or a copy), so
+            ``RLM.resume(path)`` needs no ``context=``. Off by default: a context can be
+            gigabytes, and private; the trajectory then holds all of it.
         enable_logging: Print a readable view of the run to stderr.
         on_event: A callback for every event of every run.
         output_retries: With ``output_type``: answers that did not match it sent back to the
@@ -80,6 +84,7 @@ class RLMOptions(OptionsModel):
     on_budget_exceeded: Literal["raise", "return"] = "raise"
     trajectory_preview_chars: int = Field(default=2_000, ge=0, strict=True)
     trajectory_dir: Path | None = None
+    trajectory_context: bool = Field(default=False, strict=True)
     enable_logging: bool = False
     on_event: Callable[[ev.Event], None] | None = None
     output_retries: int = Field(default=2, ge=0, strict=True)

@@ -78,6 +78,7 @@ class Replay:
     # The side record (``full_text`` lines): answers and results longer than their preview.
     full_texts: dict[tuple[str, str], str] = field(default_factory=dict)
     has_full_texts: bool = False  # the file was written with the side record
+    context_kept: str | None = None  # its context is beside it (RLM(trajectory_context=True))
     answer: str | None = None  # the root run's RunFinished.answer: ``None``, it was cut
     typed: bool = False  # an answer was checked against an output_type (AnswerRejected...)
     replayed_turns: int = 0
@@ -292,6 +293,30 @@ class _ReplayedTools:
         return result
 
 
+async def recorded_context(replay: Replay) -> Any:
+    """The context kept beside ``replay``'s file (``RLM(trajectory_context=True)``), read in
+    a worker thread.
+
+    Raises:
+        ResumeError: it was not kept, or it is gone.
+    """
+    from rlm_async.engine._kept_context import kept_context_path, load_kept_context
+
+    if replay.context_kept is None:
+        raise ResumeError(
+            f"{replay.path} does not hold its context (it was recorded without "
+            "RLM(trajectory_context=True)): give it again, rlm.resume(path, context=...); "
+            f"the run had {replay.context!r}"
+        )
+    try:
+        return await anyio.to_thread.run_sync(load_kept_context, replay.path, replay.context_kept)
+    except (OSError, ValueError) as exc:
+        raise ResumeError(
+            f"the context kept beside {replay.path} ({kept_context_path(replay.path)}) cannot "
+            f"be read ({exc}): give it again, rlm.resume(path, context=...)"
+        ) from exc
+
+
 def _json(value: Any) -> str:
     """As ``_tool_calls`` previews arguments, uncut."""
     try:
@@ -347,6 +372,7 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
         context=root.context,
         full_texts=trajectory.full_texts,
         has_full_texts=trajectory.header.full_texts,
+        context_kept=trajectory.header.context_kept,
     )
     subcalls: dict[str, _SubCall] = {}
     tools: dict[str, _ToolCall] = {}
@@ -392,10 +418,7 @@ async def resume_run(
     (``output``: a typed run's ``output_type``)."""
     replay = await anyio.to_thread.run_sync(load_replay, path)
     if context is None:
-        raise ResumeError(
-            f"a trajectory does not hold its context: give it again, "
-            f"rlm.resume(path, context=...); {path} recorded {replay.context!r}"
-        )
+        context = await recorded_context(replay)
     if replay.typed and output is None:
         # Untyped, a recorded answer that was rejected would end the run where it went on.
         raise ResumeError(

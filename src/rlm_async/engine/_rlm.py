@@ -116,6 +116,10 @@ class RLM(RLMProperties):
             ``rlm_async.trajectory``) to ``<dir>/<UTC time>-<run_id>.jsonl``; its path is
             in ``result.metadata["trajectory_path"]``. View it with ``rlm-async view``. The
             directory is made by the first completion, not here.
+        trajectory_context: With ``trajectory_dir``, also keep each completion's context
+            beside its trajectory (``<stem>.context``, a hard link to the REPL's context
+            file when it can be), so ``resume(path)`` needs no ``context=``. Off by
+            default: a context can be gigabytes, and private.
         options: An ``RLMOptions`` (or a dict of its fields) to start from; the keyword
             arguments above that are given win over it.
         max_connections: HTTP connections per provider, shared by every completion of this
@@ -182,6 +186,7 @@ class RLM(RLMProperties):
         warm_repls: int = 0,
         rate_limits: Mapping[str, RateLimit] | None = None,
         trajectory_dir: str | os.PathLike[str] | None = None,
+        trajectory_context: bool | None = None,
         max_connections: int | None = None,
         context_windows: Mapping[str, int] | None = None,
         tools: Sequence[Callable[..., Any] | Tool] = (),
@@ -204,6 +209,7 @@ class RLM(RLMProperties):
             "on_budget_exceeded": on_budget_exceeded,
             "trajectory_preview_chars": trajectory_preview_chars,
             "trajectory_dir": trajectory_dir,
+            "trajectory_context": trajectory_context,
             "enable_logging": enable_logging,
             "on_event": on_event,
             "tracer_provider": tracer_provider,

@@ -123,6 +123,8 @@ class _Run(RunSteps):
                     if self.depth == 0:
                         self.shared.sandbox_report = repl.sandbox_report
                         self.shared.repl_warm = repl.warm
+                        if self.shared.context_keeper is not None:  # before any model code
+                            await self.shared.context_keeper.keep(repl.context_path)
                     answer, iterations = await self._loop(repl)
                 finally:
                     resources.untrack(repl)

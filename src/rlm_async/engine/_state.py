@@ -17,6 +17,7 @@ import anyio
 from rlm_async import events as ev
 from rlm_async._types import RLMResult, UsageSummary
 from rlm_async.engine._budget import BudgetTracker
+from rlm_async.engine._kept_context import ContextKeeper
 from rlm_async.engine._lent_repl import ReplLender
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._output_type import OutputSpec
@@ -79,6 +80,8 @@ class CompletionState:
     # answer or tool result longer than its event's preview, in full, so the run can be
     # resumed; ``None`` without a trajectory file.
     full_text: Callable[[str, str, str], None] | None = None
+    # RLM(trajectory_context=True): keeps the root REPL's context file beside the trajectory.
+    context_keeper: ContextKeeper | None = None
 
     def keep_full(self, event: str, ident: str, text: str, preview: int) -> None:
         """Record ``text`` in full in the trajectory file when its event keeps a cut one."""

@@ -147,6 +147,12 @@ class ReplSession:
         return self._work_dir
 
     @property
+    def context_path(self) -> str:
+        """The file the child loads ``context`` from, in the work dir (``""`` before the
+        start); model code can change it, so read it before any cell ran."""
+        return self._context_path
+
+    @property
     def context_names(self) -> list[str]:
         """The variables holding contexts: ``context``, then those added, in order."""
         return ["context", *(named.name for named in self._named)]

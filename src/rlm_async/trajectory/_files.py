@@ -76,6 +76,9 @@ class TrajectoryHeader(BaseModel):
         session_turn: Which completion of the session it is (``query_N``'s N).
         full_texts: The file holds the side record (``full_text`` lines): every root
             sub-call answer and tool result longer than its event's preview, in full.
+        context_kept: The run's context was kept beside the file, as ``<stem>.context``
+            (``RLM(trajectory_context=True)``), written as ``"text"`` (a str) or ``"json"``
+            (anything else); ``None``: not kept (and in files written before it existed).
         metadata: Anything the writer's owner added (e.g. CLI arguments).
     """
 
@@ -92,6 +95,7 @@ class TrajectoryHeader(BaseModel):
     session: str | None = None
     session_turn: int | None = None
     full_texts: bool = False
+    context_kept: Literal["text", "json"] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -120,13 +124,18 @@ def _utc_now() -> _dt.datetime:
 
 
 def _make_header(
-    first: ev.Event | None, metadata: dict[str, Any], *, full_texts: bool = False
+    first: ev.Event | None,
+    metadata: dict[str, Any],
+    *,
+    full_texts: bool = False,
+    context_kept: Literal["text", "json"] | None = None,
 ) -> TrajectoryHeader:
     started = first if isinstance(first, ev.RunStarted) else None
     return TrajectoryHeader(
         session=started.session if started else None,
         session_turn=started.session_turn if started else None,
         full_texts=full_texts,
+        context_kept=context_kept,
         schema_version=ev.TRAJECTORY_SCHEMA_VERSION,
         rlm_async_version=__version__,
         created=_utc_now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -187,6 +196,8 @@ class TrajectoryWriter:
         self._closed = False
         self.events_written = 0
         self.full_texts = False  # set by BackgroundTrajectory, which writes the side record
+        # Set by the engine (RLM(trajectory_context=True)) before the first event.
+        self.context_kept: Literal["text", "json"] | None = None
 
     @classmethod
     def in_directory(
@@ -231,7 +242,9 @@ class TrajectoryWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = path.open("w", encoding="utf-8", newline="\n")
         self._file = handle
-        header = _make_header(first, self.metadata, full_texts=self.full_texts)
+        header = _make_header(
+            first, self.metadata, full_texts=self.full_texts, context_kept=self.context_kept
+        )
         self._write_line(header.model_dump(mode="json"))
         return handle
 
