@@ -105,3 +105,49 @@ def test_the_context_file_is_linked_when_it_can_be_and_copied_when_not(
         "copy.context",
         "run.context",
     ]
+
+
+async def test_a_session_kept_with_its_context_resumes_without_it(tmp_path: Path) -> None:
+    context = CONTEXTS["list"]
+    first = ScriptedModel(
+        [
+            cell("x = llm_query('say 7')\nprint(len(context))"),
+            cell("FINAL(x)"),
+            cell("y = x * len(context)\nprint('y is', y)"),
+        ]
+    )
+    directory = tmp_path / "first"
+    async with (
+        RLM(
+            model=first,
+            sub_model=ScriptedModel(["7"]),
+            trajectory_dir=directory,
+            trajectory_context=True,
+        ) as rlm,
+        rlm.session(context) as chat,
+    ):
+        assert (await chat.completion("One?")).answer == "7"
+        with pytest.raises(ProviderResponseError, match="ran out of replies"):
+            await chat.completion("Two?")  # its parent "stopped" inside it
+    session = read_trajectory(next(directory.glob("*.jsonl"))).header.session
+    assert session is not None and len(list(directory.glob("*.context"))) == 2
+
+    root = ScriptedModel([cell("FINAL(f'{y} {context_1 == context} {context!r}')")])
+    sub = ScriptedModel([])  # nothing recorded is asked again
+    async with (
+        RLM(model=root, sub_model=sub, trajectory_dir=directory) as rlm,
+        rlm.resume_session(session) as chat,
+    ):
+        assert [r.answer for r in chat.resumed] == ["7", f"7777 True {context!r}"]
+    assert len(root.requests) == 1 and len(sub.requests) == 0
+
+
+async def test_a_session_without_its_context_kept_asks_for_it(tmp_path: Path) -> None:
+    root = ScriptedModel([cell("FINAL('a')")])
+    async with RLM(model=root, trajectory_dir=tmp_path) as rlm, rlm.session("c") as chat:
+        await chat.completion("One?")
+    (path,) = tmp_path.glob("*.jsonl")
+    async with RLM(model=ScriptedModel([])) as rlm:
+        with pytest.raises(ResumeError, match=r"trajectory_context=True.*resume_session\("):
+            async with rlm.resume_session(path):
+                pass

@@ -293,9 +293,9 @@ class _ReplayedTools:
         return result
 
 
-async def recorded_context(replay: Replay) -> Any:
+async def recorded_context(replay: Replay, call: str = "rlm.resume(path, context=...)") -> Any:
     """The context kept beside ``replay``'s file (``RLM(trajectory_context=True)``), read in
-    a worker thread.
+    a worker thread (``call``: how to give it instead, for the error).
 
     Raises:
         ResumeError: it was not kept, or it is gone.
@@ -305,7 +305,7 @@ async def recorded_context(replay: Replay) -> Any:
     if replay.context_kept is None:
         raise ResumeError(
             f"{replay.path} does not hold its context (it was recorded without "
-            "RLM(trajectory_context=True)): give it again, rlm.resume(path, context=...); "
+            f"RLM(trajectory_context=True)): give it again, {call}; "
             f"the run had {replay.context!r}"
         )
     try:
@@ -313,7 +313,7 @@ async def recorded_context(replay: Replay) -> Any:
     except (OSError, ValueError) as exc:
         raise ResumeError(
             f"the context kept beside {replay.path} ({kept_context_path(replay.path)}) cannot "
-            f"be read ({exc}): give it again, rlm.resume(path, context=...)"
+            f"be read ({exc}): give it again, {call}"
         ) from exc
 
 

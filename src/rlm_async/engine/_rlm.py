@@ -383,7 +383,7 @@ class RLM(RLMProperties):
         self,
         path_or_id: str | os.PathLike[str],
         *,
-        context: Any,
+        context: Any = None,
         on_event: Callable[[ev.Event], None] | None = None,
         budget: Budget | None = None,
     ) -> Session:
@@ -400,7 +400,9 @@ class RLM(RLMProperties):
             path_or_id: A trajectory file of the session (any of its completions: the
                 others are found beside it), or the session's id (``result.metadata
                 ["session"]``), looked for in this ``RLM``'s ``trajectory_dir``.
-            context: The session's first context, again (trajectories do not hold it).
+            context: The session's first context, again; ``None``: the one kept beside its
+                trajectories (recorded with ``trajectory_context=True``). Contexts added
+                with ``add_context`` are not kept (a replayed cell reading one stops it).
             on_event, budget: As for ``session`` (the replayed completions spend nothing).
 
         Raises:
@@ -431,14 +433,15 @@ class RLM(RLMProperties):
     ) -> RLMResult:
         """Continue a stopped run from its trajectory file (see ``docs/trajectory.md``): its
         cells are replayed in a fresh REPL, their sub-calls and tool calls answered from the
-        record (nothing paid twice), then the loop goes on. ``context``: the run's, again;
+        record (nothing paid twice), then the loop goes on. ``context``: the run's, again
+        (``None``: the one kept beside the file, recorded with ``trajectory_context=True``);
         ``output_type``: a typed run's type, again (its recorded answers are checked as they
         were, and ``result.output`` is the validated answer).
 
         Raises:
             ConfigurationError: a bad option or ``output_type``.
-            ResumeError: another context, a typed run resumed without its ``output_type``,
-                or a replayed cell printed or asked otherwise.
+            ResumeError: another context (or none given, and none kept), a typed run resumed
+                without its ``output_type``, or a replayed cell printed or asked otherwise.
         """
         chosen = self._options.merged(options)
         output = None if output_type is None else OutputSpec(output_type)

@@ -115,6 +115,7 @@ class Session:
         # RLM.resume_session: (a trajectory file of the session, or its id; the directory)
         self._resume_from = resume_from
         self._replay: Replay | None = None  # the recorded completion being replayed
+        self._replays: list[Replay] | None = None  # what the session recorded, once read
         self._resumed: list[RLMResult] = []
         # One sub-call cache for the whole conversation: a later completion's identical
         # sub-call is answered, not paid again.
@@ -168,6 +169,8 @@ class Session:
     async def _start_repl(self, resources: EngineResources) -> None:
         """Prepare the context, make the REPL, start it and load the context into it."""
         await resources.open_tools()  # MCP servers: reached on first use
+        if self._context is None and self._resume_from is not None:
+            self._context = await self._recorded_context(*self._resume_from)
         self._prepared = await prepare(self._context)
         subcall, tools, restart = Relay(), Relay(), Relay()
         tool_set = resources.tool_set
@@ -371,7 +374,9 @@ class Session:
         answered from the record), then the one it stopped inside, resumed."""
         from rlm_async.engine._session_resume import load_session
 
-        replays = await anyio.to_thread.run_sync(load_session, source, directory)
+        replays = self._replays
+        if replays is None:
+            replays = await anyio.to_thread.run_sync(load_session, source, directory)
         async with self._lock:
             for replay in replays:
                 self._replay = replay
@@ -394,6 +399,19 @@ class Session:
                     )
                 result.metadata["resumed"] = replay.report()
                 self._resumed.append(result)
+
+    async def _recorded_context(
+        self, source: str | os.PathLike[str], directory: str | os.PathLike[str] | None
+    ) -> Any:
+        """The session's first context, as kept beside its trajectories
+        (``RLM(trajectory_context=True)``), for a resume given no context."""
+        from rlm_async.engine._resume import recorded_context
+        from rlm_async.engine._session_resume import load_session
+
+        self._replays = await anyio.to_thread.run_sync(load_session, source, directory)
+        kept = [replay for replay in self._replays if replay.context_kept is not None]
+        call = "rlm.resume_session(path_or_id, context=...)"
+        return await recorded_context(kept[0] if kept else self._replays[0], call)
 
     def _open(self, *, waited: bool = False) -> ReplLender:
         """The session's REPL, when it is open. ``waited``: the caller found the session
