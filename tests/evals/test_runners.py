@@ -3,6 +3,7 @@ rows, the concurrency bound, resuming, failed rows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,12 +11,19 @@ from typing import Any
 
 import pytest
 
-from rlm_async import Budget
+from rlm_async import RLM, Budget
 from rlm_async._exceptions import BadRequestError, ConfigurationError
 from rlm_async._types import Completion
 from rlm_async.evals._harness import EvalProgress, run_eval
 from rlm_async.evals._results import ROW_FIELDS, read_rows
-from rlm_async.evals._runners import DirectRunner, RLMRunner, direct_prompt, truncate_context
+from rlm_async.evals._runners import (
+    DirectRunner,
+    RLMRunner,
+    _RootRun,
+    direct_prompt,
+    truncate_context,
+)
+from rlm_async.evals._task import Example
 from rlm_async.providers._base import CompletionRequest, TextDelta
 from rlm_async.testing import MockReply, ScriptedModel
 from tests.evals.fake_task import CODE, CountTask, InFlight, read_prompt, right_solver, wrong_solver
@@ -281,3 +289,64 @@ async def test_a_failed_rlm_row_names_its_trajectory(tmp_path: Path) -> None:
         assert path.parent == traj and path.exists()
         assert "turn_finished" in path.read_text() and row["turns"] == 1  # the turn it had
     assert len({row["trajectory"] for row in rows}) == 2
+
+
+def spender(*, fail: bool) -> Any:
+    """A model whose root run pays for a turn, two sub-calls and a sub-RLM, then answers (or
+    fails: an HTTP 500 on its second turn)."""
+
+    def respond(request: CompletionRequest) -> str | MockReply:
+        if request.system is None:  # a sub-call
+            return "leaf answer"
+        first = request.messages[0].content
+        if any(m.role == "assistant" for m in request.messages):  # a second turn
+            return MockReply(status=500) if fail and "zebra" in first else "FINAL('done')"
+        if "zebra" in first:  # the root's first turn
+            return (
+                "```repl\nparts = llm_query_batched(['a?', 'b?'])\n"
+                "deep = rlm_query('count the yaks', 'x')\nprint(parts, deep)\n```"
+            )
+        return "FINAL('sub')"  # the sub-RLM's first turn
+
+    return respond
+
+
+@pytest.mark.parametrize("max_depth", [1, 2])  # rlm_query: a plain call; a sub-RLM
+async def test_the_usage_of_a_run_adds_up_from_its_events(max_depth: int) -> None:
+    # What a failed row spent is added up from the run's events: on a run that finishes,
+    # the same sum is result.usage (root turns, sub-calls, the sub-RLM's turns, once each).
+    nested: list[Any] = []
+
+    def listen(event: Any) -> None:
+        root(event)
+        if getattr(event, "parent_subcall", None) is not None:
+            nested.append(event)
+
+    root = _RootRun()
+    async with RLM(model=ScriptedModel(spender(fail=False)), max_depth=max_depth) as rlm:
+        result = await rlm.completion("ctx", "zebra question", on_event=listen)
+    assert result.usage.input_tokens > 0 and result.answer == "done"
+    assert len(nested) == max_depth - 1  # the sub-RLM ran as one only below the limit
+    assert (root.input_tokens, root.output_tokens, root.subcalls) == (
+        result.usage.input_tokens,
+        result.usage.output_tokens,
+        result.metadata["subcalls"],
+    )
+    assert root.subcalls >= 3
+
+
+class ZebraTask(CountTask):
+    """The count task asking the question ``spender``'s root model answers."""
+
+    def generate(self, seed: int, size: int) -> Example:
+        return dataclasses.replace(super().generate(seed, size), query="zebra question")
+
+
+async def test_a_failed_rlm_row_counts_what_it_spent(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    runner = RLMRunner(lambda ex: ScriptedModel(spender(fail=True)), label="fake")
+    await run_eval(ZebraTask(), [1_000], 1, [runner], out_path=out)
+    (row,) = lines(out)
+    assert row["error"].startswith("ProviderResponseError:") and row["score"] == 0.0
+    assert row["input_tokens"] > 0 and row["output_tokens"] > 0
+    assert row["subcalls"] >= 3 and row["turns"] == 1
