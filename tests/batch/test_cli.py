@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -126,3 +127,18 @@ async def _ended(pidfd: int) -> None:
         await ended
     finally:
         loop.remove_reader(pidfd)
+
+
+def test_importing_the_package_and_the_batch_imports_no_optional_engine() -> None:
+    # Ray takes half a second to import, and ray, OpenTelemetry and the Prometheus client are
+    # extras: only a batch on Ray, a configured tracer or a served /metrics bring them in.
+    code = (
+        "import sys, rlm_async, rlm_async.cli; rlm_async.batch; rlm_async.RLM\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'ray', 'opentelemetry', 'prometheus_client'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
