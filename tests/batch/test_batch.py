@@ -234,6 +234,7 @@ async def test_two_processes_answer_every_row(tmp_path: Path) -> None:
         ('{"id": 1, "query": "q", "context": "c", "model": "x"}', "unknown keys ['model']"),
         ("[1, 2]", "a request is a JSON object"),
         ("{not json", "not valid JSON"),
+        ('{"id": 1, "query": "q", "context_path": "f", "json": "false"}', "json must be true"),
     ],
 )
 async def test_a_malformed_request_is_named_by_its_line(

@@ -125,6 +125,9 @@ def _job(row: Mapping[str, Any], index: int, base: Path, where: str) -> Job:
     options = row.get("options")
     if options is not None and not isinstance(options, dict):
         raise ConfigurationError(f"{where}: options must be an object of RLMOptions fields")
+    as_json = row.get("json", False)
+    if not isinstance(as_json, bool):  # "false" would be true, and the file parsed as JSON
+        raise ConfigurationError(f"{where}: json must be true or false (JSON booleans)")
     context_path = row.get("context_path")
     if context_path is not None:
         if not isinstance(context_path, str):
@@ -136,7 +139,7 @@ def _job(row: Mapping[str, Any], index: int, base: Path, where: str) -> Job:
         query=query,
         context=row.get("context"),
         context_path=context_path,
-        as_json=bool(row.get("json", False)),
+        as_json=as_json,
         options=options,
     )
 
