@@ -248,6 +248,10 @@ async def test_a_malformed_request_is_named_by_its_line(
 
 
 async def test_duplicate_ids_and_options_with_on_event_are_refused(tmp_path: Path) -> None:
+    requests = write_requests(tmp_path / "r.jsonl", [{"id": 1, "query": "q", "context": "c"}])
+    with pytest.raises(ConfigurationError, match="is the requests file"):
+        await rlm_async.batch(requests, out=tmp_path / "." / "r.jsonl", model=MODEL)
+    assert read_rows(requests) == [{"id": 1, "query": "q", "context": "c"}]
     with pytest.raises(ConfigurationError, match="also the id of request 1"):
         await rlm_async.batch(
             [{"id": 7, "query": "q", "context": "a"}, {"id": 7, "query": "q", "context": "b"}],

@@ -174,6 +174,11 @@ async def batch(
         raise ConfigurationError(f"budget must be a positive number of USD, got {budget!r}")
     jobs = read_jobs(requests)
     out_path = Path(out)
+    if isinstance(requests, str | os.PathLike) and _same_file(Path(requests), out_path):
+        # Its requests would read as answered rows (no error), and results be appended to it.
+        raise ConfigurationError(
+            f"the output {out_path} is the requests file; give the results a file of their own"
+        )
     done_before = done_ids(out_path)
     todo = deque(job for job in jobs if id_key(job.id) not in done_before)
     spec = _spec(model, sub_model, options, settings, load_dotenv)
@@ -208,6 +213,13 @@ async def batch(
         finally:
             await backend.aclose()
     return _summary(out_path, status, planned, elapsed, stopped, backend.description)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # the output does not exist yet
+        return False
 
 
 def _cores() -> int:
