@@ -16,6 +16,7 @@ import pytest
 import rlm_async
 from rlm_async import ConfigurationError
 from rlm_async.batching import BatchStatus
+from rlm_async.batching._worker import Spend
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.testing import MockLLMServer, MockReply, Responder, ScriptedModel
 from tests.batch.support import (
@@ -409,3 +410,39 @@ async def test_what_cannot_reach_the_workers_is_refused_with_what_to_do(tmp_path
     with pytest.raises(ConfigurationError, match="cannot be pickled"):
         await rlm_async.batch(rows, out=tmp_path / "out.jsonl", model=scripted)  # type: ignore[arg-type]
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def _nesting_root(request: CompletionRequest) -> str:
+    if not any(message.role == "assistant" for message in request.messages):
+        return (
+            "```repl\na = llm_query('say hi')\n"
+            "c = rlm_query('inner task', 'inner context')\nprint(a, c)\n```"
+        )
+    return "FINAL(done)"
+
+
+def _nesting_sub(request: CompletionRequest) -> str:
+    if request.system:  # a sub-RLM's root turn: one cell with a sub-call, then its answer
+        if not any(message.role == "assistant" for message in request.messages):
+            return "```repl\nx = llm_query('leaf')\n```"
+        return "FINAL(inner)"
+    return "leaf answer"
+
+
+async def test_a_rows_spend_from_its_events_is_its_usage_sub_rlms_included() -> None:
+    # What an error row reports is added up from events: on a run that answers it must be
+    # exactly result.usage (a sub-RLM's calls once, not again as its rlm_query's).
+    spent = Spend()
+    async with rlm_async.RLM(
+        model=ScriptedModel(_nesting_root),
+        sub_model=ScriptedModel(_nesting_sub, name="sub"),
+        max_depth=2,
+    ) as rlm:
+        result = await rlm.completion("ctx", "q", on_event=spent)
+    usage = result.usage
+    assert usage.calls == 6  # two root turns, a sub-call, a sub-RLM's two turns and its sub-call
+    assert (spent.calls, spent.input_tokens, spent.output_tokens) == (
+        usage.calls,
+        usage.input_tokens,
+        usage.output_tokens,
+    )

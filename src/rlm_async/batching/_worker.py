@@ -68,9 +68,14 @@ class Spend:
         self.output_tokens = 0
         self.cost_usd = 0.0
         self.unpriced = False  # a call that was paid for has no known price
+        self._nested: set[str] = set()  # rlm_query calls that ran as a sub-RLM
 
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.TurnFinished | ev.SubCallFinished | ev.Compacted):
+        if isinstance(event, ev.RunStarted) and event.parent_subcall is not None:
+            self._nested.add(event.parent_subcall)
+        elif isinstance(event, ev.TurnFinished | ev.SubCallFinished | ev.Compacted):
+            if isinstance(event, ev.SubCallFinished) and event.subcall in self._nested:
+                return  # a sub-RLM's own call: its turns and sub-calls are counted
             if event.replayed or not (event.input_tokens or event.output_tokens):
                 return  # answered from a record or the sub-call cache: not paid
             self.calls += 1
