@@ -219,3 +219,19 @@ async def test_the_key_covers_every_setting_of_the_request() -> None:
     other = ResolvedModel(provider=sub_model(), model="sub", label="other:sub")
     assert await cache_key(other, base) != await cache_key(target, base)
     assert await cache_key(target, base.model_copy()) == await cache_key(target, base)
+
+
+def test_a_kept_answer_comes_back_whole_and_is_not_walked_by_the_collector() -> None:
+    import gc
+
+    from rlm_async._types import Completion, Usage
+    from rlm_async.engine._subcall_cache import _keep, _unkeep
+
+    usage = Usage(input_tokens=3, output_tokens=2, cached_tokens=1, cost_usd=0.25)
+    completion = Completion(
+        text="ok", finish_reason="stop", usage=usage, model="m", provider="p", request_id="r1"
+    )
+    kept = _keep(completion)
+    gc.collect()  # untracks tuples of atoms
+    assert not gc.is_tracked(kept)
+    assert _unkeep(kept) == completion
