@@ -7,6 +7,8 @@ runs, so each is looked up (or probed) once and cached.
 
 from __future__ import annotations
 
+import compileall
+import contextlib
 import functools
 import json
 import os
@@ -19,6 +21,7 @@ __all__ = [
     "SYSTEM_LINKS",
     "bwrap_path",
     "bwrap_version",
+    "child_bytecode",
     "interpreter_paths",
     "setpriv_argv",
     "system_links",
@@ -86,3 +89,25 @@ def system_links() -> tuple[str, ...]:
         elif os.path.isdir(link):
             args += ["--ro-bind", link, link]
     return tuple(args)
+
+
+class _ChildBytecode:
+    """Writes the child's bytecode beside it once per process, if missing or stale.
+
+    pip writes it at install; an editable install or a source checkout has none, and the
+    child would compile ~1,000 lines on every start. ``checked`` lets the caller skip the
+    thread hop after the first start. A directory that cannot be written (a read-only
+    install) is left as it is, and so is one whose user asked for no bytecode
+    (``PYTHONDONTWRITEBYTECODE``): the child then compiles its file, as a script would.
+    """
+
+    checked = False
+
+    def __call__(self, path: str) -> None:
+        if not sys.dont_write_bytecode:
+            with contextlib.suppress(OSError):  # unwritable: compiled by the child instead
+                compileall.compile_file(path, quiet=2)
+        type(self).checked = True
+
+
+child_bytecode = _ChildBytecode()

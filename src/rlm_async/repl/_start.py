@@ -26,6 +26,7 @@ from rlm_async._exceptions import (
     SandboxError,
 )
 from rlm_async._logging import get_logger
+from rlm_async.repl._host_lookups import child_bytecode
 from rlm_async.repl._launcher import ChildCommand, build_child_command
 from rlm_async.repl._options import ReplOptions
 from rlm_async.repl._process import ChildProcess
@@ -55,6 +56,14 @@ __all__ = [
 _log = get_logger("rlm_async.repl")
 # Loaded by path, never imported: see child/__init__.py.
 _CHILD_FILE = str(Path(__file__).with_name("child") / "_child.py")
+# The child is loaded as a module from its file, not run as a script: a script is compiled
+# on every start (~10 ms of CPU for _child.py, a fifth of a REPL's start), a module's
+# bytecode is read from __pycache__ (written by pip at install, or by ``child_bytecode``).
+_BOOT = (
+    "import sys, importlib.util as u; "
+    "s = u.spec_from_file_location('_rlm_async_child', sys.argv[1]); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); sys.exit(m.main(sys.argv[1:]))"
+)
 
 
 @dataclass
@@ -178,8 +187,10 @@ async def start_child(options: ReplOptions, work_dir: str) -> StartedChild:
     """
     started = time.perf_counter()
     config_path = _write_config(work_dir, options)
+    if not child_bytecode.checked:
+        await anyio.to_thread.run_sync(child_bytecode, _CHILD_FILE)
     argv = [
-        options.python, "-I", _CHILD_FILE,
+        options.python, "-I", "-c", _BOOT, _CHILD_FILE,
         "--in-fd", "{in_fd}", "--out-fd", "{out_fd}", "--config", config_path,
     ]  # fmt: skip
     popen_extra: dict[str, Any] = {}
