@@ -194,7 +194,7 @@ def _is_repl_child(pid: int, cache: dict[int, bool]) -> bool:
         known = (
             bool(argv)
             and b"python" in os.path.basename(argv[0])
-            and any(a.endswith(b"_child.py") for a in argv[1:4])
+            and any(a.endswith(b"_child.py") for a in argv[1:6])  # after -I -c <boot>
         )
         # Only a yes is kept: between fork and exec a new REPL child still shows its
         # parent's command line (ours, or bwrap's), and a cached no would hide it for good.
