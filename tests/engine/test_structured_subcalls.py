@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from rlm_async import RLM, ProviderResponseError
 from rlm_async import events as ev
 from rlm_async.providers import CompletionRequest
+from rlm_async.repl import ReplOptions
+from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.testing import MockReply, ScriptedModel
 from rlm_async.trajectory import build_tree
 from tests.helpers import repl
 from tests.loop_meter import loop_meter
+
+# Model code is hostile: its attacks on the parent run with bubblewrap and without.
+Bwrap = Literal["auto", "never"]
 
 PERSON = {
     "type": "object",
@@ -25,11 +31,12 @@ PERSON = {
 }
 
 
-async def _run(code: str, sub: ScriptedModel) -> tuple[str, list[ev.Event]]:
+async def _run(code: str, sub: ScriptedModel, bwrap: Bwrap = "auto") -> tuple[str, list[ev.Event]]:
     """Run one cell of model code; what it printed (as the root model saw it), and the events."""
     root = ScriptedModel([repl(code), "FINAL(done)"], name="root")
     seen: list[ev.Event] = []
-    async with RLM(model=root, sub_model=sub, on_event=seen.append) as rlm:
+    options = ReplOptions(sandbox=SandboxOptions(bwrap=bwrap))
+    async with RLM(model=root, sub_model=sub, on_event=seen.append, repl=options) as rlm:
         await rlm.completion("the context", "q")
     return root.requests[1].messages[-1].content, seen
 
@@ -143,7 +150,8 @@ async def test_an_invalid_json_schema_is_an_error_item_and_nothing_is_sent() -> 
     assert sub.requests == [] and _finished(seen) == []
 
 
-async def test_a_big_schema_is_checked_off_the_event_loop() -> None:
+@pytest.mark.parametrize("bwrap", ["auto", "never"])
+async def test_a_big_schema_is_checked_off_the_event_loop(bwrap: Bwrap) -> None:
     # jsonschema checks a schema against its metaschema at ~0.2 ms a property: the 8,000 of
     # this one (model code may build them) held the loop ~1.5 s, every other run with it.
     sub = ScriptedModel(['{"p0": "a"}'], name="sub")
@@ -152,14 +160,15 @@ async def test_a_big_schema_is_checked_off_the_event_loop() -> None:
         "for i in range(8000)}}\np = llm_query('Fill it', schema=big)\nprint('got', p)"
     )
     async with loop_meter() as meter:
-        output, _ = await _run(code, sub)
+        output, _ = await _run(code, sub, bwrap)
     assert "got {'p0': 'a'}" in output
     assert meter.longest_stall < 0.5, f"the loop stalled {meter.longest_stall:.2f} s"
 
 
-async def test_a_spec_that_is_no_schema_is_a_type_error_in_the_cell() -> None:
+@pytest.mark.parametrize("bwrap", ["auto", "never"])
+async def test_a_spec_that_is_no_schema_is_a_type_error_in_the_cell(bwrap: Bwrap) -> None:
     sub = ScriptedModel([], name="sub")
-    output, _ = await _run('llm_query("Who?", schema={"name": "string"})', sub)
+    output, _ = await _run('llm_query("Who?", schema={"name": "string"})', sub, bwrap)
     assert "TypeError: llm_query(schema=...)" in output
     assert sub.requests == []
 
@@ -193,13 +202,16 @@ async def test_a_resumed_run_answers_a_structured_sub_call_from_the_record_as_a_
     assert "resumed 37 dict" in root.requests[1].messages[-1].content
 
 
-async def test_a_long_reply_wrong_everywhere_is_checked_without_stalling_the_loop() -> None:
+@pytest.mark.parametrize("bwrap", ["auto", "never"])
+async def test_a_long_reply_wrong_everywhere_is_checked_without_stalling_the_loop(
+    bwrap: Bwrap,
+) -> None:
     # 60,000 wrong rows (0.7 MB): every error was found and sorted on the loop (~2 s a reply).
     rows = json.dumps([{"name": 1}] * 60_000)
     sub = ScriptedModel([rows, rows], name="sub")
     code = "p = llm_query('Rows?', schema=[{'name': str}])\nprint(p[:300])"
     async with loop_meter() as meter:
-        output, _ = await _run(code, sub)
+        output, _ = await _run(code, sub, bwrap)
     assert "Error: the sub-model's reply did not match the schema" in output
     assert "1 is not of type 'string'" in output
     assert len(sub.requests) == 2
