@@ -4,12 +4,15 @@ JSON, ``FINAL({...})`` written in the reply is parsed, and a wrong answer is sen
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel
 
 from rlm_async import RLM, OutputValidationError
 from rlm_async import events as ev
+from rlm_async.repl import ReplOptions
+from rlm_async.repl._sandbox_options import SandboxOptions
 from rlm_async.testing import ScriptedModel
 from tests.helpers import repl
 from tests.loop_meter import loop_meter
@@ -142,11 +145,15 @@ ROWS_SCHEMA = {
 }
 
 
-async def test_a_1_mb_answer_is_checked_without_stalling_the_loop() -> None:
+@pytest.mark.parametrize("bwrap", ["auto", "never"])
+async def test_a_1_mb_answer_is_checked_without_stalling_the_loop(
+    bwrap: Literal["auto", "never"],
+) -> None:
     # jsonschema reads ~1 MB a second: checked on the loop, this 0.9 MB answer held it ~0.6 s.
     rows = "rows = [{'name': 'x' * 10, 'n': i} for i in range(25_000)]\n"
     root = ScriptedModel([repl(rows + "FINAL(rows)")])
-    async with RLM(model=root) as rlm, loop_meter() as meter:
+    options = ReplOptions(sandbox=SandboxOptions(bwrap=bwrap))
+    async with RLM(model=root, repl=options) as rlm, loop_meter() as meter:
         result = await rlm.completion("c", "q", output_type=ROWS_SCHEMA)
     assert len(result.output) == 25_000 and result.output[-1] == {"name": "x" * 10, "n": 24_999}
     assert meter.longest_stall < 0.5, f"the loop stalled {meter.longest_stall:.2f} s"
