@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
-import math
 import os
 import signal
 import sys
@@ -28,12 +27,16 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from rlm_async.cli._arg_types import port_number, positive_int
+from rlm_async.cli._arg_types import (
+    non_negative_seconds,
+    port_number,
+    positive_int,
+    positive_seconds,
+)
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
 from rlm_async.cli._session_flags import (
     add_session_arguments,
     max_sessions,
-    positive_seconds,
     sessions_line,
 )
 from rlm_async.cli._tool_flags import add_tool_arguments, put_cwd_on_path
@@ -55,17 +58,6 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no sched_getaffinity (macOS, Windows)
         return os.cpu_count() or 1
-
-
-def _delay_seconds(text: str) -> float:
-    """A finite number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +91,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--drain-delay",
-        type=_delay_seconds,
+        type=non_negative_seconds,
         default=0.0,
         metavar="S",
         help="on SIGTERM, answer 503 on /readyz and keep serving S seconds (for load "

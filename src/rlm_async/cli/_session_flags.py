@@ -8,16 +8,16 @@ that made it, which its requests reach through ``server._session_affinity``.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from rlm_async.cli._arg_types import non_negative_int, positive_seconds
 
 __all__ = [
     "MAX_SESSIONS",
     "SESSION_IDLE_TIMEOUT",
     "add_session_arguments",
     "max_sessions",
-    "positive_seconds",
     "sessions_line",
 ]
 
@@ -25,32 +25,11 @@ MAX_SESSIONS = 16  # create_app's defaults
 SESSION_IDLE_TIMEOUT = 600.0
 
 
-def positive_seconds(text: str) -> float:
-    """A finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--max-sessions`` and ``--session-idle-timeout`` / ``--session-ttl``."""
     parser.add_argument(
         "--max-sessions",
-        type=_count,
+        type=non_negative_int,
         default=None,
         metavar="N",
         help=f"sessions (POST /v1/sessions, one REPL each) open at once per worker, more are "
