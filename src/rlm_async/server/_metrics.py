@@ -132,46 +132,25 @@ class ServerMetrics:
             self.runs.labels(outcome=_outcome(event)).inc()
         elif isinstance(event, ev.TurnFinished | ev.Compacted):
             if not event.replayed:
-                self._usage(
-                    event.model,
-                    event.input_tokens,
-                    event.output_tokens,
-                    event.cached_tokens,
-                    event.cache_write_tokens,
-                    event.cost_usd,
-                )
+                self._usage(event)
         elif isinstance(event, ev.SubCallFinished) and not event.replayed:
             self.subcalls.labels(
                 kind=event.kind, cached=_flag(event.cached), ok=_flag(event.ok)
             ).inc()
-            self._usage(
-                event.model,
-                event.input_tokens,
-                event.output_tokens,
-                event.cached_tokens,
-                event.cache_write_tokens,
-                event.cost_usd,
-            )
+            self._usage(event)
 
-    def _usage(
-        self,
-        model: str,
-        input_tokens: int,
-        output_tokens: int,
-        cached_tokens: int,
-        cache_write_tokens: int,
-        cost_usd: float | None,
-    ) -> None:
+    def _usage(self, event: ev.TurnFinished | ev.Compacted | ev.SubCallFinished) -> None:
+        """One model call's tokens and cost, from the event that says it ended."""
         for kind, count in (
-            ("input", input_tokens),
-            ("output", output_tokens),
-            ("cached", cached_tokens),
-            ("cache_write", cache_write_tokens),
+            ("input", event.input_tokens),
+            ("output", event.output_tokens),
+            ("cached", event.cached_tokens),
+            ("cache_write", event.cache_write_tokens),
         ):
             if count > 0:
-                self.tokens.labels(model=model, kind=kind).inc(count)
-        if cost_usd:
-            self.cost.labels(model=model).inc(cost_usd)
+                self.tokens.labels(model=event.model, kind=kind).inc(count)
+        if event.cost_usd:
+            self.cost.labels(model=event.model).inc(event.cost_usd)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
