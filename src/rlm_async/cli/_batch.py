@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from typing import TextIO
@@ -13,6 +12,7 @@ import anyio
 from rlm_async.batching import BatchStatus, batch
 from rlm_async.cli._arg_types import positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+from rlm_async.cli._progress import StatusLine, with_ticker
 
 __all__ = ["BatchProgressLine", "add_batch_arguments", "batch_command"]
 
@@ -85,34 +85,24 @@ async def batch_command(args: argparse.Namespace) -> int:
 
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = BatchProgressLine(sys.stderr) if show_progress else None
+    work = batch(
+        args.requests,
+        out=args.output,
+        model=args.model or DEFAULT_MODEL,
+        sub_model=args.sub_model,
+        options=engine_options(args),
+        settings=Settings.from_env(load_dotenv=not args.no_dotenv),
+        # --cache is an engine flag (run and serve have it too).
+        cache=getattr(args, "cache", None),
+        processes=args.processes,
+        concurrency=args.concurrency,
+        budget=args.budget,
+        ray=args.ray,
+        retries=args.retries,
+        on_progress=progress,
+    )
     try:
-        async with anyio.create_task_group() as tg:
-            if progress is not None:
-                tg.start_soon(progress.tick)
-            try:
-                summary = await batch(
-                    args.requests,
-                    out=args.output,
-                    model=args.model or DEFAULT_MODEL,
-                    sub_model=args.sub_model,
-                    options=engine_options(args),
-                    settings=Settings.from_env(load_dotenv=not args.no_dotenv),
-                    # --cache is an engine flag (run and serve have it too).
-                    cache=getattr(args, "cache", None),
-                    processes=args.processes,
-                    concurrency=args.concurrency,
-                    budget=args.budget,
-                    ray=args.ray,
-                    retries=args.retries,
-                    on_progress=progress,
-                )
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The ticker cannot fail, so the group holds the batch's one error: raise it as is.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
+        summary = await (work if progress is None else with_ticker(progress, work))
     finally:
         if progress is not None:
             progress.finish()
@@ -120,19 +110,15 @@ async def batch_command(args: argparse.Namespace) -> int:
     return 0 if summary.done + summary.skipped == summary.total else 1
 
 
-class BatchProgressLine:
+class BatchProgressLine(StatusLine):
     """A batch's live status on a terminal, redrawn as rows finish and a few times a second.
 
     ``⠹ 12.4 s · 40/100 rows · 2 failed · 16 in flight · 3.2 rows/s · $0.0123``
     """
 
-    _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-
     def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._status: BatchStatus | None = None
-        self._frame = 0
-        self._shown = False
 
     def __call__(self, status: BatchStatus) -> None:
         self._status = status
@@ -155,12 +141,7 @@ class BatchProgressLine:
         return " · ".join(parts)
 
     def draw(self) -> None:
-        self._frame = (self._frame + 1) % len(self._SPINNER)
-        width = shutil.get_terminal_size((100, 20)).columns
-        text = f"{self._SPINNER[self._frame]} {self.line()}"[: max(width - 1, 20)]
-        self._stream.write(f"\r\033[K{text}")
-        self._stream.flush()
-        self._shown = True
+        self._redraw()
 
     async def tick(self) -> None:
         """Redraw a few times a second so the clock and the rate keep moving."""
@@ -172,6 +153,4 @@ class BatchProgressLine:
 
     def finish(self) -> None:
         """Leave the last status on its own line."""
-        if self._shown:
-            self._stream.write(f"\r\033[K✓ {self.line()}\n")
-            self._stream.flush()
+        self._close("✓")

@@ -7,23 +7,21 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from rlm_async.cli._arg_types import positive_int
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
-from rlm_async.cli._progress import Progress
+from rlm_async.cli._progress import Progress, with_ticker
 from rlm_async.engine._listeners import fan_out
 
 if TYPE_CHECKING:
     from rlm_async.trajectory import TrajectoryWriter
 
 __all__ = ["main"]
-
-T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -229,7 +227,7 @@ async def _run(args: argparse.Namespace) -> int:
             cache=args.cache,
         ) as rlm:
             work = rlm.completion(context, args.query, output_type=schema)
-            result = await (work if progress is None else _with_ticker(progress, work))
+            result = await (work if progress is None else with_ticker(progress, work))
     finally:
         if progress is not None:
             progress.finish()
@@ -264,24 +262,6 @@ def _read_schema(path: str) -> dict[str, Any]:
             '{"type": "object", "properties": {...}}; got ' + type(schema).__name__
         )
     return schema
-
-
-async def _with_ticker(progress: Progress, work: Awaitable[T]) -> T:
-    """Await ``work`` while the status line's clock keeps moving."""
-    done: list[T] = []
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(progress.tick)
-            try:
-                done.append(await work)
-            finally:
-                tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The ticker cannot fail, so the group holds the run's one error: raise it as is.
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from None
-        raise
-    return done[0]
 
 
 async def _view(args: argparse.Namespace) -> int:

@@ -1,33 +1,84 @@
-"""A one-line live status of a run for terminals: what ``rlm-async run`` shows on stderr."""
+"""One-line live statuses for terminals: what ``rlm-async run`` (and ``batch``) show on
+stderr."""
 
 from __future__ import annotations
 
 import shutil
 import time
-from typing import TextIO
+from collections.abc import Awaitable
+from typing import Protocol, TextIO, TypeVar
 
 import anyio
 
 from rlm_async import events as ev
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "StatusLine", "with_ticker"]
+
+T = TypeVar("T")
 
 
-class Progress:
+class StatusLine:
+    """A status line redrawn in place behind a spinner; subclasses say what :meth:`line` is."""
+
+    _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._frame = 0
+        self._shown = False
+
+    def line(self) -> str:
+        """The status line, without any terminal control characters."""
+        raise NotImplementedError
+
+    def _redraw(self) -> None:
+        self._frame = (self._frame + 1) % len(self._SPINNER)
+        width = shutil.get_terminal_size((100, 20)).columns
+        text = f"{self._SPINNER[self._frame]} {self.line()}"[: max(width - 1, 20)]
+        self._stream.write(f"\r\033[K{text}")
+        self._stream.flush()
+        self._shown = True
+
+    def _close(self, mark: str) -> None:
+        """Leave the last status, after ``mark``, on its own line (if one was drawn)."""
+        if self._shown:
+            self._stream.write(f"\r\033[K{mark} {self.line()}\n")
+            self._stream.flush()
+
+
+class _Ticking(Protocol):
+    async def tick(self) -> None: ...
+
+
+async def with_ticker(status: _Ticking, work: Awaitable[T]) -> T:
+    """Await ``work`` while ``status.tick`` keeps the status line's clock moving."""
+    done: list[T] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(status.tick)
+            try:
+                done.append(await work)
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The ticker cannot fail, so the group holds the work's one error: raise it as is.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    return done[0]
+
+
+class Progress(StatusLine):
     """A one-line live status of a run on a terminal, redrawn as events arrive.
 
     ``⠹ 12.4 s · turn 2 · cells 3 · sub-calls 64 done, 32 in flight · 151k tokens · $0.0123``
     """
 
-    _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-
     def __init__(self, stream: TextIO, *, interval: float = 0.1) -> None:
-        self._stream = stream
+        super().__init__(stream)
         self._interval = interval
         self._started = time.monotonic()
         self._last_draw = 0.0
-        self._frame = 0
-        self._shown = False
         self.turn = 0
         self.turns_done = 0
         self.cells_done = 0
@@ -106,12 +157,7 @@ class Progress:
         if not force and now - self._last_draw < self._interval:
             return
         self._last_draw = now
-        self._frame = (self._frame + 1) % len(self._SPINNER)
-        width = shutil.get_terminal_size((100, 20)).columns
-        text = f"{self._SPINNER[self._frame]} {self.line()}"[: max(width - 1, 20)]
-        self._stream.write(f"\r\033[K{text}")
-        self._stream.flush()
-        self._shown = True
+        self._redraw()
 
     async def tick(self) -> None:
         """Redraw a few times a second so the clock moves while a model is thinking."""
@@ -122,10 +168,8 @@ class Progress:
     def finish(self) -> None:
         """Leave the last status on its own line (✓ when the root run finished)."""
         if self._shown:
-            mark = "✓" if self.finished else "✗"
             self.phase = "done" if self.finished else "stopped"
-            self._stream.write(f"\r\033[K{mark} {self.line()}\n")
-            self._stream.flush()
+            self._close("✓" if self.finished else "✗")
 
 
 def _short_int(n: int) -> str:
