@@ -30,6 +30,7 @@ from rlm_async._exceptions import ContextWindowExceeded
 from rlm_async._text import cap_middle
 from rlm_async._tokens import CHARS_PER_TOKEN, estimate_tokens, request_chars
 from rlm_async._types import Message
+from rlm_async.engine._model_calls import usage_fields
 from rlm_async.providers._base import CompletionRequest
 
 if TYPE_CHECKING:
@@ -152,11 +153,7 @@ class Compactor:
             tokens_before=tokens,
             tokens_after=conversation_tokens(system, messages),
             summary=summary,
-            input_tokens=completion.usage.input_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            cache_write_tokens=completion.usage.cache_write_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cost_usd=completion.usage.cost_usd,
+            **usage_fields(completion.usage),
             latency=round(time.perf_counter() - started, 6),
         )
         run.check_budgets()

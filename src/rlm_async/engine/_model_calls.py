@@ -2,18 +2,19 @@
 
 Root turns and sub-calls both go through :func:`call_model`; a root turn that streams its
 text (``RLM.stream``) goes through :func:`stream_model`. Without rate limits (the common
-case) a call goes straight to the provider.
+case) a call goes straight to the provider. :func:`usage_fields` is what the events
+saying a call ended record of its usage.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rlm_async._exceptions import ProviderResponseError, RateLimitError
 from rlm_async._tokens import request_tokens
-from rlm_async._types import Completion
+from rlm_async._types import Completion, Usage
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.providers._retry import pacing
 
@@ -21,7 +22,22 @@ if TYPE_CHECKING:
     from rlm_async.engine._resources import EngineResources
     from rlm_async.providers import ResolvedModel
 
-__all__ = ["call_model", "stream_model"]
+__all__ = ["call_model", "stream_model", "usage_fields"]
+
+
+def usage_fields(usage: Usage | None) -> dict[str, Any]:
+    """A model call's usage as the fields of the event that says it ended (``TurnFinished``,
+    ``Compacted``, ``SubCallFinished``); ``None``: nothing was paid (a cached or failed
+    sub-call), all zero and no cost."""
+    if usage is None:
+        usage = Usage()
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cached_tokens": usage.cached_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cost_usd": usage.cost_usd,
+    }
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from rlm_async._exceptions import OutputValidationError
 from rlm_async._text import cap_middle
 from rlm_async._types import Completion, Message
 from rlm_async.engine._compaction import Compactor
-from rlm_async.engine._model_calls import call_model, stream_model
+from rlm_async.engine._model_calls import call_model, stream_model, usage_fields
 from rlm_async.engine._parsing import FinalDirective
 from rlm_async.providers._base import CompletionRequest
 
@@ -135,11 +135,7 @@ class RunSteps:
             turn=self.turn.number,
             model=self.root.label,
             text=completion.text,
-            input_tokens=completion.usage.input_tokens,
-            output_tokens=completion.usage.output_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            cache_write_tokens=completion.usage.cache_write_tokens,
-            cost_usd=completion.usage.cost_usd,
+            **usage_fields(completion.usage),
             latency=round(time.perf_counter() - started, 6),
             replayed=recorded is not None,
         )

@@ -40,6 +40,7 @@ from rlm_async._exceptions import (
 )
 from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
+from rlm_async.engine._model_calls import usage_fields
 from rlm_async.engine._prepare import prepare
 from rlm_async.engine._structured import StructuredReply, ask_structured, check_schema
 from rlm_async.providers._base import CompletionRequest
@@ -423,11 +424,7 @@ class SubCallServer:
             model=model,
             ok=error is None,
             answer=text[: self.run.preview],
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            cached_tokens=usage.cached_tokens if usage else 0,
-            cache_write_tokens=usage.cache_write_tokens if usage else 0,
-            cost_usd=usage.cost_usd if usage else None,
+            **usage_fields(usage),
             latency=round(time.perf_counter() - started, 6),
             cached=cached,
             structured=structured,
