@@ -16,7 +16,7 @@ import pytest
 import rlm_async
 from rlm_async import ConfigurationError
 from rlm_async.batching import BatchStatus
-from rlm_async.batching._worker import Spend
+from rlm_async.engine._spend import Spend
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.testing import MockLLMServer, MockReply, Responder, ScriptedModel
 from tests.batch.support import (

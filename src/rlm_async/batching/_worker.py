@@ -18,13 +18,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from rlm_async import events as ev
 from rlm_async.batching._rows import Job
 from rlm_async.engine._options import RLMOptions
 from rlm_async.engine._rlm import RLM
+from rlm_async.engine._spend import Spend
 from rlm_async.providers._settings import Settings
 
-__all__ = ["Spend", "WorkerSpec", "error_row", "process_main", "run_job"]
+__all__ = ["WorkerSpec", "error_row", "process_main", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -56,35 +56,6 @@ class WorkerSpec:
             settings=self.settings,
             cache=self.cache,
         )
-
-
-class Spend:
-    """What a row's model calls have cost so far, added up from its events (a sub-RLM's
-    too), so that a row that fails after paying for some turns still counts them."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cost_usd = 0.0
-        self.unpriced = False  # a call that was paid for has no known price
-        self._nested: set[str] = set()  # rlm_query calls that ran as a sub-RLM
-
-    def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted) and event.parent_subcall is not None:
-            self._nested.add(event.parent_subcall)
-        elif isinstance(event, ev.TurnFinished | ev.SubCallFinished | ev.Compacted):
-            if isinstance(event, ev.SubCallFinished) and event.subcall in self._nested:
-                return  # a sub-RLM's own call: its turns and sub-calls are counted
-            if event.replayed or not (event.input_tokens or event.output_tokens):
-                return  # answered from a record or the sub-call cache: not paid
-            self.calls += 1
-            self.input_tokens += event.input_tokens
-            self.output_tokens += event.output_tokens
-            if event.cost_usd is None:
-                self.unpriced = True
-            else:
-                self.cost_usd += event.cost_usd
 
 
 def error_row(

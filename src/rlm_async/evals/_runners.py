@@ -27,6 +27,7 @@ from rlm_async._exceptions import (
 )
 from rlm_async._types import Message, RLMResult, UsageSummary
 from rlm_async.engine._rlm import RLM
+from rlm_async.engine._spend import Spend
 from rlm_async.evals._task import Example
 from rlm_async.providers._base import CompletionRequest, Provider
 from rlm_async.providers._registry import ProviderRegistry
@@ -119,45 +120,25 @@ def _from_result(outcome: Outcome, result: RLMResult) -> None:
     outcome.trajectory = None if path is None else str(path)
 
 
-class _RootRun:
+class _RootRun(Spend):
     """What a run did, from its events, for a run that raises (no result to say it): the
-    root run's id (its trajectory is ``<UTC time>-<run_id>.jsonl``), its finished turns, and
-    what it spent, added up as ``result.usage`` adds it up (every model call once: root and
-    sub-RLM turns, compaction summaries, ``llm_query`` sub-calls; a sub-RLM's own
-    sub-call event is its turns, already counted; one past the depth limit, a plain call,
-    is counted by its own event)."""
+    root run's id (its trajectory is ``<UTC time>-<run_id>.jsonl``), its finished turns, its
+    sub-calls, and what it spent (:class:`Spend`: as ``result.usage`` adds it up)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.run_id: str | None = None
-        self._nested: set[str] = set()  # sub-calls that ran as a sub-RLM with turns
         self.turns = 0
         self.subcalls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.cached_tokens = 0
-        self.cost: float | None = None
 
     def __call__(self, event: ev.Event) -> None:
-        if isinstance(event, ev.RunStarted):
-            if event.depth == 0 and self.run_id is None:
-                self.run_id = event.run_id
-            if event.parent_subcall is not None:
-                self._nested.add(event.parent_subcall)
-        elif isinstance(event, ev.TurnFinished | ev.Compacted | ev.SubCallFinished):
-            if isinstance(event, ev.TurnFinished) and event.depth == 0:
-                self.turns += 1
-            if isinstance(event, ev.SubCallFinished):
-                self.subcalls += 1
-                if event.kind == "rlm" and event.subcall in self._nested:
-                    return
-            if getattr(event, "replayed", False) or getattr(event, "cached", False):
-                return  # answered from a record or the cache: not paid
-            self.input_tokens += event.input_tokens
-            self.output_tokens += event.output_tokens
-            self.cached_tokens += event.cached_tokens
-            cost = getattr(event, "cost_usd", None)
-            if cost is not None:
-                self.cost = (self.cost or 0.0) + cost
+        if isinstance(event, ev.RunStarted) and event.depth == 0 and self.run_id is None:
+            self.run_id = event.run_id
+        elif isinstance(event, ev.TurnFinished) and event.depth == 0:
+            self.turns += 1
+        elif isinstance(event, ev.SubCallFinished):
+            self.subcalls += 1
+        super().__call__(event)
 
 
 def _trajectory_dir(options: Mapping[str, Any]) -> Path | None:
@@ -260,7 +241,7 @@ class RLMRunner:
             # thread: a long evaluation's directory holds thousands of files).
             outcome.turns, outcome.subcalls = root.turns, root.subcalls
             outcome.input_tokens, outcome.output_tokens = root.input_tokens, root.output_tokens
-            outcome.cached_tokens, outcome.cost = root.cached_tokens, root.cost
+            outcome.cached_tokens, outcome.cost = root.cached_tokens, root.cost_usd
             directory = _trajectory_dir(self._options)
             outcome.trajectory = await anyio.to_thread.run_sync(_trajectory_of, directory, root)
         outcome.latency_s = time.perf_counter() - started
