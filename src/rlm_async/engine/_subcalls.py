@@ -291,17 +291,14 @@ class SubCallServer:
             raise
         if structured is not None:
             return self._structured_finished(call, target.label, start(), structured)
-        if cached:  # answered by the cache: nothing paid, no usage
-            self.run.shared.cached_subcalls += 1
-        else:
-            usage = completion.usage
-            self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
+        self._paid(target, completion, cached)
         self._subcall_finished(call, target.label, start(), completion=completion, cached=cached)
         self.run.check_budgets()
         return SubCallResult.answer(completion.text)
 
     def _paid(self, target: ResolvedModel, completion: Completion, cached: bool) -> None:
-        """One attempt of a structured sub-call counted as it ends: usage, or a cache hit."""
+        """A sub-call (or one attempt of a structured one) counted as it ends: its usage, or
+        a cache hit (nothing paid, no usage)."""
         if cached:
             self.run.shared.cached_subcalls += 1
         else:
