@@ -7,6 +7,7 @@ changed default changes the library and both CLIs at once.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from rlm_async._exceptions import ConfigurationError
@@ -33,41 +34,32 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, model_help: str) ->
     """
     parser.add_argument("--model", default=None, help=f"root model (default: {model_help})")
     parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
-    for flag, field, help_text in (
-        ("--max-iterations", "max_iterations", "root turns before the answer is asked for"),
-        ("--max-depth", "max_depth", "recursion depth (1: rlm_query is a plain call)"),
-        ("--max-concurrency", "max_concurrency", "sub-calls in flight per run"),
+    for flag, help_text in (
+        ("--max-iterations", "root turns before the answer is asked for"),
+        ("--max-depth", "recursion depth (1: rlm_query is a plain call)"),
+        ("--max-concurrency", "sub-calls in flight per run"),
     ):
-        default = _default(RLMOptions, field)
-        parser.add_argument(
-            flag, type=positive_int, default=default, help=f"{help_text} (default {default})"
-        )
-    cell_timeout = _default(ReplOptions, "cell_timeout")
-    parser.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=cell_timeout,
-        metavar="S",
-        help=f"seconds a REPL cell may run (default {cell_timeout:g})",
+        _add_option_flag(parser, flag, RLMOptions, positive_int, help_text)
+    _add_option_flag(
+        parser, "--cell-timeout", ReplOptions, float, "seconds a REPL cell may run", metavar="S"
     )
-    compact_at = _default(RLMOptions, "compact_at")
-    parser.add_argument(
+    _add_option_flag(
+        parser,
         "--compact-at",
-        type=_compact_at,
-        default=compact_at,
+        RLMOptions,
+        _compact_at,
+        "fold a root conversation's earlier turns into a summary past X: a fraction of what "
+        "the root model's window holds (e.g. 0.6), a number of tokens (e.g. 50000), or off",
         metavar="X",
-        help="fold a root conversation's earlier turns into a summary past X: a fraction of "
-        "what the root model's window holds (e.g. 0.6), a number of tokens (e.g. 50000), or "
-        f"off (default {compact_at:g})",
     )
-    output_retries = _default(RLMOptions, "output_retries")
-    parser.add_argument(
+    _add_option_flag(
+        parser,
         "--output-retries",
-        type=non_negative_int,
-        default=output_retries,
+        RLMOptions,
+        non_negative_int,
+        "answers that did not match the requested schema sent back to the model before the "
+        "run fails",
         metavar="N",
-        help="answers that did not match the requested schema sent back to the model before "
-        f"the run fails (default {output_retries})",
     )
     parser.add_argument(
         "--cache",
@@ -75,6 +67,27 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, model_help: str) ->
         default=None,
         help="keep sub-call answers in this SQLite file: a re-run pays nothing for them "
         "(several processes may share it)",
+    )
+
+
+def _add_option_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    model: type[RLMOptions] | type[ReplOptions],
+    arg_type: Callable[[str], Any],
+    help_text: str,
+    *,
+    metavar: str | None = None,
+) -> None:
+    """Add ``flag`` for the field of ``model`` it names (``--max-depth``: ``max_depth``), with
+    that field's default, said in the help."""
+    default = _default(model, flag.removeprefix("--").replace("-", "_"))
+    parser.add_argument(
+        flag,
+        type=arg_type,
+        default=default,
+        metavar=metavar,
+        help=f"{help_text} (default {default:g})",
     )
 
 
