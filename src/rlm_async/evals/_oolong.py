@@ -20,16 +20,15 @@ from rlm_async.evals._answers import extract_number, first_match
 from rlm_async.evals._records import (
     LABEL_PATTERNS,
     LABELS,
-    RECORD_FORMAT,
+    RECORDS_INTRO,
     classify,
     classify_code,
     classify_responder,
-    make_records,
+    draw_records,
     parse_records,
-    user_ids,
 )
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
+from rlm_async.evals._sizes import check_size, format_size, task_rng
 from rlm_async.evals._task import Example, Solvers
 from rlm_async.providers._base import CompletionRequest
 
@@ -86,12 +85,9 @@ class OolongTask:
         """Records totalling about ``size`` tokens and one aggregation question."""
         check_size(size)
         rng = task_rng(self.name, seed, size)
-        chars = size * CHARS_PER_TOKEN
-        users = user_ids(rng, min(max(chars // 85 // 30, 10), 2_000))
-        weights = [rng.uniform(0.3, 1.0) for _ in LABELS]
-        records = make_records(rng, chars, users, weights)
+        records, users = draw_records(rng, size, records_per_user=30, users=(10, 2_000))
         rows = [(f"{r.date:%b %d, %Y}", r.user, r.label) for r in records]
-        meta: dict[str, Any] = {"records": len(records), "users": len(users)}
+        meta: dict[str, Any] = {"records": len(records), "users": users}
         meta.update(_question(rng, rows))
         gold = aggregate(rows, meta)
         return Example(
@@ -159,12 +155,7 @@ def _query(meta: dict[str, Any]) -> str:
         if kind.endswith("count")
         else "Give your final answer as the category only, e.g. 'location'."
     )
-    return (
-        f"The context is a list of records, one per line: {RECORD_FORMAT}. Each instance is a "
-        "question that belongs to exactly one of these categories (the coarse question "
-        f"classes of TREC): {', '.join(LABELS)}. The categories are not written in the data: "
-        f"decide each instance's category from its text. {question} {shape}"
-    )
+    return f"{RECORDS_INTRO} {question} {shape}"
 
 
 def _aggregate_code(meta: dict[str, Any], *, wrong: bool) -> str:

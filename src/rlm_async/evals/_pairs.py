@@ -19,16 +19,15 @@ from typing import Any
 from rlm_async.evals._answers import extract_pairs, f1
 from rlm_async.evals._records import (
     LABELS,
-    RECORD_FORMAT,
+    RECORDS_INTRO,
     classify,
     classify_code,
     classify_responder,
-    make_records,
+    draw_records,
     parse_records,
-    user_ids,
 )
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
+from rlm_async.evals._sizes import check_size, format_size, task_rng
 from rlm_async.evals._task import Example, Solvers
 from rlm_async.providers._base import CompletionRequest
 
@@ -58,12 +57,9 @@ class OolongPairsTask:
         """Records totalling about ``size`` tokens and one question about pairs of users."""
         check_size(size)
         rng = task_rng(self.name, seed, size)
-        chars = size * CHARS_PER_TOKEN
-        users = user_ids(rng, min(max(chars // 85 // 40, 12), 150))
-        weights = [rng.uniform(0.3, 1.0) for _ in LABELS]
-        records = make_records(rng, chars, users, weights)
+        records, users = draw_records(rng, size, records_per_user=40, users=(12, 150))
         rows = [(r.user, r.label) for r in records]
-        meta: dict[str, Any] = {"records": len(records), "users": len(users)}
+        meta: dict[str, Any] = {"records": len(records), "users": users}
         meta.update(_condition(rng, rows))
         gold = pairs_meeting(rows, meta)
         return Example(
@@ -126,10 +122,7 @@ def _query(meta: dict[str, Any]) -> str:
             f"'{second}'"
         )
     return (
-        f"The context is a list of records, one per line: {RECORD_FORMAT}. Each instance is a "
-        "question that belongs to exactly one of these categories (the coarse question "
-        f"classes of TREC): {', '.join(LABELS)}. The categories are not written in the data: "
-        "decide each instance's category from its text. List every pair of user ids such that "
+        f"{RECORDS_INTRO} List every pair of user ids such that "
         f"{condition}. List each pair once, the smaller id first, one pair per line as "
         "(id1, id2)."
     )

@@ -17,17 +17,20 @@ from dataclasses import dataclass
 
 from rlm_async.evals._filler import made_up_words
 from rlm_async.evals._scripting import Responder, prompt_text
+from rlm_async.evals._sizes import CHARS_PER_TOKEN
 from rlm_async.evals._task import Example
 from rlm_async.providers._base import CompletionRequest
 
 __all__ = [
     "LABELS",
     "LABEL_PATTERNS",
+    "RECORDS_INTRO",
     "RECORD_FORMAT",
     "Record",
     "classify",
     "classify_code",
     "classify_responder",
+    "draw_records",
     "make_records",
     "parse_records",
     "user_ids",
@@ -52,6 +55,14 @@ LABEL_PATTERNS = {
     "numeric value": re.compile(r"(?i)\bnumeric\b"),
 }
 RECORD_FORMAT = "Date: <Mon DD, YYYY> || User: <5-digit id> || Instance: <a question>"
+#: How a question about the records begins: their format, the categories, and that each
+#: record's category is to be read from its text.
+RECORDS_INTRO = (
+    f"The context is a list of records, one per line: {RECORD_FORMAT}. Each instance is a "
+    "question that belongs to exactly one of these categories (the coarse question "
+    f"classes of TREC): {', '.join(LABELS)}. The categories are not written in the data: "
+    "decide each instance's category from its text."
+)
 
 _TEMPLATES = {
     "abbreviation": (
@@ -160,6 +171,20 @@ def make_records(
         records.append(record)
         total += len(_DATES[day]) + len(record.user) + len(text) + 31
     return records
+
+
+def draw_records(
+    rng: random.Random, size: int, *, records_per_user: int, users: tuple[int, int]
+) -> tuple[list[Record], int]:
+    """Records totalling about ``size`` tokens, and how many users wrote them: a user for
+    about every ``records_per_user`` records, within the bounds ``users`` (least, most);
+    labels weighted at random."""
+    chars = size * CHARS_PER_TOKEN
+    least, most = users
+    # A record's line is about 85 characters.
+    ids = user_ids(rng, min(max(chars // 85 // records_per_user, least), most))
+    weights = [rng.uniform(0.3, 1.0) for _ in LABELS]
+    return make_records(rng, chars, ids, weights), len(ids)
 
 
 def parse_records(text: str) -> list[tuple[str, str, str]]:
