@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from rlm_async import events as ev
 from rlm_async._exceptions import (
     AuthenticationError,
     BudgetExceeded,
@@ -40,9 +37,14 @@ from rlm_async._exceptions import (
 )
 from rlm_async._tokens import estimate_tokens
 from rlm_async._types import Completion, Message
-from rlm_async.engine._model_calls import usage_fields
 from rlm_async.engine._prepare import prepare
 from rlm_async.engine._structured import StructuredReply, ask_structured, check_schema
+from rlm_async.engine._subcall_events import (
+    SubCall,
+    SubCallStart,
+    subcall_finished,
+    subcall_started,
+)
 from rlm_async.providers._base import CompletionRequest
 from rlm_async.repl._protocol import LLMRequest, SubCallResult
 
@@ -69,32 +71,6 @@ def prompt_too_big(tokens: int, model: str, window: int) -> str:
 
 # A prompt not answered (yet): compared by identity.
 _NOT_RUN = SubCallResult.failure("not run")
-
-
-@dataclass(frozen=True)
-class _SubCall:
-    """Who a sub-call is, for its events: its id, and the turn and cell that made it."""
-
-    id: str
-    turn: int
-    cell: int
-    kind: Literal["llm", "rlm"]
-    request: int  # the REPL's request id
-
-
-class _Start:
-    """A sub-call's start, announced once (``SubCallStarted``) when it takes a slot to be
-    sent, or when the sub-call cache answers it or it starts waiting for an identical call
-    in flight; calling it again gives the time it started."""
-
-    def __init__(self, server: SubCallServer, call: _SubCall, model: str, prompt: str) -> None:
-        self.server, self.call, self.model, self.prompt = server, call, model, prompt
-        self.at: float | None = None
-
-    def __call__(self) -> float:
-        if self.at is None:
-            self.at = self.server._subcall_started(self.call, self.model, self.prompt)
-        return self.at
 
 
 class SubCallServer:
@@ -201,7 +177,7 @@ class SubCallServer:
         async def worker() -> None:
             for index, prompt in todo:
                 context = request.contexts[index] if request.contexts else None
-                call = _SubCall(f"{prefix}.{index}", turn, cell, request.kind, request.id)
+                call = SubCall(f"{prefix}.{index}", turn, cell, request.kind, request.id)
                 try:
                     if recursive and context is not None:
                         results[index] = await self._sub_rlm(call, prompt, context)
@@ -254,12 +230,12 @@ class SubCallServer:
 
     async def _sub_llm(
         self,
-        call: _SubCall,
+        call: SubCall,
         target: ResolvedModel,
         prompt: str,
         schema: dict[str, Any] | None = None,
     ) -> SubCallResult:
-        start = _Start(self, call, target.label, prompt)
+        start = SubCallStart(self.run, call, target.label, prompt)
         request = CompletionRequest(
             model=target.model,
             messages=[Message(role="user", content=prompt)],
@@ -278,21 +254,23 @@ class SubCallServer:
                     lambda completion, cached: self._paid(target, completion, cached),
                 )
         except ProviderError as exc:
-            self._subcall_finished(call, target.label, start(), error=exc)
+            subcall_finished(self.run, call, target.label, start(), error=exc)
             if isinstance(exc, FATAL_SUBCALL_ERRORS):
                 raise
             return SubCallResult.failure(str(exc))
         except BaseException as exc:  # cancelled, or a bug in a user's provider
             if start.at is not None:  # not while it waited for a slot: it had not started
                 with contextlib.suppress(Exception):  # a raising listener must not mask it
-                    self._subcall_finished(
-                        call, target.label, start.at, error=self._ended_by(exc, call)
+                    subcall_finished(
+                        self.run, call, target.label, start.at, error=self._ended_by(exc, call)
                     )
             raise
         if structured is not None:
             return self._structured_finished(call, target.label, start(), structured)
         self._paid(target, completion, cached)
-        self._subcall_finished(call, target.label, start(), completion=completion, cached=cached)
+        subcall_finished(
+            self.run, call, target.label, start(), completion=completion, cached=cached
+        )
         self.run.check_budgets()
         return SubCallResult.answer(completion.text)
 
@@ -306,12 +284,13 @@ class SubCallServer:
             self.run.shared.usage.record(target.label, usage, depth=self.run.depth + 1)
 
     def _structured_finished(
-        self, call: _SubCall, model: str, started: float, reply: StructuredReply
+        self, call: SubCall, model: str, started: float, reply: StructuredReply
     ) -> SubCallResult:
         """The end of a structured sub-call (its attempts' usage already counted)."""
         error = None if reply.problem is None else ValueError(reply.problem)
         text = reply.answer if reply.answer is not None else str(reply.problem)
-        self._subcall_finished(
+        subcall_finished(
+            self.run,
             call,
             model,
             started,
@@ -327,7 +306,7 @@ class SubCallServer:
         return SubCallResult.answer(text)
 
     async def _answer(
-        self, target: ResolvedModel, request: CompletionRequest, start: _Start
+        self, target: ResolvedModel, request: CompletionRequest, start: SubCallStart
     ) -> tuple[Completion, bool]:
         """The sub-call's completion, and whether the sub-call cache gave it (not paid).
 
@@ -346,7 +325,7 @@ class SubCallServer:
             return await send(), False
         return await cache.complete(target, request, send, begin=start)
 
-    async def _sub_rlm(self, call: _SubCall, prompt: str, context: Any) -> SubCallResult:
+    async def _sub_rlm(self, call: SubCall, prompt: str, context: Any) -> SubCallResult:
         """A full RLM one level deeper, with its own REPL holding ``context``."""
         try:
             # Model code chose this context: one the REPL cannot hold is its error to read,
@@ -358,71 +337,25 @@ class SubCallServer:
         if refusal is not None:
             return SubCallResult.failure(refusal)
         label = self.run.shared.models.for_depth(self.run.depth + 1).label
-        started = self._subcall_started(call, label, prompt)
+        started = subcall_started(self.run, call, label, prompt)
         try:
             result = await self.run.child_run(prepared, prompt, call.id)
         except RLMError as exc:
-            self._subcall_finished(call, label, started, error=exc)
+            subcall_finished(self.run, call, label, started, error=exc)
             if isinstance(exc, FATAL_SUBCALL_ERRORS):
                 raise
             return SubCallResult.failure(str(exc))
         except BaseException as exc:
             with contextlib.suppress(Exception):  # a raising listener must not mask it
-                self._subcall_finished(call, label, started, error=self._ended_by(exc, call))
+                subcall_finished(self.run, call, label, started, error=self._ended_by(exc, call))
             raise
-        self._subcall_finished(call, label, started, answer=result.answer)
+        subcall_finished(self.run, call, label, started, answer=result.answer)
         return SubCallResult.answer(result.answer)
 
-    def _subcall_started(self, call: _SubCall, model: str, prompt: str) -> float:
-        self.run.shared.subcalls += 1
-        self.run.turn.prompt_chars.append(len(prompt))
-        self.run.event(
-            ev.SubCallStarted,
-            subcall=call.id,
-            turn=call.turn,
-            cell=call.cell,
-            kind=call.kind,
-            model=model,
-            prompt=prompt[: self.run.preview],
-            prompt_chars=len(prompt),
-        )
-        return time.perf_counter()
-
-    def _ended_by(self, exc: BaseException, call: _SubCall) -> BaseException:
+    def _ended_by(self, exc: BaseException, call: SubCall) -> BaseException:
         """What a sub-call's finished event says when it did not get to finish."""
         if isinstance(exc, Exception):
             return exc
         if call.request in self._abandoned:
             return RuntimeError(self._abandon_reason())
         return RuntimeError(self.run.shared.cancel_reason()[1])
-
-    def _subcall_finished(
-        self,
-        call: _SubCall,
-        model: str,
-        started: float,
-        *,
-        completion: Completion | None = None,
-        error: BaseException | None = None,
-        answer: str | None = None,
-        cached: bool = False,
-        structured: bool = False,
-    ) -> None:
-        usage = completion.usage if completion is not None and not cached else None
-        text = answer if answer is not None else (completion.text if completion else str(error))
-        if self.run.depth == 0:  # what a resume answers from (a sub-RLM's calls are not replayed)
-            self.run.shared.keep_full("subcall_finished", call.id, text, self.run.preview)
-        self.run.event(
-            ev.SubCallFinished,
-            subcall=call.id,
-            turn=call.turn,
-            cell=call.cell,
-            kind=call.kind,
-            model=model,
-            ok=error is None,
-            answer=text[: self.run.preview],
-            **usage_fields(usage),
-            latency=round(time.perf_counter() - started, 6),
-            cached=cached,
-            structured=structured,
-        )
