@@ -17,8 +17,8 @@ import re
 from rlm_async.evals._answers import answer_part, normalise
 from rlm_async.evals._filler import made_up_words, sentence_pool
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
-from rlm_async.evals._task import Example, Solvers
+from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, task_rng
+from rlm_async.evals._task import Example, Solvers, example_id
 from rlm_async.providers._base import CompletionRequest
 
 __all__ = ["MULTIDOC_SOLVERS", "MultiDocTask"]
@@ -104,7 +104,7 @@ class MultiDocTask:
             order[a], order[b] = order[b], order[a]
         docs = [docs[i] for i in order]
         return Example(
-            id=f"{self.name}-{format_size(size)}-s{seed}",
+            id=example_id(self.name, size, seed),
             task=self.name,
             size=size,
             seed=seed,

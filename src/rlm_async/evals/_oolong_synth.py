@@ -20,8 +20,7 @@ from typing import Any
 
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.evals._answers import answer_part, extract_number, normalise
-from rlm_async.evals._sizes import format_size
-from rlm_async.evals._task import Example
+from rlm_async.evals._task import Example, example_id
 
 __all__ = ["OolongSynthTask", "example_from_row"]
 
@@ -49,7 +48,7 @@ def _gold(answer: str) -> Any:
 def example_from_row(row: Row, *, seed: int, size: int, name: str = "oolong-synth") -> Example:
     """The example for one OOLONG-synth row (its published fields as they are)."""
     return Example(
-        id=f"{name}-{format_size(size)}-s{seed}",
+        id=example_id(name, size, seed),
         task=name,
         size=size,
         seed=seed,

@@ -27,8 +27,8 @@ from rlm_async.evals._records import (
     parse_records,
 )
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import check_size, format_size, task_rng
-from rlm_async.evals._task import Example, Solvers
+from rlm_async.evals._sizes import check_size, task_rng
+from rlm_async.evals._task import Example, Solvers, example_id
 from rlm_async.providers._base import CompletionRequest
 
 __all__ = ["PAIRS_SOLVERS", "OolongPairsTask", "pairs_meeting"]
@@ -63,7 +63,7 @@ class OolongPairsTask:
         meta.update(_condition(rng, rows))
         gold = pairs_meeting(rows, meta)
         return Example(
-            id=f"{self.name}-{format_size(size)}-s{seed}",
+            id=example_id(self.name, size, seed),
             task=self.name,
             size=size,
             seed=seed,

@@ -14,8 +14,8 @@ import re
 from rlm_async.evals._answers import answer_part
 from rlm_async.evals._filler import filler_lines
 from rlm_async.evals._scripting import Responder, prompt_text, root_responder
-from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, format_size, task_rng
-from rlm_async.evals._task import Example, Solvers
+from rlm_async.evals._sizes import CHARS_PER_TOKEN, check_size, task_rng
+from rlm_async.evals._task import Example, Solvers, example_id
 from rlm_async.providers._base import CompletionRequest
 
 __all__ = ["SNIAH_SOLVERS", "SNiahTask"]
@@ -76,7 +76,7 @@ class SNiahTask:
         key = keys[0]
         value = needles[0].rsplit(": ", 1)[1].rstrip(".")
         return Example(
-            id=f"{self.name}-{format_size(size)}-s{seed}",
+            id=example_id(self.name, size, seed),
             task=self.name,
             size=size,
             seed=seed,

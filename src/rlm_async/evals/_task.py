@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+from rlm_async.evals._sizes import format_size
 from rlm_async.providers._base import CompletionRequest
 
-__all__ = ["Example", "Solver", "Solvers", "Task"]
+__all__ = ["Example", "Solver", "Solvers", "Task", "example_id"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class Example:
     query: str
     gold: Any
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+def example_id(task: str, size: int, seed: int) -> str:
+    """An example's :attr:`Example.id`: ``"oolong-128k-s3"`` for task, size and seed."""
+    return f"{task}-{format_size(size)}-s{seed}"
 
 
 #: A scripted root model for one example (``ScriptedModel``'s responder): writes the code
