@@ -11,8 +11,14 @@ import anyio
 
 from rlm_async.batching import BatchStatus, batch
 from rlm_async.cli._arg_types import positive_int
+from rlm_async.cli._dotenv_flag import add_dotenv_argument, settings_from_env
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
-from rlm_async.cli._progress import StatusLine, with_ticker
+from rlm_async.cli._progress import (
+    StatusLine,
+    add_progress_argument,
+    wants_progress,
+    with_ticker,
+)
 
 __all__ = ["BatchProgressLine", "add_batch_arguments", "batch_command"]
 
@@ -33,7 +39,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         "are skipped, so running the command again resumes it",
     )
     add_engine_arguments(parser, model_help=DEFAULT_MODEL)
-    parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
+    add_dotenv_argument(parser)
     parser.add_argument(
         "--processes",
         type=positive_int,
@@ -70,28 +76,20 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         help="run on a Ray cluster (pip install 'rlm-async[ray]'): at ADDRESS, else "
         "RAY_ADDRESS, else a local Ray on this machine",
     )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="a live status line on stderr (default: when stderr is a terminal)",
-    )
+    add_progress_argument(parser)
 
 
 async def batch_command(args: argparse.Namespace) -> int:
     """Run the batch; 0 when every request has an answer, 1 when some failed or were left
     for a re-run (the summary on stderr says which)."""
-    from rlm_async.providers._settings import Settings
-
-    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    progress = BatchProgressLine(sys.stderr) if show_progress else None
+    progress = BatchProgressLine(sys.stderr) if wants_progress(args) else None
     work = batch(
         args.requests,
         out=args.output,
         model=args.model or DEFAULT_MODEL,
         sub_model=args.sub_model,
         options=engine_options(args),
-        settings=Settings.from_env(load_dotenv=not args.no_dotenv),
+        settings=settings_from_env(args),
         # --cache is an engine flag (run and serve have it too).
         cache=getattr(args, "cache", None),
         processes=args.processes,

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from rlm_async._exceptions import ConfigurationError
 from rlm_async.cli._arg_types import positive_int
+from rlm_async.cli._dotenv_flag import add_dotenv_argument, settings_from_env
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
+from rlm_async.cli._progress import add_progress_argument, wants_progress
 
 if TYPE_CHECKING:
     from rlm_async.evals._harness import EvalProgress
@@ -103,13 +105,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="write each RLM run's trajectory to DIR/trajectories (default: on)",
     )
-    parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="a live status line on stderr (default: when stderr is a terminal)",
-    )
+    add_dotenv_argument(parser)
+    add_progress_argument(parser)
 
 
 def _sizes(values: list[str] | None) -> list[int]:
@@ -215,7 +212,6 @@ async def run_eval_command(args: argparse.Namespace) -> int:
     from rlm_async.evals._report import markdown_report, write_report
     from rlm_async.evals._results import read_rows
     from rlm_async.evals._runners import RLMRunner
-    from rlm_async.providers._settings import Settings
     from rlm_async.providers._windows import UNKNOWN_WINDOW
 
     tasks = _tasks(args)
@@ -230,7 +226,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
     windows: dict[str, int] | None = None
     runners: list[Runner | str] = []
     if not args.offline:
-        settings = Settings.from_env(load_dotenv=not args.no_dotenv)
+        settings = settings_from_env(args)
         model = args.model or DEFAULT_MODEL
         rlm_options: dict[str, Any] = {"options": options, "settings": settings}
         if getattr(args, "cache", None):
@@ -245,7 +241,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         runners = [RLMRunner(model, args.sub_model, options=rlm_options), *methods[1:]]
-    live = sys.stderr.isatty() if args.progress is None else args.progress
+    live = wants_progress(args)
     done: list[EvalResults] = []
     for task in tasks:
         status = EvalStatus(sys.stderr, task.name)

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from rlm_async.cli._arg_types import positive_int
+from rlm_async.cli._dotenv_flag import add_dotenv_argument
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
-from rlm_async.cli._progress import Progress, with_ticker
+from rlm_async.cli._progress import Progress, add_progress_argument, wants_progress, with_ticker
 from rlm_async.engine._listeners import fan_out
 
 if TYPE_CHECKING:
@@ -74,16 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="parse the context file as JSON (list or dict)"
     )
     add_engine_arguments(run, model_help=DEFAULT_MODEL)
-    run.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
+    add_dotenv_argument(run)
     run.add_argument(
         "-v", "--verbose", action="store_true", help="show the run on stderr as it happens"
     )
-    run.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="a live status line on stderr (default: when stderr is a terminal)",
-    )
+    add_progress_argument(run)
     run.add_argument(
         "--result-json",
         action="store_true",
@@ -209,10 +205,8 @@ async def _run(args: argparse.Namespace) -> int:
 
     context = _read_context(args.context, args.json)
     schema = _read_schema(args.output_schema) if args.output_schema else None
-    show_progress = args.progress
-    if show_progress is None:
-        show_progress = sys.stderr.isatty() and not args.verbose
-    progress = Progress(sys.stderr) if show_progress else None
+    # --verbose logs go to stderr too: no status line between them unless asked for.
+    progress = Progress(sys.stderr) if wants_progress(args, stderr_busy=args.verbose) else None
     writer = _writer(args)
     try:
         # The flags are one options value, checked as a whole before anything starts.

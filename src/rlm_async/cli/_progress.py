@@ -3,7 +3,9 @@ stderr."""
 
 from __future__ import annotations
 
+import argparse
 import shutil
+import sys
 import time
 from collections.abc import Awaitable
 from typing import Protocol, TextIO, TypeVar
@@ -12,9 +14,33 @@ import anyio
 
 from rlm_async import events as ev
 
-__all__ = ["Progress", "StatusLine", "with_ticker"]
+__all__ = [
+    "Progress",
+    "StatusLine",
+    "add_progress_argument",
+    "wants_progress",
+    "with_ticker",
+]
 
 T = TypeVar("T")
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--progress`` / ``--no-progress`` to ``parser``."""
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a live status line on stderr (default: when stderr is a terminal)",
+    )
+
+
+def wants_progress(args: argparse.Namespace, *, stderr_busy: bool = False) -> bool:
+    """``--progress`` / ``--no-progress``, else whether stderr is a terminal (and not
+    ``stderr_busy`` with other output, such as ``--verbose`` logs)."""
+    if args.progress is None:
+        return sys.stderr.isatty() and not stderr_busy
+    return bool(args.progress)
 
 
 class StatusLine:

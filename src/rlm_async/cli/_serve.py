@@ -33,6 +33,7 @@ from rlm_async.cli._arg_types import (
     positive_int,
     positive_seconds,
 )
+from rlm_async.cli._dotenv_flag import add_dotenv_argument, settings_from_env
 from rlm_async.cli._engine_flags import DEFAULT_MODEL, add_engine_arguments, engine_options
 from rlm_async.cli._session_flags import (
     add_session_arguments,
@@ -166,7 +167,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve GET /metrics without the bearer token (for a Prometheus scraping without "
         "credentials; keep the port private)",
     )
-    parser.add_argument("--no-dotenv", action="store_true", help="do not read a .env file")
+    add_dotenv_argument(parser)
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
@@ -250,10 +251,9 @@ async def serve(args: argparse.Namespace) -> int:
         )
     if args.demo:
         return await _serve_demo(args, token)
-    from rlm_async.providers._settings import Settings
-
-    settings = Settings.from_env(load_dotenv=not args.no_dotenv)
-    replica = _replica(args, settings, args.model or DEFAULT_MODEL, args.sub_model, token)
+    replica = _replica(
+        args, settings_from_env(args), args.model or DEFAULT_MODEL, args.sub_model, token
+    )
     return await _serve(args, replica, label=None)
 
 
