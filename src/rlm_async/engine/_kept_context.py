@@ -14,7 +14,6 @@ text as UTF-8 with lone surrogates kept, anything else as one JSON document.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -94,15 +93,14 @@ def _link_or_copy(source: str, target: Path) -> None:
 
 
 def load_kept_context(trajectory: str | os.PathLike[str], fmt: str) -> Any:
-    """The context kept beside ``trajectory``, read as the child reads it (blocking).
+    """The context kept beside ``trajectory``, read by the child's reader (blocking).
 
     Raises:
         OSError: the file cannot be read (it was not kept, or was removed).
         ValueError: a JSON context that is not JSON (the file was changed).
     """
-    path = kept_context_path(trajectory)
-    if fmt == "text":
-        with open(path, encoding="utf-8", errors="surrogatepass") as handle:
-            return handle.read()
-    with open(path, "rb") as handle:
-        return json.loads(handle.read())
+    # The child's own reader (stdlib only, no side effects on import), not a copy of it;
+    # imported here: only a resume needs it.
+    from rlm_async.repl.child._child import read_context_file
+
+    return read_context_file(str(kept_context_path(trajectory)), fmt)

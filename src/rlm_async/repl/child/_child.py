@@ -491,7 +491,7 @@ class _Repl:
             return {"type": "context_loaded", "error": f"ValueError: bad variable name {name!r}"}
         try:
             if path not in self._loaded:
-                self._loaded[path] = _load_context(path, fmt)
+                self._loaded[path] = read_context_file(path, fmt)
             self.namespace[name] = self._loaded[path]
         except Exception as exc:
             return {"type": "context_loaded", "error": f"{type(exc).__name__}: {exc}"}
@@ -953,7 +953,10 @@ def _format_user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def _load_context(path: str, fmt: str) -> Any:
+def read_context_file(path: str, fmt: str) -> Any:
+    """A context file as ``_context.py`` wrote it: text as UTF-8 with lone surrogates kept,
+    anything else one JSON document. The parent reads a kept context back with this too
+    (``engine/_kept_context.py``), so a resumed run gets what the child loaded."""
     if fmt == "text":
         with open(path, encoding="utf-8", errors="surrogatepass") as handle:
             return handle.read()
