@@ -90,8 +90,7 @@ async def batch_command(args: argparse.Namespace) -> int:
         sub_model=args.sub_model,
         options=engine_options(args),
         settings=settings_from_env(args),
-        # --cache is an engine flag (run and serve have it too).
-        cache=getattr(args, "cache", None),
+        cache=args.cache,
         processes=args.processes,
         concurrency=args.concurrency,
         budget=args.budget,

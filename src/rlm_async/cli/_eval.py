@@ -225,11 +225,11 @@ async def run_eval_command(args: argparse.Namespace) -> int:
     settings = None
     windows: dict[str, int] | None = None
     runners: list[Runner | str] = []
+    model = args.model or DEFAULT_MODEL
     if not args.offline:
         settings = settings_from_env(args)
-        model = args.model or DEFAULT_MODEL
         rlm_options: dict[str, Any] = {"options": options, "settings": settings}
-        if getattr(args, "cache", None):
+        if args.cache:
             rlm_options["cache"] = args.cache
         if args.context_window is not None:
             windows = {model: args.context_window}
@@ -252,7 +252,7 @@ async def run_eval_command(args: argparse.Namespace) -> int:
                     sizes,
                     args.n,
                     list(_offline_runners(task, methods, options)) if args.offline else runners,
-                    model=args.model or DEFAULT_MODEL,
+                    model=model,
                     settings=settings,
                     context_windows=windows,
                     concurrency=args.concurrency,
