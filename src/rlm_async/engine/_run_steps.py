@@ -19,6 +19,7 @@ import anyio
 from rlm_async import events as ev
 from rlm_async._exceptions import OutputValidationError
 from rlm_async._text import cap_middle
+from rlm_async._tokens import request_chars
 from rlm_async._types import Completion, Message
 from rlm_async.engine._compaction import Compactor
 from rlm_async.engine._model_calls import call_model, stream_model, usage_fields
@@ -104,10 +105,6 @@ class RunSteps:
         self, system: str, messages: list[Message], *, final_turn: bool = False
     ) -> Completion:
         await self.compactor.before_turn(system, messages)  # may fold earlier turns
-        chars = len(system) + sum(len(m.content) for m in messages)
-        self.shared.budget.check_root_turn(chars)
-        self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
-        started = time.perf_counter()
         request = CompletionRequest(
             model=self.root.model,
             messages=list(messages),
@@ -116,6 +113,9 @@ class RunSteps:
             temperature=self.options.temperature,
             cache_key=self.run_id,  # each turn's prompt is the next one's prefix: cache it
         )
+        self.shared.budget.check_root_turn(request_chars(request))
+        self.event(ev.TurnStarted, turn=self.turn.number, final_turn=final_turn)
+        started = time.perf_counter()
         recorded = self.replay.reply(self.turn.number) if self.replay is not None else None
         if recorded is not None:  # resumed: the recorded reply, not paid again
             completion = Completion(text=recorded, model=self.root.model, provider="replay")
